@@ -1,0 +1,371 @@
+//! Configuration shared by every binary: the database, the queue, Twilio credentials, the public
+//! URL, logging, retention and retry schedules.
+//!
+//! Each setting is an env var and a clap flag (`#[command(flatten)]` into each binary's CLI).
+//! Raw [`CoreArgs`] are parsed once into a typed [`CoreConfig`]; a bad value stops start-up with
+//! one line naming the variable ([`ConfigError`]). Secrets are kept in [`SecretString`] (their
+//! `Debug` prints `[REDACTED]`) and `--help` never shows their env values. Tests build the
+//! typed structs directly and never touch the process environment.
+
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+use url::Url;
+
+use crate::kinds::JobKind;
+use crate::retry::{RetryPolicy, RetrySchedule, parse_duration};
+
+/// A setting that does not parse; the message names the env var.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    /// The env var.
+    pub var: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// A new error for `var`.
+    pub fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Raw shared settings, as clap reads them from flags and env vars.
+#[derive(Debug, Clone, Args)]
+pub struct CoreArgs {
+    /// Port the HTTP server listens on (0.0.0.0).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Public base URL Twilio calls (signatures are computed over it). Default http://localhost:$PORT.
+    #[arg(long, env = "PUBLIC_HOST")]
+    pub public_host: Option<String>,
+    /// Twilio Account SID (AC…), for the REST API and recording downloads.
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio Auth Token: verifies webhook signatures and authenticates REST calls.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    /// Base URL of the Twilio REST API.
+    #[arg(long, env = "TWILIO_API_BASE", default_value = "https://api.twilio.com")]
+    pub twilio_api_base: String,
+    /// Store (and, without Redis, queue) database: sqlite://PATH or postgres://…
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/moked.db", hide_env_values = true)]
+    pub database_url: String,
+    /// Redis URL (redis:// or rediss://). Set: the queue lives in Redis. Unset: in the database.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// TLS Redis URL (rediss://); preferred over REDIS_URL when both are set.
+    #[arg(long, env = "REDIS_TLS_URL", hide_env_values = true)]
+    pub redis_tls_url: Option<String>,
+    /// Key prefix of every Redis key (lets several deployments or tests share one Redis).
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "moked")]
+    pub queue_prefix: String,
+    /// Bearer token of the operator API and page. Unset: the operator API is off.
+    #[arg(long, env = "OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// How long done and discarded jobs are kept (e.g. 24h, 7d).
+    #[arg(long, env = "JOB_RETENTION", default_value = "24h")]
+    pub job_retention: String,
+    /// How long webhook dedupe keys are remembered.
+    #[arg(long, env = "DEDUPE_TTL", default_value = "24h")]
+    pub dedupe_ttl: String,
+    /// Default retry schedule of every job kind (delays between attempts).
+    #[arg(long, env = "RETRY_SCHEDULE", default_value = "5s,30s,2m,10m,1h,6h")]
+    pub retry_schedule: String,
+    /// Retry schedule override for call.started.
+    #[arg(long, env = "RETRY_SCHEDULE_CALL_STARTED")]
+    pub retry_schedule_call_started: Option<String>,
+    /// Retry schedule override for call.status.
+    #[arg(long, env = "RETRY_SCHEDULE_CALL_STATUS")]
+    pub retry_schedule_call_status: Option<String>,
+    /// Retry schedule override for recording.process.
+    #[arg(long, env = "RETRY_SCHEDULE_RECORDING_PROCESS")]
+    pub retry_schedule_recording_process: Option<String>,
+    /// Retry schedule override for whatsapp.inbound.
+    #[arg(long, env = "RETRY_SCHEDULE_WHATSAPP_INBOUND")]
+    pub retry_schedule_whatsapp_inbound: Option<String>,
+    /// Retry schedule override for whatsapp.status.
+    #[arg(long, env = "RETRY_SCHEDULE_WHATSAPP_STATUS")]
+    pub retry_schedule_whatsapp_status: Option<String>,
+    /// Retry schedule override for whatsapp.send.
+    #[arg(long, env = "RETRY_SCHEDULE_WHATSAPP_SEND")]
+    pub retry_schedule_whatsapp_send: Option<String>,
+    /// Retry schedule override for clock.reconcile.
+    #[arg(long, env = "RETRY_SCHEDULE_CLOCK_RECONCILE")]
+    pub retry_schedule_clock_reconcile: Option<String>,
+    /// Retry schedule override for clock.health.
+    #[arg(long, env = "RETRY_SCHEDULE_CLOCK_HEALTH")]
+    pub retry_schedule_clock_health: Option<String>,
+    /// Retry schedule override for clock.cleanup.
+    #[arg(long, env = "RETRY_SCHEDULE_CLOCK_CLEANUP")]
+    pub retry_schedule_clock_cleanup: Option<String>,
+}
+
+/// Twilio account settings.
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    /// Account SID, if configured.
+    pub account_sid: Option<String>,
+    /// Auth token, if configured. Without it every webhook is refused (fail closed).
+    pub auth_token: Option<SecretString>,
+    /// REST API base URL, without a trailing slash.
+    pub api_base: String,
+}
+
+/// Where the queue lives.
+#[derive(Debug, Clone)]
+pub enum QueueBackend {
+    /// Redis at this URL (may carry a password).
+    Redis(SecretString),
+    /// The store's database.
+    Database,
+}
+
+/// Typed shared settings.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Listen port.
+    pub port: u16,
+    /// Public base URL without a trailing slash (`https://moked.example.com`).
+    pub public_host: String,
+    /// Twilio settings.
+    pub twilio: TwilioConfig,
+    /// Database URL.
+    pub database_url: SecretString,
+    /// Queue backend.
+    pub queue: QueueBackend,
+    /// Redis key prefix.
+    pub queue_prefix: String,
+    /// Operator bearer token (None: operator API off).
+    pub operator_token: Option<SecretString>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Retention of done/discarded jobs.
+    pub job_retention: Duration,
+    /// Webhook dedupe window.
+    pub dedupe_ttl: Duration,
+    /// Retry schedules.
+    pub retry: RetryPolicy,
+}
+
+fn parse_url(var: &'static str, value: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
+    let url = Url::parse(value)
+        .map_err(|e| ConfigError::new(var, format!("`{value}` is not a URL ({e})")))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(ConfigError::new(
+            var,
+            format!("scheme `{}` not supported (use {})", url.scheme(), schemes.join(", ")),
+        ));
+    }
+    Ok(url)
+}
+
+/// Trims a URL's trailing slash so paths can be appended.
+fn base(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+impl CoreArgs {
+    /// Parses and checks every shared setting.
+    pub fn into_config(self) -> Result<CoreConfig, ConfigError> {
+        let public_host = match non_empty(self.public_host) {
+            Some(v) => base(&parse_url("PUBLIC_HOST", &v, &["http", "https"])?),
+            None => format!("http://localhost:{}", self.port),
+        };
+        let api_base = base(&parse_url(
+            "TWILIO_API_BASE",
+            &self.twilio_api_base,
+            &["http", "https"],
+        )?);
+        let db = self.database_url.trim().to_owned();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        let redis = match (non_empty(self.redis_tls_url), non_empty(self.redis_url)) {
+            (Some(tls), _) => {
+                parse_url("REDIS_TLS_URL", &tls, &["rediss", "redis"])?;
+                QueueBackend::Redis(tls.into())
+            }
+            (None, Some(plain)) => {
+                parse_url("REDIS_URL", &plain, &["redis", "rediss"])?;
+                QueueBackend::Redis(plain.into())
+            }
+            (None, None) => QueueBackend::Database,
+        };
+        let dur = |var: &'static str, v: &str| {
+            parse_duration(v).map_err(|reason| ConfigError::new(var, reason))
+        };
+        let sched = |var: &'static str, v: &str| {
+            v.parse::<RetrySchedule>()
+                .map_err(|e| ConfigError::new(var, e.to_string()))
+        };
+        let mut retry = RetryPolicy::new(sched("RETRY_SCHEDULE", &self.retry_schedule)?);
+        let overrides = [
+            (JobKind::CallStarted, "RETRY_SCHEDULE_CALL_STARTED", self.retry_schedule_call_started),
+            (JobKind::CallStatus, "RETRY_SCHEDULE_CALL_STATUS", self.retry_schedule_call_status),
+            (
+                JobKind::RecordingProcess,
+                "RETRY_SCHEDULE_RECORDING_PROCESS",
+                self.retry_schedule_recording_process,
+            ),
+            (
+                JobKind::WhatsAppInbound,
+                "RETRY_SCHEDULE_WHATSAPP_INBOUND",
+                self.retry_schedule_whatsapp_inbound,
+            ),
+            (
+                JobKind::WhatsAppStatus,
+                "RETRY_SCHEDULE_WHATSAPP_STATUS",
+                self.retry_schedule_whatsapp_status,
+            ),
+            (JobKind::WhatsAppSend, "RETRY_SCHEDULE_WHATSAPP_SEND", self.retry_schedule_whatsapp_send),
+            (
+                JobKind::ClockReconcile,
+                "RETRY_SCHEDULE_CLOCK_RECONCILE",
+                self.retry_schedule_clock_reconcile,
+            ),
+            (JobKind::ClockHealth, "RETRY_SCHEDULE_CLOCK_HEALTH", self.retry_schedule_clock_health),
+            (JobKind::ClockCleanup, "RETRY_SCHEDULE_CLOCK_CLEANUP", self.retry_schedule_clock_cleanup),
+        ];
+        for (kind, var, value) in overrides {
+            if let Some(v) = non_empty(value) {
+                retry = retry.with(kind, sched(var, &v)?);
+            }
+        }
+        if self.queue_prefix.is_empty() || self.queue_prefix.contains(char::is_whitespace) {
+            return Err(ConfigError::new("QUEUE_PREFIX", "must be a non-empty word"));
+        }
+        Ok(CoreConfig {
+            port: self.port,
+            public_host,
+            twilio: TwilioConfig {
+                account_sid: non_empty(self.twilio_account_sid),
+                auth_token: non_empty(self.twilio_auth_token).map(SecretString::from),
+                api_base,
+            },
+            database_url: db.into(),
+            queue: redis,
+            queue_prefix: self.queue_prefix,
+            operator_token: non_empty(self.operator_token).map(SecretString::from),
+            log_format: self.log_format,
+            job_retention: dur("JOB_RETENTION", &self.job_retention)?,
+            dedupe_ttl: dur("DEDUPE_TTL", &self.dedupe_ttl)?,
+            retry,
+        })
+    }
+}
+
+impl CoreConfig {
+    /// Settings for tests and embedded use: SQLite at `database_url`, queue in the database,
+    /// everything else at its default.
+    pub fn for_database(database_url: &str) -> Self {
+        CoreConfig {
+            port: 0,
+            public_host: "http://localhost:8080".into(),
+            twilio: TwilioConfig {
+                account_sid: None,
+                auth_token: None,
+                api_base: "https://api.twilio.com".into(),
+            },
+            database_url: database_url.to_owned().into(),
+            queue: QueueBackend::Database,
+            queue_prefix: "moked".into(),
+            operator_token: None,
+            log_format: LogFormat::Text,
+            job_retention: Duration::from_secs(86_400),
+            dedupe_ttl: Duration::from_secs(86_400),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        core: CoreArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<CoreConfig, ConfigError> {
+        let mut all = vec!["moked"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().core.into_config()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.public_host, "http://localhost:8080");
+        assert_eq!(c.twilio.api_base, "https://api.twilio.com");
+        assert_eq!(c.database_url.expose_secret(), "sqlite://data/moked.db");
+        assert!(matches!(c.queue, QueueBackend::Database));
+        assert_eq!(c.retry.schedule(JobKind::WhatsAppSend).to_string(), "5s,30s,2m,10m,1h,6h");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let e = parse(&["--public-host", "not a url"]).unwrap_err();
+        assert_eq!(e.var, "PUBLIC_HOST");
+        assert!(e.to_string().starts_with("invalid PUBLIC_HOST:"), "{e}");
+        assert_eq!(parse(&["--redis-url", "http://x"]).unwrap_err().var, "REDIS_URL");
+        assert_eq!(parse(&["--database-url", "mysql://x"]).unwrap_err().var, "DATABASE_URL");
+        assert_eq!(
+            parse(&["--retry-schedule-whatsapp-send", "5x"]).unwrap_err().var,
+            "RETRY_SCHEDULE_WHATSAPP_SEND"
+        );
+    }
+
+    #[test]
+    fn tls_redis_wins_and_per_kind_schedules_apply() {
+        let c = parse(&[
+            "--redis-url",
+            "redis://a:6379",
+            "--redis-tls-url",
+            "rediss://b:6380",
+            "--retry-schedule-whatsapp-send",
+            "5s,30s,2m",
+            "--public-host",
+            "https://moked.example.com/",
+        ])
+        .unwrap();
+        match c.queue {
+            QueueBackend::Redis(u) => assert_eq!(u.expose_secret(), "rediss://b:6380"),
+            QueueBackend::Database => panic!("expected redis"),
+        }
+        assert_eq!(c.retry.schedule(JobKind::WhatsAppSend).to_string(), "5s,30s,2m");
+        assert_eq!(c.retry.schedule(JobKind::CallStatus).max_attempts(), 7);
+        assert_eq!(c.public_host, "https://moked.example.com");
+    }
+}

@@ -1,0 +1,5 @@
+//! Database backend (skeleton; being written).
+
+/// The database queue.
+#[derive(Clone)]
+pub struct DbQueue;

@@ -1,0 +1,5 @@
+//! Redis backend (skeleton; being written).
+
+/// The Redis queue.
+#[derive(Clone)]
+pub struct RedisQueue;

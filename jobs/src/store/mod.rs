@@ -1,0 +1,138 @@
+//! The store: one sqlx `Any` pool over SQLite (embedded default) or Postgres, with the same
+//! schema on both (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! Queries are written once in the SQL both dialects accept (`$1` placeholders, `ON CONFLICT`,
+//! `RETURNING`); times are stored as `BIGINT` milliseconds since the Unix epoch so the two
+//! backends read and compare them the same way. Where the dialects differ (row locking), the
+//! caller asks [`Db::kind`].
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL` (a committed job survives power loss) and a
+//! 5 s busy timeout so several processes (a `moked` and a `moked-worker jobs` CLI) can share the
+//! file.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+/// Which database the pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    /// SQLite file.
+    Sqlite,
+    /// Postgres server.
+    Postgres,
+}
+
+/// A connection pool and its dialect.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    kind: DbKind,
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Db {
+    /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`). For SQLite the
+    /// file and its folder are created when missing.
+    pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let kind = if url.starts_with("sqlite:") {
+            DbKind::Sqlite
+        } else {
+            DbKind::Postgres
+        };
+        let url = match kind {
+            DbKind::Sqlite => sqlite_url(url)?,
+            DbKind::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match kind {
+                DbKind::Sqlite => 8,
+                DbKind::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if kind == DbKind::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Db { pool, kind })
+    }
+
+    /// Applies the migrations of this dialect.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self.kind {
+            DbKind::Sqlite => SQLITE_MIGRATOR.run(&self.pool).await,
+            DbKind::Postgres => POSTGRES_MIGRATOR.run(&self.pool).await,
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The dialect.
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// `SELECT 1`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Normalises a SQLite URL: creates the parent folder and asks for create-if-missing.
+fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    if rest.starts_with(":memory:") || rest.contains("mode=memory") {
+        return Ok(url.to_owned());
+    }
+    let path = rest.split('?').next().unwrap_or(rest);
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+    }
+    Ok(if rest.contains("mode=") {
+        format!("sqlite://{rest}")
+    } else if rest.contains('?') {
+        format!("sqlite://{rest}&mode=rwc")
+    } else {
+        format!("sqlite://{rest}?mode=rwc")
+    })
+}
+
+/// Milliseconds since the epoch.
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The time at `ms` milliseconds since the epoch.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Now, in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    to_ms(Utc::now())
+}
