@@ -79,6 +79,9 @@ pub struct CoreArgs {
     /// Bearer token of the operator API and page. Unset: the operator API is off.
     #[arg(long, env = "OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
+    /// Shared secret of the Baileys bridge (X-BAILEYS-SECRET, both directions).
+    #[arg(long, env = "BAILEYS_SECRET", hide_env_values = true)]
+    pub baileys_secret: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -157,6 +160,8 @@ pub struct CoreConfig {
     pub queue_prefix: String,
     /// Operator bearer token (None: operator API off).
     pub operator_token: Option<SecretString>,
+    /// Baileys bridge secret (None: the Baileys webhook refuses everything).
+    pub baileys_secret: Option<SecretString>,
     /// Log format.
     pub log_format: LogFormat,
     /// Retention of done/discarded jobs.
@@ -273,6 +278,7 @@ impl CoreArgs {
             queue: redis,
             queue_prefix: self.queue_prefix,
             operator_token: non_empty(self.operator_token).map(SecretString::from),
+            baileys_secret: non_empty(self.baileys_secret).map(SecretString::from),
             log_format: self.log_format,
             job_retention: dur("JOB_RETENTION", &self.job_retention)?,
             dedupe_ttl: dur("DEDUPE_TTL", &self.dedupe_ttl)?,
@@ -297,6 +303,7 @@ impl CoreConfig {
             queue: QueueBackend::Database,
             queue_prefix: "moked".into(),
             operator_token: None,
+            baileys_secret: None,
             log_format: LogFormat::Text,
             job_retention: Duration::from_secs(86_400),
             dedupe_ttl: Duration::from_secs(86_400),
