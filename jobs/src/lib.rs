@@ -3,12 +3,13 @@
 //! Everything the intake, the workers and the clock agree on lives here, with no HTTP server and
 //! no HTTP client: job kinds and payloads ([`kinds`]), the durable queue and its backends
 //! ([`queue`]), retry policy as data ([`retry`]), the store ([`store`]), configuration
-//! ([`config`]), telemetry ([`telemetry`]) and phone numbers ([`phone`]).
+//! ([`config`]), the worker runtime ([`runner`]), telemetry ([`telemetry`]) and phone numbers ([`phone`]).
 
 pub mod config;
 pub mod kinds;
 pub mod phone;
 pub mod queue;
 pub mod retry;
+pub mod runner;
 pub mod store;
 pub mod telemetry;

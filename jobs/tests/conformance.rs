@@ -1,0 +1,95 @@
+//! The queue conformance suite (`suite/`), run unchanged against Redis, SQLite and Postgres.
+//!
+//! Each test gets its own world: a fresh Redis key prefix, SQLite file or Postgres database.
+
+mod common;
+mod suite;
+
+use std::sync::Arc;
+
+use common::TestDb;
+use moked_jobs::queue::SharedQueue;
+use moked_jobs::queue::database::DbQueue;
+use moked_jobs::queue::redis::RedisQueue;
+
+/// A queue and what to clean up after it.
+enum World {
+    Redis(RedisQueue),
+    Db(TestDb),
+}
+
+impl World {
+    async fn redis() -> (World, SharedQueue) {
+        let q = RedisQueue::connect(&common::redis_url(), &common::redis_prefix())
+            .await
+            .expect("connect to the test Redis");
+        (World::Redis(q.clone()), Arc::new(q))
+    }
+
+    async fn sqlite() -> (World, SharedQueue) {
+        let t = TestDb::sqlite().await;
+        let q = DbQueue::new(t.db.clone()).await.expect("sqlite queue");
+        (World::Db(t), Arc::new(q))
+    }
+
+    async fn postgres() -> (World, SharedQueue) {
+        let t = TestDb::postgres().await;
+        let q = DbQueue::new(t.db.clone()).await.expect("postgres queue");
+        (World::Db(t), Arc::new(q))
+    }
+
+    async fn cleanup(self) {
+        match self {
+            World::Redis(q) => q.delete_all().await.expect("delete test keys"),
+            World::Db(t) => t.drop_db().await,
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (world, queue) = super::World::$backend().await;
+                    super::suite::$case(queue).await;
+                    world.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! every_backend {
+    ($($case:ident),* $(,)?) => {
+        conformance!(redis: $($case),*);
+        conformance!(sqlite: $($case),*);
+        conformance!(postgres: $($case),*);
+    };
+}
+
+every_backend!(
+    a_dedupe_key_inside_its_ttl_yields_one_job,
+    an_expired_dedupe_key_allows_a_new_job,
+    fetch_claims_due_jobs_oldest_first_and_marks_them_running,
+    fetch_never_hands_out_more_than_asked,
+    a_delayed_job_is_not_fetched_before_its_run_at,
+    an_idle_fetch_wakes_up_on_enqueue,
+    complete_moves_a_job_to_done,
+    the_runner_retries_on_the_kinds_schedule_then_buries,
+    a_retry_waits_for_the_scheduled_delay,
+    a_permanent_error_is_dead_at_once,
+    an_undecodable_payload_goes_to_dead_once_and_blocks_nothing,
+    a_panicking_handler_is_retried_and_the_worker_survives,
+    operators_retry_and_discard_dead_jobs,
+    listing_pages_through_a_state_with_cheap_totals,
+    jobs_of_a_worker_that_vanished_are_requeued_and_its_late_ack_is_ignored,
+    a_runner_dropped_mid_job_is_recovered_by_another,
+    the_runner_never_exceeds_its_concurrency,
+    shutdown_lets_running_jobs_finish_and_fetches_nothing_new,
+    shutdown_puts_back_jobs_that_outlive_the_grace_period,
+    a_job_that_keeps_killing_its_workers_ends_dead,
+    prune_deletes_old_done_jobs_and_keeps_dead_ones,
+    two_runners_share_a_backlog_and_run_each_job_exactly_once,
+);
