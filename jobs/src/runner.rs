@@ -155,21 +155,23 @@ impl Runner {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<RunSummary, QueueError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let signal = tokio::spawn({
+        let signal = AbortOnDrop(tokio::spawn({
             let stop_tx = stop_tx.clone();
             async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
             }
-        });
+        }));
         self.queue.heartbeat(&self.worker).await?;
         info!(worker = %self.worker.session, backend = self.queue.backend(), concurrency = self.config.concurrency, "worker started");
-        let beat = tokio::spawn(heartbeat_loop(
+        // Dropped with this future: a runner that is cancelled (or whose process dies) stops
+        // heartbeating, so its jobs are recovered by others.
+        let beat = AbortOnDrop(tokio::spawn(heartbeat_loop(
             self.queue.clone(),
             self.worker.clone(),
             self.config.clone(),
             stop_rx.clone(),
-        ));
+        )));
 
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let running: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -180,8 +182,8 @@ impl Runner {
 
         let _ = stop_tx.send(true);
         let released = self.finish(&mut tasks, &running).await;
-        beat.abort();
-        signal.abort();
+        drop(signal);
+        drop(beat);
         if let Err(e) = self.queue.deregister(&self.worker).await {
             warn!(error = %e, "could not remove the worker session; it expires on its own");
         }
@@ -308,6 +310,15 @@ impl Runner {
         }
         warn!(released, "shutdown grace ran out; unfinished jobs put back");
         released
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
