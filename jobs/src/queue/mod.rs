@@ -406,3 +406,18 @@ pub fn page_limit(limit: u32) -> u32 {
         n => n.min(500),
     }
 }
+
+/// Opens the queue the configuration asks for: Redis when `REDIS_URL`/`REDIS_TLS_URL` is set,
+/// else the store's database.
+pub async fn connect(
+    core: &crate::config::CoreConfig,
+    db: &crate::store::Db,
+) -> QueueResult<SharedQueue> {
+    use secrecy::ExposeSecret;
+    Ok(match &core.queue {
+        crate::config::QueueBackend::Redis(url) => Arc::new(
+            redis::RedisQueue::connect(url.expose_secret(), &core.queue_prefix).await?,
+        ),
+        crate::config::QueueBackend::Database => Arc::new(database::DbQueue::new(db.clone()).await?),
+    })
+}
