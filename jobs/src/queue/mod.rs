@@ -21,6 +21,7 @@
 
 pub mod database;
 pub mod redis;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::fmt;
