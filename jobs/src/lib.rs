@@ -4,6 +4,7 @@
 //! no HTTP client: job kinds and payloads ([`kinds`]), the durable queue and its backends
 //! ([`queue`]), retry policy as data ([`retry`]), the store ([`store`]), configuration
 //! ([`config`]), the worker runtime ([`runner`]), telemetry ([`telemetry`]) and phone numbers ([`phone`]).
+//! The Twilio webhook signature algorithm ([`signature`]) is shared by the intake and `sign`.
 
 pub mod config;
 pub mod kinds;
@@ -11,5 +12,6 @@ pub mod phone;
 pub mod queue;
 pub mod retry;
 pub mod runner;
+pub mod signature;
 pub mod store;
 pub mod telemetry;
