@@ -12,6 +12,7 @@ pub mod phone;
 pub mod queue;
 pub mod retry;
 pub mod runner;
+pub mod shutdown;
 pub mod signature;
 pub mod store;
 pub mod telemetry;

@@ -1,1 +1,32 @@
-//! placeholder
+//! moked workers: the process that runs jobs (`moked-worker run`), fires scheduled work
+//! (`moked-worker clock`), migrates the store (`migrate`), lets operators act on the queue from
+//! the shell (`jobs …`) and signs test webhooks (`sign`).
+//!
+//! * [`run`] — `moked-worker run`: the job loop ([`moked_jobs::runner`]) with every handler.
+//! * [`jobs_cli`] — `moked-worker jobs …`: list, show, retry, discard, stats without a server.
+//! * [`handlers`] — one file per job kind; [`handlers::dispatch`] is the one registration list.
+//! * [`config`] — worker settings.
+
+pub mod config;
+pub mod handlers;
+pub mod jobs_cli;
+pub mod run;
+
+use moked_jobs::config::CoreConfig;
+use moked_jobs::store::Db;
+use secrecy::ExposeSecret;
+
+/// `moked-worker migrate`: applies the store's migrations.
+pub async fn migrate(core: &CoreConfig) -> anyhow::Result<()> {
+    let db = Db::connect(core.database_url.expose_secret()).await?;
+    db.migrate().await?;
+    db.close().await;
+    Ok(())
+}
+
+/// `moked-worker jobs …`: connects to the queue and runs one verb.
+pub async fn jobs(core: &CoreConfig, command: jobs_cli::JobsCommand) -> anyhow::Result<String> {
+    let db = Db::connect(core.database_url.expose_secret()).await?;
+    let queue = moked_jobs::queue::connect(core, &db).await?;
+    Ok(jobs_cli::execute(queue.as_ref(), command).await?)
+}

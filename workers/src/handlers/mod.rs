@@ -1,0 +1,53 @@
+//! Job handlers: one file per job kind, and [`dispatch`], the one registration list.
+//!
+//! A handler is `async fn run(ctx: &Ctx, job: Payload) -> Result<(), JobError>`: it decodes
+//! nothing and decides everything about one kind of job. Every handler is idempotent by its
+//! natural key (CallSid, RecordingSid, MessageSid + status, our message id): the queue delivers
+//! at least once, the effects happen once.
+
+use std::sync::Arc;
+
+use moked_jobs::config::CoreConfig;
+use moked_jobs::kinds::{self, JobKind, JobPayload};
+use moked_jobs::queue::{Lease, SharedQueue};
+use moked_jobs::retry::JobError;
+use moked_jobs::store::Db;
+
+use crate::config::WorkerConfig;
+
+pub mod call_started;
+pub mod call_status;
+pub mod whatsapp_inbound;
+pub mod whatsapp_status;
+
+/// What handlers work with: the store, the queue (for follow-up jobs) and the settings.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The store.
+    pub db: Db,
+    /// The queue.
+    pub queue: SharedQueue,
+    /// Shared settings.
+    pub core: Arc<CoreConfig>,
+    /// Worker settings.
+    pub config: Arc<WorkerConfig>,
+}
+
+/// Decodes a payload; a payload that does not decode is a permanent failure (dead at once).
+fn payload<T: JobPayload>(lease: &Lease) -> Result<T, JobError> {
+    kinds::decode::<T>(&lease.payload).map_err(JobError::permanent)
+}
+
+/// Runs one claimed job with the handler of its kind.
+pub async fn dispatch(ctx: &Ctx, lease: &Lease) -> Result<(), JobError> {
+    let kind: JobKind = lease.kind.parse().map_err(JobError::permanent)?;
+    match kind {
+        JobKind::CallStarted => call_started::run(ctx, payload(lease)?).await,
+        JobKind::CallStatus => call_status::run(ctx, payload(lease)?).await,
+        JobKind::WhatsAppInbound => whatsapp_inbound::run(ctx, payload(lease)?).await,
+        JobKind::WhatsAppStatus => whatsapp_status::run(ctx, payload(lease)?).await,
+        other => Err(JobError::Permanent(format!(
+            "no handler for {other} in this build"
+        ))),
+    }
+}
