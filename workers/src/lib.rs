@@ -5,12 +5,16 @@
 //! * [`run`] — `moked-worker run`: the job loop ([`moked_jobs::runner`]) with every handler.
 //! * [`jobs_cli`] — `moked-worker jobs …`: list, show, retry, discard, stats without a server.
 //! * [`handlers`] — one file per job kind; [`handlers::dispatch`] is the one registration list.
+//! * [`clock`] — `moked-worker clock`: scheduled tasks, exactly once per tick.
+//! * [`sign`] — `moked-worker sign`: Twilio-style signatures for hand tests.
 //! * [`config`] — worker settings.
 
+pub mod clock;
 pub mod config;
 pub mod handlers;
 pub mod jobs_cli;
 pub mod run;
+pub mod sign;
 
 use moked_jobs::config::CoreConfig;
 use moked_jobs::store::Db;
@@ -29,4 +33,21 @@ pub async fn jobs(core: &CoreConfig, command: jobs_cli::JobsCommand) -> anyhow::
     let db = Db::connect(core.database_url.expose_secret()).await?;
     let queue = moked_jobs::queue::connect(core, &db).await?;
     Ok(jobs_cli::execute(queue.as_ref(), command).await?)
+}
+
+/// `moked-worker clock [--once TASK]`: runs the clock until SIGTERM, or enqueues one task now
+/// and returns a line saying so.
+pub async fn clock_command(
+    core: &CoreConfig,
+    config: clock::ClockConfig,
+    once: Option<clock::Task>,
+) -> anyhow::Result<Option<String>> {
+    let db = Db::connect(core.database_url.expose_secret()).await?;
+    let queue = moked_jobs::queue::connect(core, &db).await?;
+    if let Some(task) = once {
+        let job = clock::once(&queue, task).await?;
+        return Ok(Some(format!("enqueued {} job {}", task.kind(), job.id())));
+    }
+    clock::run(config, queue, moked_jobs::shutdown::signal()).await;
+    Ok(None)
 }

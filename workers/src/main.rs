@@ -2,8 +2,10 @@
 
 use clap::{Parser, Subcommand};
 use moked_jobs::config::CoreArgs;
+use moked_workers::clock::{ClockArgs, Task};
 use moked_workers::config::WorkerArgs;
 use moked_workers::jobs_cli::JobsCommand;
+use moked_workers::sign::SignArgs;
 
 #[derive(Parser)]
 #[command(name = "moked-worker", version, about = "moked workers: run jobs, fire the clock, migrate, operate the queue, sign test webhooks")]
@@ -21,6 +23,16 @@ enum Command {
         #[command(flatten)]
         worker: WorkerArgs,
     },
+    /// Fire scheduled tasks (reconcile, health, cleanup) as jobs, exactly once per tick across replicas.
+    Clock {
+        #[command(flatten)]
+        core: CoreArgs,
+        #[command(flatten)]
+        clock: ClockArgs,
+        /// Enqueue one run of TASK now and exit.
+        #[arg(long, value_enum, value_name = "TASK")]
+        once: Option<Task>,
+    },
     /// Apply the store's migrations (the Procfile's release phase).
     Migrate {
         #[command(flatten)]
@@ -33,6 +45,8 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Print the X-Twilio-Signature of a webhook (or a ready curl command with --curl).
+    Sign(SignArgs),
 }
 
 fn fail(message: impl std::fmt::Display) -> ! {
@@ -54,6 +68,26 @@ async fn main() {
                 Err(e) => fail(format!("{e:#}")),
             }
         }
+        Command::Clock { core, clock, once } => {
+            let core = core.into_config().unwrap_or_else(|e| fail(e));
+            let clock = clock.into_config().unwrap_or_else(|e| fail(e));
+            moked_jobs::telemetry::init(core.log_format);
+            match moked_workers::clock_command(&core, clock, once).await {
+                Ok(Some(line)) => {
+                    println!("{line}");
+                    0
+                }
+                Ok(None) => 0,
+                Err(e) => fail(format!("{e:#}")),
+            }
+        }
+        Command::Sign(args) => match moked_workers::sign::execute(&args) {
+            Ok(out) => {
+                println!("{out}");
+                0
+            }
+            Err(e) => fail(e),
+        },
         Command::Migrate { core } => {
             let core = core.into_config().unwrap_or_else(|e| fail(e));
             moked_jobs::telemetry::init(core.log_format);

@@ -17,6 +17,8 @@ use crate::config::WorkerConfig;
 
 pub mod call_started;
 pub mod call_status;
+pub mod clock_cleanup;
+pub mod clock_health;
 pub mod whatsapp_inbound;
 pub mod whatsapp_status;
 
@@ -38,6 +40,14 @@ fn payload<T: JobPayload>(lease: &Lease) -> Result<T, JobError> {
     kinds::decode::<T>(&lease.payload).map_err(JobError::permanent)
 }
 
+/// Whether this build has a handler for `kind` (the clock schedules only those).
+pub fn handles(kind: JobKind) -> bool {
+    !matches!(
+        kind,
+        JobKind::RecordingProcess | JobKind::WhatsAppSend | JobKind::ClockReconcile
+    )
+}
+
 /// Runs one claimed job with the handler of its kind.
 pub async fn dispatch(ctx: &Ctx, lease: &Lease) -> Result<(), JobError> {
     let kind: JobKind = lease.kind.parse().map_err(JobError::permanent)?;
@@ -46,6 +56,8 @@ pub async fn dispatch(ctx: &Ctx, lease: &Lease) -> Result<(), JobError> {
         JobKind::CallStatus => call_status::run(ctx, payload(lease)?).await,
         JobKind::WhatsAppInbound => whatsapp_inbound::run(ctx, payload(lease)?).await,
         JobKind::WhatsAppStatus => whatsapp_status::run(ctx, payload(lease)?).await,
+        JobKind::ClockHealth => clock_health::run(ctx, payload(lease)?).await,
+        JobKind::ClockCleanup => clock_cleanup::run(ctx, payload(lease)?).await,
         other => Err(JobError::Permanent(format!(
             "no handler for {other} in this build"
         ))),
