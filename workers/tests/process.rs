@@ -1,0 +1,159 @@
+//! Process-level tests of `moked-worker`: the real binary, killed and restarted.
+//!
+//! Each test gets its own SQLite store file and either the database queue (same file) or a
+//! fresh Redis key prefix. Waiting is done by [`eventually`], which re-checks a condition on
+//! the store until a deadline: the binary runs in another process, so there is no in-process
+//! drain to await.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use moked_jobs::config::{CoreConfig, QueueBackend};
+use moked_jobs::kinds::CallStarted;
+use moked_jobs::queue::{self, JobState, NewJob, SharedQueue};
+use moked_jobs::store::Db;
+
+struct World {
+    _dir: tempfile::TempDir,
+    db_url: String,
+    redis: Option<(String, String)>,
+    queue: SharedQueue,
+    db: Db,
+}
+
+impl World {
+    async fn new(redis: bool) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("moked.db").display());
+        let db = Db::connect(&db_url).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut core = CoreConfig::for_database(&db_url);
+        let redis = redis.then(|| {
+            let url = std::env::var("MOKED_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            (url, format!("t-{}", uuid::Uuid::new_v4().simple()))
+        });
+        if let Some((url, prefix)) = &redis {
+            core.queue = QueueBackend::Redis(url.clone().into());
+            core.queue_prefix = prefix.clone();
+        }
+        let queue = queue::connect(&core, &db).await.unwrap();
+        World {
+            _dir: dir,
+            db_url,
+            redis,
+            queue,
+            db,
+        }
+    }
+
+    fn worker(&self, name: &str) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_moked-worker"));
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db_url)
+            .env("WORKER_NAME", name)
+            .env("WORKER_CONCURRENCY", "16")
+            .env("WORKER_HEARTBEAT", "200ms")
+            .env("WORKER_STALE_AFTER", "1s")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((url, prefix)) = &self.redis {
+            cmd.env("REDIS_URL", url).env("QUEUE_PREFIX", prefix);
+        }
+        cmd.spawn().expect("start moked-worker")
+    }
+
+    async fn count(&self, state: JobState) -> u64 {
+        self.queue.stats().await.unwrap().count(state)
+    }
+}
+
+/// Re-checks `cond` every 20 ms until it holds or `limit` passes; returns the time it took.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        if cond().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+    }
+}
+
+async fn sigkill_mid_drain_then_restart_under_the_same_name(redis: bool) {
+    let w = World::new(redis).await;
+    let n = 1500u64;
+    for i in 0..n {
+        let job = CallStarted {
+            call_sid: format!("CA{i:032x}"),
+            from: format!("+97250{:07}", i),
+            to: "+97231234567".into(),
+            status: Some("ringing".into()),
+            received_at: chrono::Utc::now().to_rfc3339(),
+        };
+        w.queue.enqueue(NewJob::new(&job)).await.unwrap();
+    }
+    let mut first = w.worker("worker.1");
+    eventually(Duration::from_secs(60), "a quarter of the jobs done", || async {
+        w.count(JobState::Done).await >= n / 4
+    })
+    .await;
+    first.kill().expect("SIGKILL");
+    first.wait().unwrap();
+    let done_at_kill = w.count(JobState::Done).await;
+    assert!(done_at_kill < n, "killed mid-drain ({done_at_kill} of {n} done)");
+
+    let mut second = w.worker("worker.1");
+    let took = eventually(Duration::from_secs(60), "every job done", || async {
+        w.count(JobState::Done).await == n
+    })
+    .await;
+    let stats = w.queue.stats().await.unwrap();
+    assert_eq!(stats.count(JobState::Dead), 0);
+    assert_eq!(stats.count(JobState::Running), 0);
+    assert_eq!(stats.count(JobState::Queued), 0);
+    // Effects exactly once: one call row per CallSid, one status event per call.
+    let calls: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call")
+        .fetch_one(w.db.pool())
+        .await
+        .unwrap();
+    let distinct: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT call_sid) FROM call")
+        .fetch_one(w.db.pool())
+        .await
+        .unwrap();
+    assert_eq!((calls, distinct), (n as i64, n as i64));
+    assert!(took < Duration::from_secs(30), "orphans re-run within 30 s (took {took:?})");
+
+    // SIGTERM: a graceful exit with status 0.
+    let pid = second.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exited = Instant::now();
+    let status = second.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(exited.elapsed() < Duration::from_secs(25));
+    if let Some((url, prefix)) = &w.redis {
+        moked_jobs::queue::redis::RedisQueue::connect(url, prefix)
+            .await
+            .unwrap()
+            .delete_all()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_worker_on_redis_loses_nothing_and_restarts_under_its_name() {
+    sigkill_mid_drain_then_restart_under_the_same_name(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_worker_on_sqlite_loses_nothing_and_restarts_under_its_name() {
+    sigkill_mid_drain_then_restart_under_the_same_name(false).await;
+}
