@@ -9,6 +9,7 @@
 //! * [`sign`] — `moked-worker sign`: Twilio-style signatures for hand tests.
 //! * [`config`] — worker settings.
 
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod handlers;

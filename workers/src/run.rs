@@ -8,6 +8,7 @@ use moked_jobs::queue::{self, SharedQueue};
 use moked_jobs::runner::{Handler, RunSummary, Runner, RunnerConfig, handler};
 use moked_jobs::store::Db;
 
+use crate::clients::twilio::TwilioClient;
 use crate::config::WorkerConfig;
 use crate::handlers::{self, Ctx};
 
@@ -32,14 +33,20 @@ pub fn dispatcher(ctx: Ctx) -> Handler {
     })
 }
 
-/// Builds the handler context.
-pub fn context(core: &CoreConfig, worker: &WorkerConfig, db: Db, queue: SharedQueue) -> Ctx {
-    Ctx {
+/// Builds the handler context with the real outside-service clients.
+pub fn context(
+    core: &CoreConfig,
+    worker: &WorkerConfig,
+    db: Db,
+    queue: SharedQueue,
+) -> anyhow::Result<Ctx> {
+    Ok(Ctx {
         db,
         queue,
         core: Arc::new(core.clone()),
         config: Arc::new(worker.clone()),
-    }
+        twilio: Arc::new(TwilioClient::new(core)?),
+    })
 }
 
 /// Runs jobs on an already connected store and queue until `shutdown` resolves.
@@ -50,7 +57,7 @@ pub async fn run_on(
     queue: SharedQueue,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunSummary> {
-    let ctx = context(core, worker, db, queue.clone());
+    let ctx = context(core, worker, db, queue.clone())?;
     let runner = Runner::new(
         queue,
         &worker.worker_name,

@@ -13,6 +13,7 @@ use moked_jobs::queue::{Lease, SharedQueue};
 use moked_jobs::retry::JobError;
 use moked_jobs::store::Db;
 
+use crate::clients::twilio::TwilioApi;
 use crate::config::WorkerConfig;
 
 pub mod call_started;
@@ -33,6 +34,8 @@ pub struct Ctx {
     pub core: Arc<CoreConfig>,
     /// Worker settings.
     pub config: Arc<WorkerConfig>,
+    /// The Twilio REST API.
+    pub twilio: Arc<dyn TwilioApi>,
 }
 
 /// Decodes a payload; a payload that does not decode is a permanent failure (dead at once).

@@ -1,0 +1,4 @@
+//! Outside services, one client each behind a trait: the real implementation lives here, fakes
+//! live in tests. Handlers see only the traits (through [`crate::handlers::Ctx`]).
+
+pub mod twilio;
