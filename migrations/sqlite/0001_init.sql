@@ -46,7 +46,7 @@ CREATE TABLE worker_sessions (
 -- The CRM side.
 CREATE TABLE business (
     id         INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL,
+    name       TEXT NOT NULL UNIQUE,       -- unique: the default business is found by name, race-free
     created_at BIGINT NOT NULL
 );
 
@@ -133,7 +133,7 @@ CREATE TABLE whatsapp_message (
     provider          TEXT NOT NULL,        -- twilio|baileys
     provider_sid      TEXT UNIQUE,
     direction         TEXT NOT NULL,        -- inbound|outbound
-    to_phone          TEXT NOT NULL,
+    to_phone          TEXT,                 -- NULL when the provider did not say (Baileys inbound)
     from_phone        TEXT,
     body              TEXT,
     content_sid       TEXT,

@@ -10,6 +10,13 @@
 //! 5 s busy timeout so several processes (a `moked` and a `moked-worker jobs` CLI) can share the
 //! file.
 
+pub mod business;
+pub mod calls;
+pub mod customers;
+pub mod error;
+pub mod messages;
+pub mod recordings;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,538 @@
+//! Calls: one row per CallSid, its status history, and the call timeline read.
+//!
+//! **Why monotonic.** Twilio delivers status callbacks at least once, in no guaranteed order, and
+//! moked's workers run them concurrently; the seed system wrote whatever arrived last into one
+//! column (origin defect 7), so a late `ringing` could reopen a `completed` call. Here a status
+//! has a *rank* ([`call_status_rank`]):
+//!
+//! ```text
+//! queued = initiated (1) < ringing (2) < in-progress (3) < completed | busy | failed | no-answer | canceled (4)
+//! ```
+//!
+//! and `call.status` changes only to a status of strictly higher rank. The rank-4 statuses are
+//! terminal: once one is stored nothing replaces it (not even another terminal status), and that
+//! one change sets `ended_at` (and `duration_s` when Twilio sent CallDuration). A status outside
+//! the vocabulary is recorded as an event and never becomes the call's status.
+//!
+//! **Race safety.** The rule is enforced by the database, not by read-modify-write in Rust: the
+//! change is one `INSERT … ON CONFLICT (call_sid) DO UPDATE … WHERE rank(old) < rank(new)`, the
+//! rank being a SQL `CASE` generated from the same table as [`call_status_rank`]. Two workers
+//! applying `completed` and a late `ringing` at once end at `completed` whichever commits first.
+//!
+//! **Every callback is kept.** Before the status is considered, the callback is appended to
+//! `call_event` with a dedupe key `status:{call_sid}:{status}:{sequence}` (`-` when Twilio sent
+//! no SequenceNumber; the key is global, hence the CallSid). A redelivered callback hits
+//! `ON CONFLICT (dedupe_key) DO NOTHING`, so the history holds each callback once. The voice
+//! webhook (`call.started`) is recorded the same way under `call.started:{call_sid}`.
+//!
+//! **Links fill, never move.** `call.started` links the call to its business (by the number
+//! called) and customer (by the caller); a status callback may create the row first, and the
+//! later `call.started` then fills the empty links (`COALESCE(existing, new)`). `started_at` is
+//! set by whichever insert comes first and never changed.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::business::{Business, business_for_called, get_business};
+use super::customers::{Customer, Number, get_customer, upsert_customer};
+use super::error::StoreError;
+use super::recordings::{Recording, Transcript, recordings_for_call, transcripts_for_call};
+use super::{Db, from_ms, to_ms};
+
+/// Call statuses and their ranks; the single source of both [`call_status_rank`] and the SQL.
+pub const CALL_STATUS_RANKS: &[(&str, u8)] = &[
+    ("queued", 1),
+    ("initiated", 1),
+    ("ringing", 2),
+    ("in-progress", 3),
+    ("completed", TERMINAL_CALL_RANK),
+    ("busy", TERMINAL_CALL_RANK),
+    ("failed", TERMINAL_CALL_RANK),
+    ("no-answer", TERMINAL_CALL_RANK),
+    ("canceled", TERMINAL_CALL_RANK),
+];
+
+/// The rank of the terminal call statuses.
+pub const TERMINAL_CALL_RANK: u8 = 4;
+
+/// The status a call gets from the voice webhook when Twilio sent none: the webhook fires while
+/// the call rings at us.
+pub const DEFAULT_STARTED_STATUS: &str = "ringing";
+
+/// The rank of a call status, `None` outside Twilio's vocabulary.
+pub fn call_status_rank(status: &str) -> Option<u8> {
+    CALL_STATUS_RANKS
+        .iter()
+        .find(|(name, _)| *name == status)
+        .map(|(_, rank)| *rank)
+}
+
+/// True for completed, busy, failed, no-answer and canceled.
+pub fn is_terminal_call_status(status: &str) -> bool {
+    call_status_rank(status) == Some(TERMINAL_CALL_RANK)
+}
+
+/// Whether a call at `current` moves to `new`: only to a known status of strictly higher rank
+/// (an unknown current status ranks 0). The SQL applies exactly this rule.
+pub fn call_status_advances(current: &str, new: &str) -> bool {
+    match call_status_rank(new) {
+        Some(new_rank) => call_status_rank(current).unwrap_or(0) < new_rank,
+        None => false,
+    }
+}
+
+/// Twilio statuses are lowercase words; tolerate stray case and spaces.
+fn canonical(status: &str) -> String {
+    status.trim().to_ascii_lowercase()
+}
+
+/// `(CASE {column} WHEN 'queued' THEN 1 … ELSE 0 END)` from a rank table.
+pub(crate) fn rank_sql(ranks: &[(&str, u8)], column: &str) -> String {
+    let mut sql = format!("(CASE {column}");
+    for (name, rank) in ranks {
+        let _ = write!(sql, " WHEN '{name}' THEN {rank}");
+    }
+    sql.push_str(" ELSE 0 END)");
+    sql
+}
+
+const CALL_COLUMNS: &str = "id, call_sid, business_id, customer_id, from_phone, to_phone, status, \
+     duration_s, started_at, ended_at, updated_at";
+
+/// `call.started`: insert, or fill empty links and advance the status monotonically.
+static UPSERT_STARTED_SQL: LazyLock<String> = LazyLock::new(|| {
+    let advances = format!(
+        "{} > {}",
+        rank_sql(CALL_STATUS_RANKS, "excluded.status"),
+        rank_sql(CALL_STATUS_RANKS, "call.status")
+    );
+    format!(
+        "INSERT INTO call (call_sid, business_id, customer_id, from_phone, to_phone, status, \
+                           started_at, ended_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
+         ON CONFLICT (call_sid) DO UPDATE SET \
+           business_id = COALESCE(call.business_id, excluded.business_id), \
+           customer_id = COALESCE(call.customer_id, excluded.customer_id), \
+           from_phone = COALESCE(call.from_phone, excluded.from_phone), \
+           to_phone = COALESCE(call.to_phone, excluded.to_phone), \
+           status = CASE WHEN {advances} THEN excluded.status ELSE call.status END, \
+           ended_at = CASE WHEN {advances} THEN COALESCE(call.ended_at, excluded.ended_at) \
+                      ELSE call.ended_at END, \
+           updated_at = CASE WHEN excluded.updated_at > call.updated_at \
+                        THEN excluded.updated_at ELSE call.updated_at END \
+         RETURNING {CALL_COLUMNS}"
+    )
+});
+
+/// `call.status`: insert, or change the status only when it advances (no row returned if not).
+static APPLY_STATUS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO call (call_sid, from_phone, to_phone, status, duration_s, started_at, \
+                           ended_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $6) \
+         ON CONFLICT (call_sid) DO UPDATE SET \
+           status = excluded.status, \
+           duration_s = COALESCE(excluded.duration_s, call.duration_s), \
+           ended_at = COALESCE(call.ended_at, excluded.ended_at), \
+           from_phone = COALESCE(call.from_phone, excluded.from_phone), \
+           to_phone = COALESCE(call.to_phone, excluded.to_phone), \
+           updated_at = CASE WHEN excluded.updated_at > call.updated_at \
+                        THEN excluded.updated_at ELSE call.updated_at END \
+         WHERE {} < {} \
+         RETURNING {CALL_COLUMNS}",
+        rank_sql(CALL_STATUS_RANKS, "call.status"),
+        rank_sql(CALL_STATUS_RANKS, "excluded.status"),
+    )
+});
+
+/// A call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Call {
+    /// Row id.
+    pub id: i64,
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// The business called, once known.
+    pub business_id: Option<i64>,
+    /// The caller as a customer, once known (never for a number that does not parse).
+    pub customer_id: Option<i64>,
+    /// Caller: E.164 when it parsed, else as Twilio sent it.
+    pub from: Option<String>,
+    /// Number called: E.164 when it parsed, else as Twilio sent it.
+    pub to: Option<String>,
+    /// Twilio call status (highest rank seen).
+    pub status: String,
+    /// CallDuration from the terminal callback.
+    pub duration_s: Option<i64>,
+    /// When moked first heard of the call.
+    pub started_at: DateTime<Utc>,
+    /// When it reached a terminal status.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CallRow {
+    id: i64,
+    call_sid: String,
+    business_id: Option<i64>,
+    customer_id: Option<i64>,
+    from_phone: Option<String>,
+    to_phone: Option<String>,
+    status: String,
+    duration_s: Option<i64>,
+    started_at: i64,
+    ended_at: Option<i64>,
+    updated_at: i64,
+}
+
+impl From<CallRow> for Call {
+    fn from(r: CallRow) -> Self {
+        Call {
+            id: r.id,
+            call_sid: r.call_sid,
+            business_id: r.business_id,
+            customer_id: r.customer_id,
+            from: r.from_phone,
+            to: r.to_phone,
+            status: r.status,
+            duration_s: r.duration_s,
+            started_at: from_ms(r.started_at),
+            ended_at: r.ended_at.map(from_ms),
+            updated_at: from_ms(r.updated_at),
+        }
+    }
+}
+
+/// What the voice webhook told us about a new call.
+#[derive(Debug, Clone)]
+pub struct CallStart {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// Caller.
+    pub from: Number,
+    /// Number called (selects the business).
+    pub to: Number,
+    /// CallStatus, when sent ([`DEFAULT_STARTED_STATUS`] otherwise, or when unknown).
+    pub status: Option<String>,
+    /// When the intake received it.
+    pub at: DateTime<Utc>,
+}
+
+/// Records a call that reached the voice webhook: business by the number called (see
+/// [`business_for_called`]), customer by the caller (only when the caller parsed), the call row
+/// (links filled if empty, status advanced monotonically) and a `call.started` event. Idempotent.
+pub async fn record_call_started(db: &Db, start: &CallStart) -> Result<Call, StoreError> {
+    let business = business_for_called(db, start.to.e164.as_ref()).await?;
+    let customer = match &start.from.e164 {
+        Some(phone) => Some(upsert_customer(db, business.id, phone, None).await?),
+        None => None,
+    };
+    let status = start
+        .status
+        .as_deref()
+        .map(canonical)
+        .filter(|s| call_status_rank(s).is_some())
+        .unwrap_or_else(|| DEFAULT_STARTED_STATUS.to_owned());
+    let at = to_ms(start.at);
+    let ended_at = is_terminal_call_status(&status).then_some(at);
+    let row = sqlx::query_as::<_, CallRow>(UPSERT_STARTED_SQL.as_str())
+        .bind(start.call_sid.as_str())
+        .bind(business.id)
+        .bind(customer.as_ref().map(|c| c.id))
+        .bind(start.from.stored())
+        .bind(start.to.stored())
+        .bind(status.as_str())
+        .bind(at)
+        .bind(ended_at)
+        .fetch_one(db.pool())
+        .await?;
+    insert_event(
+        db,
+        &start.call_sid,
+        "status",
+        Some(&status),
+        Some(r#"{"source":"call.started"}"#),
+        at,
+        &format!("call.started:{}", start.call_sid),
+    )
+    .await?;
+    Ok(row.into())
+}
+
+/// A status callback.
+#[derive(Debug, Clone)]
+pub struct CallStatusChange {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// CallStatus.
+    pub status: String,
+    /// SequenceNumber, when sent (part of the dedupe key).
+    pub sequence: Option<i64>,
+    /// CallDuration, when sent.
+    pub duration_s: Option<i64>,
+    /// Caller, when sent (fills an empty `from`).
+    pub from: Option<Number>,
+    /// Number called, when sent (fills an empty `to`).
+    pub to: Option<Number>,
+    /// When the intake received it.
+    pub at: DateTime<Utc>,
+}
+
+/// What applying a status callback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallStatusOutcome {
+    /// False when this callback was already in the history (a redelivery).
+    pub event_recorded: bool,
+    /// True when the call's status became this one (or the call was created with it).
+    pub advanced: bool,
+    /// The call after the change; `None` only for an unknown status of a call never seen.
+    pub call: Option<Call>,
+}
+
+/// The dedupe key of a status callback in `call_event`.
+pub fn status_event_key(call_sid: &str, status: &str, sequence: Option<i64>) -> String {
+    match sequence {
+        Some(seq) => format!("status:{call_sid}:{status}:{seq}"),
+        None => format!("status:{call_sid}:{status}:-"),
+    }
+}
+
+/// Applies a status callback: appends it to the history once, then advances the call's status
+/// if (and only if) it ranks higher than the stored one; a terminal status sets `ended_at` and
+/// `duration_s`. A call not seen yet is created from the callback. Idempotent and order-free.
+pub async fn apply_call_status(
+    db: &Db,
+    change: &CallStatusChange,
+) -> Result<CallStatusOutcome, StoreError> {
+    let status = canonical(&change.status);
+    if status.is_empty() {
+        return Err(StoreError::Invalid("empty call status".into()));
+    }
+    let at = to_ms(change.at);
+    let detail = serde_json::json!({
+        "sequence": change.sequence,
+        "duration_s": change.duration_s,
+    })
+    .to_string();
+    let event_recorded = insert_event(
+        db,
+        &change.call_sid,
+        "status",
+        Some(&status),
+        Some(&detail),
+        at,
+        &status_event_key(&change.call_sid, &status, change.sequence),
+    )
+    .await?;
+    if call_status_rank(&status).is_none() {
+        tracing::warn!(status = %status, "call status outside Twilio's vocabulary kept as an event only");
+        return Ok(CallStatusOutcome {
+            event_recorded,
+            advanced: false,
+            call: get_call_row(db, &change.call_sid).await?,
+        });
+    }
+    let ended_at = is_terminal_call_status(&status).then_some(at);
+    let advanced = sqlx::query_as::<_, CallRow>(APPLY_STATUS_SQL.as_str())
+        .bind(change.call_sid.as_str())
+        .bind(change.from.as_ref().and_then(Number::stored))
+        .bind(change.to.as_ref().and_then(Number::stored))
+        .bind(status.as_str())
+        .bind(change.duration_s)
+        .bind(at)
+        .bind(ended_at)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(match advanced {
+        Some(row) => CallStatusOutcome {
+            event_recorded,
+            advanced: true,
+            call: Some(row.into()),
+        },
+        None => CallStatusOutcome {
+            event_recorded,
+            advanced: false,
+            call: get_call_row(db, &change.call_sid).await?,
+        },
+    })
+}
+
+/// Appends an event to a call's history once per dedupe key; true when it was new.
+async fn insert_event(
+    db: &Db,
+    call_sid: &str,
+    kind: &str,
+    status: Option<&str>,
+    detail: Option<&str>,
+    at: i64,
+    dedupe_key: &str,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO call_event (call_sid, type, status, detail, at, dedupe_key) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(call_sid)
+    .bind(kind)
+    .bind(status)
+    .bind(detail)
+    .bind(at)
+    .bind(dedupe_key)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(inserted > 0)
+}
+
+/// The call row alone.
+pub async fn get_call_row(db: &Db, call_sid: &str) -> Result<Option<Call>, StoreError> {
+    Ok(sqlx::query_as::<_, CallRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {CALL_COLUMNS} FROM call WHERE call_sid = $1"
+    )))
+    .bind(call_sid)
+    .fetch_optional(db.pool())
+    .await?
+    .map(Call::from))
+}
+
+/// One entry of a call's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallEvent {
+    /// `status`, `recording.stored`, `transcript.stored`, `recording.failed`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status, for status events.
+    pub status: Option<String>,
+    /// Extra facts as JSON text (sequence, duration, source).
+    pub detail: Option<String>,
+    /// When moked received it.
+    pub at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CallEventRow {
+    kind: String,
+    status: Option<String>,
+    detail: Option<String>,
+    at: i64,
+}
+
+/// A call with everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallDetail {
+    /// The call row.
+    #[serde(flatten)]
+    pub call: Call,
+    /// Its business, once linked.
+    pub business: Option<Business>,
+    /// The caller as a customer, once linked.
+    pub customer: Option<Customer>,
+    /// The history, oldest first (by receipt time, then insertion).
+    pub events: Vec<CallEvent>,
+    /// Its recordings, oldest first.
+    pub recordings: Vec<Recording>,
+    /// The latest transcript of any of its recordings.
+    pub transcript: Option<Transcript>,
+}
+
+/// The call timeline: the call, its business and customer, its events ordered by time, its
+/// recordings and its (latest) transcript. `None` for a CallSid never seen.
+pub async fn get_call(db: &Db, call_sid: &str) -> Result<Option<CallDetail>, StoreError> {
+    let Some(call) = get_call_row(db, call_sid).await? else {
+        return Ok(None);
+    };
+    let business = match call.business_id {
+        Some(id) => get_business(db, id).await?,
+        None => None,
+    };
+    let customer = match call.customer_id {
+        Some(id) => get_customer(db, id).await?,
+        None => None,
+    };
+    let events = sqlx::query_as::<_, CallEventRow>(
+        "SELECT type AS kind, status, detail, at FROM call_event WHERE call_sid = $1 ORDER BY at, id",
+    )
+    .bind(call_sid)
+    .fetch_all(db.pool())
+    .await?
+    .into_iter()
+    .map(|r| CallEvent {
+        kind: r.kind,
+        status: r.status,
+        detail: r.detail,
+        at: from_ms(r.at),
+    })
+    .collect();
+    let recordings = recordings_for_call(db, call_sid).await?;
+    let transcript = transcripts_for_call(db, call_sid).await?.pop();
+    Ok(Some(CallDetail {
+        call,
+        business,
+        customer,
+        events,
+        recordings,
+        transcript,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_statuses_rank_in_twilios_order_with_initiated_beside_queued() {
+        let order = ["queued", "ringing", "in-progress", "completed"];
+        for pair in order.windows(2) {
+            assert!(
+                call_status_rank(pair[0]) < call_status_rank(pair[1]),
+                "{pair:?}"
+            );
+        }
+        assert_eq!(call_status_rank("initiated"), call_status_rank("queued"));
+        assert_eq!(call_status_rank("answered"), None);
+        for t in ["completed", "busy", "failed", "no-answer", "canceled"] {
+            assert!(is_terminal_call_status(t), "{t}");
+        }
+        assert!(!is_terminal_call_status("in-progress"));
+    }
+
+    #[test]
+    fn a_late_status_never_moves_a_call_back_and_terminal_statuses_are_final() {
+        assert!(call_status_advances("ringing", "in-progress"));
+        assert!(call_status_advances("queued", "completed"));
+        assert!(!call_status_advances("completed", "ringing"));
+        assert!(!call_status_advances("in-progress", "in-progress"));
+        assert!(!call_status_advances("completed", "failed"));
+        assert!(!call_status_advances("busy", "completed"));
+        assert!(!call_status_advances("initiated", "queued"));
+        assert!(!call_status_advances("ringing", "bogus"));
+        assert!(call_status_advances("bogus", "queued"));
+    }
+
+    #[test]
+    fn rank_sql_lists_every_status_of_the_table() {
+        let sql = rank_sql(CALL_STATUS_RANKS, "call.status");
+        assert!(
+            sql.starts_with("(CASE call.status WHEN 'queued' THEN 1"),
+            "{sql}"
+        );
+        assert!(sql.contains("WHEN 'no-answer' THEN 4"), "{sql}");
+        assert!(sql.ends_with("ELSE 0 END)"), "{sql}");
+    }
+
+    #[test]
+    fn status_event_keys_name_the_call_status_and_sequence() {
+        assert_eq!(
+            status_event_key("CA1", "completed", Some(3)),
+            "status:CA1:completed:3"
+        );
+        assert_eq!(
+            status_event_key("CA1", "ringing", None),
+            "status:CA1:ringing:-"
+        );
+    }
+}
