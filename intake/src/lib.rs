@@ -1,1 +1,311 @@
-//! placeholder
+//! moked intake: the axum server Twilio calls.
+//!
+//! It verifies each webhook's signature, answers at once (TwiML or an empty 2xx) and turns the
+//! webhook into a durable job; the slow and fallible work happens in the workers. It never
+//! talks to Twilio's REST API.
+//!
+//! * [`config`] — intake settings (rate limits, CORS, `<Say>` voice, static folder, extra
+//!   signing secrets).
+//! * [`signature`] — the [`signature::TwilioForm`] extractor: body limits, form parsing,
+//!   signature verification over PUBLIC_HOST (403 on failure).
+//! * [`body`] — bounded body reading, content types, the strict form parser.
+//! * [`twiml`] — TwiML answers built with an XML writer.
+//! * [`ratelimit`] — the four keyed limits (per process, or shared through Redis).
+//! * [`routes`] — one module per surface: voice, messaging, Baileys, health (operator later).
+//! * [`error`] — the one error type and its HTTP answers.
+//!
+//! Entry points: [`build_state`] connects the database, the queue and the limiter from the
+//! typed settings; [`router`] is the whole HTTP surface; [`run`] serves it until shutdown.
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod ratelimit;
+pub mod routes;
+pub mod signature;
+pub mod twiml;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::{HeaderName, Method, Request, header};
+use moked_jobs::config::{CoreConfig, QueueBackend};
+use moked_jobs::queue::{Enqueued, NewJob, SharedQueue};
+use moked_jobs::signature::Keys;
+use moked_jobs::store::Db;
+use secrecy::ExposeSecret;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use crate::config::{IntakeArgs, IntakeConfig};
+use crate::error::IntakeError;
+use crate::ratelimit::{Decision, Limit, Limiter};
+use crate::twiml::Answers;
+
+/// How long in-flight requests may run after shutdown begins before the server stops anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a whole request may take (slow clients included) before it is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a request needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Shared settings.
+    pub core: Arc<CoreConfig>,
+    /// Intake settings.
+    pub intake: Arc<IntakeConfig>,
+    /// The durable queue jobs go to.
+    pub queue: SharedQueue,
+    /// The store (readiness; the database queue lives in it too).
+    pub db: Db,
+    /// Rate limits.
+    pub limiter: Limiter,
+    /// Signature secrets.
+    pub(crate) keys: Arc<Keys>,
+    /// The prebuilt TwiML answers.
+    pub(crate) answers: Arc<Answers>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("public_host", &self.core.public_host)
+            .field("queue", &self.queue.backend())
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Assembles the state from connected parts: gathers the signing secrets and builds the
+    /// TwiML answers (checking once whether `STATIC_DIR/voice_responses/welcome.mp3` exists).
+    pub fn new(
+        core: CoreConfig,
+        intake: IntakeConfig,
+        db: Db,
+        queue: SharedQueue,
+        limiter: Limiter,
+    ) -> std::io::Result<AppState> {
+        let mut keys = Keys::new();
+        for token in [&core.twilio.auth_token, &intake.auth_token_secondary]
+            .into_iter()
+            .flatten()
+        {
+            keys = keys.with_auth_token(token.clone());
+        }
+        if let Some(shared) = &intake.shared_key {
+            keys = keys.with_shared_key(shared.clone());
+        }
+        if keys.is_empty() {
+            tracing::warn!(
+                "TWILIO_AUTH_TOKEN is not set: every Twilio webhook will be refused with 403"
+            );
+        }
+        let welcome = intake.welcome_path();
+        let welcome_url = welcome
+            .is_file()
+            .then(|| format!("{}/static/voice_responses/welcome.mp3", core.public_host));
+        tracing::info!(
+            greeting = if welcome_url.is_some() {
+                "welcome.mp3"
+            } else {
+                "say"
+            },
+            "incoming calls are greeted with {}",
+            if welcome_url.is_some() {
+                "<Play> of welcome.mp3"
+            } else {
+                "a spoken <Say> (no welcome.mp3 under STATIC_DIR/voice_responses)"
+            }
+        );
+        let answers = Answers::build(&core.public_host, &intake.say_voice, welcome_url.as_deref())?;
+        Ok(AppState {
+            core: Arc::new(core),
+            intake: Arc::new(intake),
+            queue,
+            db,
+            limiter,
+            keys: Arc::new(keys),
+            answers: Arc::new(answers),
+        })
+    }
+
+    /// Enqueues `job` within the configured timeout; a failure or timeout is a 503 (logged
+    /// here, once) so that Twilio retries.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, IntakeError> {
+        let kind = job.kind;
+        match tokio::time::timeout(self.intake.enqueue_timeout, self.queue.enqueue(job)).await {
+            Ok(Ok(enqueued)) => {
+                tracing::info!(
+                    kind = %kind,
+                    job_id = %enqueued.id(),
+                    duplicate = !enqueued.is_created(),
+                    "webhook enqueued"
+                );
+                Ok(enqueued)
+            }
+            Ok(Err(error)) => {
+                tracing::error!(kind = %kind, %error, "enqueue failed; answering 503");
+                Err(IntakeError::QueueUnavailable)
+            }
+            Err(_) => {
+                tracing::error!(
+                    kind = %kind,
+                    timeout_ms = self.intake.enqueue_timeout.as_millis() as u64,
+                    "enqueue timed out; answering 503"
+                );
+                Err(IntakeError::QueueUnavailable)
+            }
+        }
+    }
+}
+
+/// Counts one event against `limit` for `key`: 429 when over it.
+pub(crate) async fn limit(state: &AppState, limit: Limit, key: &str) -> Result<(), IntakeError> {
+    match state.limiter.hit(limit, key).await {
+        Decision::Allowed => Ok(()),
+        Decision::Limited { retry_after } => {
+            tracing::info!(limit = limit.name(), "over the rate limit: 429");
+            Err(IntakeError::RateLimited { retry_after })
+        }
+    }
+}
+
+/// Connects the database (without migrating: that is `moked-worker migrate`'s job), the queue
+/// and the rate limiter the settings ask for.
+pub async fn build_state(core: CoreConfig, intake: IntakeConfig) -> anyhow::Result<AppState> {
+    let db = Db::connect(core.database_url.expose_secret())
+        .await
+        .context("cannot open the database (DATABASE_URL)")?;
+    let queue = moked_jobs::queue::connect(&core, &db)
+        .await
+        .context("cannot connect the queue")?;
+    let limiter = match &core.queue {
+        QueueBackend::Redis(url) => {
+            Limiter::redis(url.expose_secret(), &core.queue_prefix, intake.limits)
+                .await
+                .context("cannot connect the rate limiter to Redis")?
+        }
+        QueueBackend::Database => Limiter::local(intake.limits),
+    };
+    AppState::new(core, intake, db, queue, limiter).context("cannot build the TwiML answers")
+}
+
+/// Request headers never written to logs or traces.
+fn sensitive_headers() -> [HeaderName; 5] {
+    [
+        header::AUTHORIZATION,
+        header::COOKIE,
+        HeaderName::from_static("x-twilio-signature"),
+        HeaderName::from_static("x-twilio-webhooks-signature-settings"),
+        HeaderName::from_static("x-baileys-secret"),
+    ]
+}
+
+/// The CORS policy of `/api/*`: only `CORS_ORIGINS`, none by default.
+fn cors(intake: &IntakeConfig) -> Option<CorsLayer> {
+    if intake.cors_origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(intake.cors_origins.clone())
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// The span of one request: method, path, request id, and the event's sid once known.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %request_id,
+        sid = tracing::field::Empty,
+    )
+}
+
+/// The whole HTTP surface: webhooks, `/api/*` (with CORS), `/static/*`, and the layers every
+/// request goes through (sensitive headers hidden, request id set and echoed, a span, a
+/// panic guard and a timeout).
+pub fn router(state: AppState) -> Router {
+    let mut api = routes::api();
+    if let Some(cors) = cors(&state.intake) {
+        api = api.layer(cors);
+    }
+    let layers = ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new(sensitive_headers()))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    Router::new()
+        .merge(routes::webhooks())
+        .nest("/api", api)
+        .nest_service("/static", ServeDir::new(&state.intake.static_dir))
+        .layer(layers)
+        .with_state(state)
+}
+
+/// Serves the router on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish and returns — after [`SHUTDOWN_GRACE`] at the latest.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("intake shutting down: no new connections, finishing in-flight requests");
+        let _ = begun_tx.send(());
+    };
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let deadline = async {
+        if begun_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server.into_future() => served,
+        () = deadline => {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "in-flight requests still running after the grace period; stopping anyway"
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! Intake settings: rate limits, CORS, the `<Say>` voice, the static folder and the extra
+//! signing secrets.
+//!
+//! Like [`moked_jobs::config::CoreArgs`], every setting is an env var and a clap flag; the raw
+//! [`IntakeArgs`] are flattened into each binary that serves the intake (`moked-intake`, and
+//! the all-in-one `moked`) and parsed once into a typed [`IntakeConfig`]. A bad value is a
+//! [`ConfigError`] naming the variable. Tests build [`IntakeConfig`] directly.
+//!
+//! Signing secrets beyond `TWILIO_AUTH_TOKEN` (which lives in the core settings because the
+//! workers need it for the REST API):
+//! * `TWILIO_AUTH_TOKEN_SECONDARY` — a second Auth Token accepted for webhook signatures while
+//!   Twilio's token is being rotated (primary and secondary are both tried).
+//! * `TWILIO_WEBHOOK_SHARED_KEY` (+ optional `TWILIO_WEBHOOK_SHARED_KEY_ID`) — the secret of
+//!   Twilio's SharedKey webhook signing (public beta). Requests that announce it in
+//!   `X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=HMAC_SHA256` are checked with
+//!   this secret only; when the id is set, the announced `key=` must equal it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+use http::HeaderValue;
+use moked_jobs::config::ConfigError;
+use moked_jobs::signature::SharedKey;
+use secrecy::SecretString;
+
+/// The `<Say>` voices Twilio lists for he-IL. A bare `<Say language="he-IL">` drew warning
+/// 13512 in the original system, so every Hebrew `<Say>` names one of these.
+pub const HE_IL_VOICES: [&str; 8] = [
+    "Google.he-IL-Standard-A",
+    "Google.he-IL-Standard-B",
+    "Google.he-IL-Standard-C",
+    "Google.he-IL-Standard-D",
+    "Google.he-IL-Wavenet-A",
+    "Google.he-IL-Wavenet-B",
+    "Google.he-IL-Wavenet-C",
+    "Google.he-IL-Wavenet-D",
+];
+
+/// How long an enqueue may take before the webhook is answered 503 (Twilio gives up after 15 s
+/// in total, retries included, so this stays well under it).
+pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest `N` of a rate (`N/sec` at most one event per microsecond).
+const MAX_RATE_COUNT: u32 = 1_000_000;
+
+/// Raw intake settings, as clap reads them from flags and env vars.
+#[derive(Debug, Clone, Args)]
+pub struct IntakeArgs {
+    /// Failed webhook signature checks allowed per client IP (N/sec, N/min, N/hour, or off).
+    /// Over it, that IP gets 429 before any signature work.
+    #[arg(long, env = "RATE_LIMIT_UNVERIFIED", default_value = "60/min")]
+    pub rate_limit_unverified: String,
+    /// Signed incoming calls allowed per caller number (From); beyond it the call is rejected
+    /// busy and nothing is enqueued. N/sec, N/min, N/hour, or off.
+    #[arg(long, env = "RATE_LIMIT_CALLS", default_value = "30/min")]
+    pub rate_limit_calls: String,
+    /// Signed recording callbacks allowed per CallSid (429 beyond). N/sec, N/min, N/hour, or off.
+    #[arg(long, env = "RATE_LIMIT_RECORDINGS", default_value = "30/min")]
+    pub rate_limit_recordings: String,
+    /// Signed status callbacks allowed per CallSid / MessageSid (429 beyond). N/sec, N/min,
+    /// N/hour, or off.
+    #[arg(long, env = "RATE_LIMIT_STATUS", default_value = "60/min")]
+    pub rate_limit_status: String,
+    /// Browser origins allowed to call /api/* (comma-separated, e.g. https://crm.example.com).
+    /// Unset: no cross-origin access.
+    #[arg(long, env = "CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+    /// Voice of every Hebrew <Say>: Google.he-IL-Standard-A..D or Google.he-IL-Wavenet-A..D.
+    #[arg(long, env = "SAY_VOICE", default_value = "Google.he-IL-Wavenet-A")]
+    pub say_voice: String,
+    /// Folder served at /static/ (voice_responses/welcome.mp3 is played to callers when present).
+    #[arg(long, env = "STATIC_DIR", default_value = "static")]
+    pub static_dir: PathBuf,
+    /// A second Auth Token accepted on webhook signatures while rotating TWILIO_AUTH_TOKEN.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN_SECONDARY", hide_env_values = true)]
+    pub twilio_auth_token_secondary: Option<String>,
+    /// Secret of Twilio's SharedKey webhook signing (requests announcing
+    /// X-Twilio-Webhooks-Signature-Settings are verified with it).
+    #[arg(long, env = "TWILIO_WEBHOOK_SHARED_KEY", hide_env_values = true)]
+    pub twilio_webhook_shared_key: Option<String>,
+    /// The SharedKey id (`key=` in X-Twilio-Webhooks-Signature-Settings). Unset: any id.
+    #[arg(long, env = "TWILIO_WEBHOOK_SHARED_KEY_ID")]
+    pub twilio_webhook_shared_key_id: Option<String>,
+}
+
+/// A rate: `count` events per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed per window (also the burst).
+    pub count: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// `count` per minute.
+    pub const fn per_minute(count: u32) -> Rate {
+        Rate {
+            count,
+            per: Duration::from_secs(60),
+        }
+    }
+
+    /// The steady spacing of events (`per / count`), at least one microsecond.
+    pub fn interval(&self) -> Duration {
+        (self.per / self.count.max(1)).max(Duration::from_micros(1))
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "sec",
+            60 => "min",
+            _ => "hour",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// A rate setting: a [`Rate`] or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting(pub Option<Rate>);
+
+impl FromStr for RateSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(RateSetting(None));
+        }
+        let bad = || format!("`{s}` is not a rate (use N/sec, N/min, N/hour or off)");
+        let (count, unit) = s.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        if count == 0 || count > MAX_RATE_COUNT {
+            return Err(format!(
+                "`{s}`: N must be 1..={MAX_RATE_COUNT} (use off to disable)"
+            ));
+        }
+        let per = match unit.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        Ok(RateSetting(Some(Rate { count, per })))
+    }
+}
+
+/// The four limits; `None` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Failed signature checks per client IP.
+    pub unverified: Option<Rate>,
+    /// Signed incoming calls per caller number.
+    pub calls: Option<Rate>,
+    /// Signed recording callbacks per CallSid.
+    pub recordings: Option<Rate>,
+    /// Signed status callbacks per CallSid / MessageSid.
+    pub status: Option<Rate>,
+}
+
+impl RateLimits {
+    /// Every limit off (benchmarks, trusted networks, most tests).
+    pub const OFF: RateLimits = RateLimits {
+        unverified: None,
+        calls: None,
+        recordings: None,
+        status: None,
+    };
+}
+
+impl Default for RateLimits {
+    /// The documented defaults: 60/min, 30/min, 30/min, 60/min.
+    fn default() -> Self {
+        RateLimits {
+            unverified: Some(Rate::per_minute(60)),
+            calls: Some(Rate::per_minute(30)),
+            recordings: Some(Rate::per_minute(30)),
+            status: Some(Rate::per_minute(60)),
+        }
+    }
+}
+
+/// Typed intake settings.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// Rate limits.
+    pub limits: RateLimits,
+    /// Origins allowed to call /api/* (empty: no CORS headers at all).
+    pub cors_origins: Vec<HeaderValue>,
+    /// The voice of every Hebrew `<Say>` (one of [`HE_IL_VOICES`]).
+    pub say_voice: String,
+    /// The folder served at /static/.
+    pub static_dir: PathBuf,
+    /// A second Auth Token for webhook signatures (rotation).
+    pub auth_token_secondary: Option<SecretString>,
+    /// The SharedKey secret, if configured.
+    pub shared_key: Option<SharedKey>,
+    /// How long an enqueue may take before the webhook is answered 503.
+    pub enqueue_timeout: Duration,
+}
+
+impl Default for IntakeConfig {
+    /// The documented defaults (what `moked-intake` with no settings uses).
+    fn default() -> Self {
+        IntakeConfig {
+            limits: RateLimits::default(),
+            cors_origins: Vec::new(),
+            say_voice: HE_IL_VOICES[4].to_owned(),
+            static_dir: PathBuf::from("static"),
+            auth_token_secondary: None,
+            shared_key: None,
+            enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
+        }
+    }
+}
+
+impl IntakeConfig {
+    /// Where the optional pre-rendered greeting lives.
+    pub fn welcome_path(&self) -> PathBuf {
+        welcome_path(&self.static_dir)
+    }
+}
+
+/// `STATIC_DIR/voice_responses/welcome.mp3`.
+pub fn welcome_path(static_dir: &Path) -> PathBuf {
+    static_dir.join("voice_responses").join("welcome.mp3")
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn rate(var: &'static str, value: &str) -> Result<Option<Rate>, ConfigError> {
+    value
+        .parse::<RateSetting>()
+        .map(|r| r.0)
+        .map_err(|reason| ConfigError::new(var, reason))
+}
+
+/// Checks that `voice` is one of the he-IL voices (exact spelling, as Twilio expects it).
+pub fn parse_voice(voice: &str) -> Result<String, ConfigError> {
+    let voice = voice.trim();
+    HE_IL_VOICES
+        .iter()
+        .find(|v| **v == voice)
+        .map(|v| (*v).to_owned())
+        .ok_or_else(|| {
+            ConfigError::new(
+                "SAY_VOICE",
+                format!(
+                    "`{voice}` is not a he-IL voice (use Google.he-IL-Standard-A..D or \
+                     Google.he-IL-Wavenet-A..D)"
+                ),
+            )
+        })
+}
+
+/// Parses `CORS_ORIGINS`: comma-separated `scheme://host[:port]` origins.
+pub fn parse_origins(value: &str) -> Result<Vec<HeaderValue>, ConfigError> {
+    let mut origins = Vec::new();
+    for raw in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = |why: &str| ConfigError::new("CORS_ORIGINS", format!("`{raw}` {why}"));
+        let url =
+            url::Url::parse(raw).map_err(|_| bad("is not an origin (scheme://host[:port])"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(bad("is not an http(s) origin"));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(bad(
+                "has a path, query or fragment (an origin is scheme://host[:port])",
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("carries credentials"));
+        }
+        // `Url` lower-cases the host and drops default ports: browsers send origins that way.
+        let origin = url.origin().ascii_serialization();
+        let header =
+            HeaderValue::from_str(&origin).map_err(|_| bad("is not a valid header value"))?;
+        if !origins.contains(&header) {
+            origins.push(header);
+        }
+    }
+    Ok(origins)
+}
+
+impl IntakeArgs {
+    /// Parses and checks every intake setting.
+    pub fn into_config(self) -> Result<IntakeConfig, ConfigError> {
+        let limits = RateLimits {
+            unverified: rate("RATE_LIMIT_UNVERIFIED", &self.rate_limit_unverified)?,
+            calls: rate("RATE_LIMIT_CALLS", &self.rate_limit_calls)?,
+            recordings: rate("RATE_LIMIT_RECORDINGS", &self.rate_limit_recordings)?,
+            status: rate("RATE_LIMIT_STATUS", &self.rate_limit_status)?,
+        };
+        let cors_origins = match non_empty(self.cors_origins) {
+            Some(v) => parse_origins(&v)?,
+            None => Vec::new(),
+        };
+        let say_voice = parse_voice(&self.say_voice)?;
+        if self.static_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("STATIC_DIR", "must not be empty"));
+        }
+        let key_id = non_empty(self.twilio_webhook_shared_key_id);
+        let shared_key = match (non_empty(self.twilio_webhook_shared_key), key_id) {
+            (Some(secret), id) => Some(SharedKey {
+                id,
+                secret: SecretString::from(secret),
+            }),
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "TWILIO_WEBHOOK_SHARED_KEY_ID",
+                    "is set but TWILIO_WEBHOOK_SHARED_KEY is not",
+                ));
+            }
+            (None, None) => None,
+        };
+        Ok(IntakeConfig {
+            limits,
+            cors_origins,
+            say_voice,
+            static_dir: self.static_dir,
+            auth_token_secondary: non_empty(self.twilio_auth_token_secondary)
+                .map(SecretString::from),
+            shared_key,
+            enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        core: moked_jobs::config::CoreArgs,
+        #[command(flatten)]
+        intake: IntakeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<IntakeConfig, ConfigError> {
+        let mut all = vec!["moked-intake"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+            .expect("flags parse")
+            .intake
+            .into_config()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse(&[]).expect("defaults are valid");
+        assert_eq!(c.limits, RateLimits::default());
+        assert_eq!(c.limits.unverified, Some(Rate::per_minute(60)));
+        assert_eq!(c.limits.calls, Some(Rate::per_minute(30)));
+        assert_eq!(c.say_voice, "Google.he-IL-Wavenet-A");
+        assert_eq!(c.static_dir, PathBuf::from("static"));
+        assert!(c.cors_origins.is_empty());
+        assert!(c.shared_key.is_none() && c.auth_token_secondary.is_none());
+        assert_eq!(
+            c.welcome_path(),
+            PathBuf::from("static/voice_responses/welcome.mp3")
+        );
+    }
+
+    #[test]
+    fn rates_parse_in_every_unit_and_off_disables() {
+        let r = |s: &str| s.parse::<RateSetting>().map(|r| r.0);
+        assert_eq!(r("60/min"), Ok(Some(Rate::per_minute(60))));
+        assert_eq!(
+            r(" 5 / SEC "),
+            Ok(Some(Rate {
+                count: 5,
+                per: Duration::from_secs(1)
+            }))
+        );
+        assert_eq!(
+            r("100/hour").map(|r| r.map(|r| r.interval())),
+            Ok(Some(Duration::from_secs(36)))
+        );
+        assert_eq!(r("off"), Ok(None));
+        assert_eq!(r("OFF"), Ok(None));
+        for bad in [
+            "",
+            "60",
+            "0/min",
+            "-1/min",
+            "60/day",
+            "x/min",
+            "2000000/sec",
+        ] {
+            assert!(r(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Rate::per_minute(60).to_string(), "60/min");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let var = |args: &[&str]| parse(args).expect_err("must be refused").var;
+        assert_eq!(
+            var(&["--rate-limit-unverified", "lots"]),
+            "RATE_LIMIT_UNVERIFIED"
+        );
+        assert_eq!(var(&["--rate-limit-calls", "0/min"]), "RATE_LIMIT_CALLS");
+        assert_eq!(
+            var(&["--rate-limit-recordings", "1/fortnight"]),
+            "RATE_LIMIT_RECORDINGS"
+        );
+        assert_eq!(var(&["--rate-limit-status", "fast"]), "RATE_LIMIT_STATUS");
+        assert_eq!(var(&["--say-voice", "alice"]), "SAY_VOICE");
+        assert_eq!(var(&["--say-voice", "Polly.Joanna"]), "SAY_VOICE");
+        assert_eq!(var(&["--cors-origins", "not a url"]), "CORS_ORIGINS");
+        assert_eq!(
+            var(&["--cors-origins", "https://a.com/path"]),
+            "CORS_ORIGINS"
+        );
+        assert_eq!(var(&["--cors-origins", "ftp://a.com"]), "CORS_ORIGINS");
+        assert_eq!(
+            var(&["--twilio-webhook-shared-key-id", "k1"]),
+            "TWILIO_WEBHOOK_SHARED_KEY_ID"
+        );
+        let e = parse(&["--say-voice", "alice"]).expect_err("alice has no he-IL");
+        assert!(e.to_string().starts_with("invalid SAY_VOICE:"), "{e}");
+    }
+
+    #[test]
+    fn every_listed_voice_is_accepted_and_limits_can_be_off() {
+        for voice in HE_IL_VOICES {
+            assert_eq!(
+                parse(&["--say-voice", voice])
+                    .expect("valid voice")
+                    .say_voice,
+                voice
+            );
+        }
+        let c = parse(&[
+            "--rate-limit-unverified",
+            "off",
+            "--rate-limit-calls",
+            "off",
+            "--rate-limit-recordings",
+            "off",
+            "--rate-limit-status",
+            "off",
+        ])
+        .expect("off is valid");
+        assert_eq!(c.limits, RateLimits::OFF);
+    }
+
+    #[test]
+    fn origins_are_normalised_and_deduplicated() {
+        let c = parse(&[
+            "--cors-origins",
+            "https://CRM.example.com, https://crm.example.com:443/ ,http://localhost:3000,",
+        ])
+        .expect("valid origins");
+        let got: Vec<&str> = c
+            .cors_origins
+            .iter()
+            .map(|h| h.to_str().unwrap_or_default())
+            .collect();
+        assert_eq!(got, ["https://crm.example.com", "http://localhost:3000"]);
+    }
+
+    #[test]
+    fn shared_key_settings_are_read_together() {
+        let c = parse(&[
+            "--twilio-webhook-shared-key",
+            "s3cret",
+            "--twilio-webhook-shared-key-id",
+            "webhooks_sharedkey_1",
+            "--twilio-auth-token-secondary",
+            "old-token",
+        ])
+        .expect("valid");
+        let key = c.shared_key.expect("configured");
+        assert_eq!(key.id.as_deref(), Some("webhooks_sharedkey_1"));
+        assert!(c.auth_token_secondary.is_some());
+    }
+}

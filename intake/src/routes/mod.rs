@@ -1,0 +1,67 @@
+//! The intake's routes, one module per surface.
+//!
+//! * [`voice`] — Twilio voice webhooks: incoming call, recording action, recording status,
+//!   call status.
+//! * [`messaging`] — Twilio WhatsApp webhooks: inbound message, message status.
+//! * [`baileys`] — inbound messages from the Baileys WhatsApp bridge (JSON, shared secret).
+//! * [`health`] — liveness and readiness under `/api`.
+//! * [`operator`] — the authenticated operator API under `/api` (its own issue; empty until
+//!   then). Operator routes go there and nowhere else, so the webhook modules stay free of
+//!   bearer-token concerns.
+//!
+//! Every webhook handler has the same shape ("handlers translate, functions decide"): the
+//! extractor verifies, a pure function in the same module turns the fields into a job (unit
+//! tested without HTTP), the handler applies the rate limit, enqueues and maps the answer.
+
+pub mod baileys;
+pub mod health;
+pub mod messaging;
+pub mod operator;
+pub mod voice;
+
+use axum::Router;
+use axum::routing::{get, post};
+use moked_jobs::kinds::JobKind;
+
+use crate::AppState;
+use crate::signature::TwilioForm;
+
+/// `POST /webhook/*`.
+pub fn webhooks() -> Router<AppState> {
+    Router::new()
+        .route("/webhook/incoming_call", post(voice::incoming_call))
+        .route("/webhook/handle_recording", post(voice::handle_recording))
+        .route("/webhook/recording_status", post(voice::recording_status))
+        .route("/webhook/call_status", post(voice::call_status))
+        .route("/webhook/whatsapp/incoming", post(messaging::incoming))
+        .route("/webhook/whatsapp/status", post(messaging::status))
+        .route("/webhook/whatsapp/baileys", post(baileys::inbound))
+}
+
+/// Everything under `/api` (CORS is applied to this router only).
+pub fn api() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .merge(operator::router())
+}
+
+/// The dedupe key of a webhook: Twilio's idempotency token when it sent one (scoped by kind),
+/// else the natural key of the event.
+pub(crate) fn dedupe_key(hook: &TwilioForm, kind: JobKind, natural: String) -> String {
+    match &hook.idempotency_token {
+        Some(token) => format!("idem:{kind}:{token}"),
+        None => natural,
+    }
+}
+
+/// Now, as stored in payloads (RFC 3339, UTC, milliseconds).
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Notes the event's id (CallSid, MessageSid…) on the request's span, so every log line of the
+/// request carries it.
+pub(crate) fn note_sid(sid: &str) {
+    tracing::Span::current().record("sid", sid);
+}
