@@ -54,8 +54,12 @@ impl From<BusinessRow> for Business {
     }
 }
 
-/// The business named `name`, created when missing (race-free: `ON CONFLICT (name)`).
+/// The business named `name`, created when missing (race-free: `ON CONFLICT (name)`, then read
+/// back). The common case — it exists — is a single read.
 pub async fn ensure_business(db: &Db, name: &str) -> Result<Business, StoreError> {
+    if let Some(b) = find_business_by_name(db, name).await? {
+        return Ok(b);
+    }
     sqlx::query(
         "INSERT INTO business (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
     )
@@ -63,12 +67,19 @@ pub async fn ensure_business(db: &Db, name: &str) -> Result<Business, StoreError
     .bind(now_ms())
     .execute(db.pool())
     .await?;
-    sqlx::query_as::<_, BusinessRow>("SELECT id, name, created_at FROM business WHERE name = $1")
-        .bind(name)
-        .fetch_optional(db.pool())
+    find_business_by_name(db, name)
         .await?
-        .map(Business::from)
         .ok_or(StoreError::NotFound)
+}
+
+async fn find_business_by_name(db: &Db, name: &str) -> Result<Option<Business>, StoreError> {
+    Ok(sqlx::query_as::<_, BusinessRow>(
+        "SELECT id, name, created_at FROM business WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(db.pool())
+    .await?
+    .map(Business::from))
 }
 
 /// The default business ([`DEFAULT_BUSINESS`]), created on first use.
