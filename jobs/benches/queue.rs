@@ -64,7 +64,9 @@ async fn target() -> Target {
     }
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6391/0".into());
     let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let q = RedisQueue::connect(&url, &prefix).await.expect("redis queue");
+    let q = RedisQueue::connect(&url, &prefix)
+        .await
+        .expect("redis queue");
     Target {
         name: "redis".into(),
         queue: Arc::new(q.clone()),
@@ -79,8 +81,15 @@ fn q_name(url: &str) -> String {
 
 async fn redis_cpu(t: &Target) -> f64 {
     let Some(client) = &t.redis else { return 0.0 };
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await.expect("INFO");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
     info.lines()
         .filter_map(|l| l.split_once(':'))
         .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
@@ -138,10 +147,15 @@ async fn drain(t: &Target, n: u64, concurrency: usize) -> String {
         concurrency,
         ..RunnerConfig::default()
     };
-    let summary = Runner::new(t.queue.clone(), "bench", config, handler(|_l| async { Ok(()) }))
-        .drain(std::future::pending())
-        .await
-        .expect("drain");
+    let summary = Runner::new(
+        t.queue.clone(),
+        "bench",
+        config,
+        handler(|_l| async { Ok(()) }),
+    )
+    .drain(std::future::pending())
+    .await
+    .expect("drain");
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let rc = redis_cpu(t).await - rc0;
@@ -172,16 +186,20 @@ async fn pickup(t: &Target, samples: u64, gap: Duration) -> String {
                 let p: CallStatus = moked_jobs::kinds::decode(&l.payload).expect("payload");
                 let i = usize::from_str_radix(&p.call_sid[2..], 16).expect("index");
                 if let Some(at) = sent.lock().expect("lock")[i] {
-                    lat.lock().expect("lock").push(now.duration_since(at).as_secs_f64() * 1000.0);
+                    lat.lock()
+                        .expect("lock")
+                        .push(now.duration_since(at).as_secs_f64() * 1000.0);
                 }
                 Ok(())
             }
         })
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(Runner::new(t.queue.clone(), "bench", RunnerConfig::default(), h).run(async move {
-        let _ = stop_rx.await;
-    }));
+    let runner = tokio::spawn(
+        Runner::new(t.queue.clone(), "bench", RunnerConfig::default(), h).run(async move {
+            let _ = stop_rx.await;
+        }),
+    );
     // Let the worker reach its idle wait first.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut tick = tokio::time::interval(gap);
@@ -218,7 +236,11 @@ async fn main() {
         "drain" => {
             let n = arg("--jobs", 50_000);
             let fill_s = fill(&t.queue, n, None).await;
-            format!("mode=drain backend={} fill_s={fill_s:.3} {}", t.name, drain(&t, n, arg("--concurrency", 50) as usize).await)
+            format!(
+                "mode=drain backend={} fill_s={fill_s:.3} {}",
+                t.name,
+                drain(&t, n, arg("--concurrency", 50) as usize).await
+            )
         }
         "backlog" => {
             // Every job is scheduled a moment ahead, so all of them sit in the delayed set and
@@ -229,12 +251,21 @@ async fn main() {
             while Utc::now() < at {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            format!("mode=backlog backend={} fill_s={fill_s:.3} {}", t.name, drain(&t, n, arg("--concurrency", 50) as usize).await)
+            format!(
+                "mode=backlog backend={} fill_s={fill_s:.3} {}",
+                t.name,
+                drain(&t, n, arg("--concurrency", 50) as usize).await
+            )
         }
         _ => format!(
             "mode=pickup backend={} {}",
             t.name,
-            pickup(&t, arg("--samples", 200), Duration::from_millis(arg("--gap-ms", 50))).await
+            pickup(
+                &t,
+                arg("--samples", 200),
+                Duration::from_millis(arg("--gap-ms", 50))
+            )
+            .await
         ),
     };
     println!("RESULT {line}");

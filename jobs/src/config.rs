@@ -62,10 +62,19 @@ pub struct CoreArgs {
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
     pub twilio_auth_token: Option<String>,
     /// Base URL of the Twilio REST API.
-    #[arg(long, env = "TWILIO_API_BASE", default_value = "https://api.twilio.com")]
+    #[arg(
+        long,
+        env = "TWILIO_API_BASE",
+        default_value = "https://api.twilio.com"
+    )]
     pub twilio_api_base: String,
     /// Store (and, without Redis, queue) database: sqlite://PATH or postgres://…
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/moked.db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/moked.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// Redis URL (redis:// or rediss://). Set: the queue lives in Redis. Unset: in the database.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
@@ -178,7 +187,11 @@ fn parse_url(var: &'static str, value: &str, schemes: &[&str]) -> Result<Url, Co
     if !schemes.contains(&url.scheme()) {
         return Err(ConfigError::new(
             var,
-            format!("scheme `{}` not supported (use {})", url.scheme(), schemes.join(", ")),
+            format!(
+                "scheme `{}` not supported (use {})",
+                url.scheme(),
+                schemes.join(", ")
+            ),
         ));
     }
     Ok(url)
@@ -206,7 +219,10 @@ impl CoreArgs {
             &["http", "https"],
         )?);
         let db = self.database_url.trim().to_owned();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
             return Err(ConfigError::new(
                 "DATABASE_URL",
                 "must start with sqlite:, postgres:// or postgresql://",
@@ -232,8 +248,16 @@ impl CoreArgs {
         };
         let mut retry = RetryPolicy::new(sched("RETRY_SCHEDULE", &self.retry_schedule)?);
         let overrides = [
-            (JobKind::CallStarted, "RETRY_SCHEDULE_CALL_STARTED", self.retry_schedule_call_started),
-            (JobKind::CallStatus, "RETRY_SCHEDULE_CALL_STATUS", self.retry_schedule_call_status),
+            (
+                JobKind::CallStarted,
+                "RETRY_SCHEDULE_CALL_STARTED",
+                self.retry_schedule_call_started,
+            ),
+            (
+                JobKind::CallStatus,
+                "RETRY_SCHEDULE_CALL_STATUS",
+                self.retry_schedule_call_status,
+            ),
             (
                 JobKind::RecordingProcess,
                 "RETRY_SCHEDULE_RECORDING_PROCESS",
@@ -249,14 +273,26 @@ impl CoreArgs {
                 "RETRY_SCHEDULE_WHATSAPP_STATUS",
                 self.retry_schedule_whatsapp_status,
             ),
-            (JobKind::WhatsAppSend, "RETRY_SCHEDULE_WHATSAPP_SEND", self.retry_schedule_whatsapp_send),
+            (
+                JobKind::WhatsAppSend,
+                "RETRY_SCHEDULE_WHATSAPP_SEND",
+                self.retry_schedule_whatsapp_send,
+            ),
             (
                 JobKind::ClockReconcile,
                 "RETRY_SCHEDULE_CLOCK_RECONCILE",
                 self.retry_schedule_clock_reconcile,
             ),
-            (JobKind::ClockHealth, "RETRY_SCHEDULE_CLOCK_HEALTH", self.retry_schedule_clock_health),
-            (JobKind::ClockCleanup, "RETRY_SCHEDULE_CLOCK_CLEANUP", self.retry_schedule_clock_cleanup),
+            (
+                JobKind::ClockHealth,
+                "RETRY_SCHEDULE_CLOCK_HEALTH",
+                self.retry_schedule_clock_health,
+            ),
+            (
+                JobKind::ClockCleanup,
+                "RETRY_SCHEDULE_CLOCK_CLEANUP",
+                self.retry_schedule_clock_cleanup,
+            ),
         ];
         for (kind, var, value) in overrides {
             if let Some(v) = non_empty(value) {
@@ -338,7 +374,10 @@ mod tests {
         assert_eq!(c.twilio.api_base, "https://api.twilio.com");
         assert_eq!(c.database_url.expose_secret(), "sqlite://data/moked.db");
         assert!(matches!(c.queue, QueueBackend::Database));
-        assert_eq!(c.retry.schedule(JobKind::WhatsAppSend).to_string(), "5s,30s,2m,10m,1h,6h");
+        assert_eq!(
+            c.retry.schedule(JobKind::WhatsAppSend).to_string(),
+            "5s,30s,2m,10m,1h,6h"
+        );
     }
 
     #[test]
@@ -346,10 +385,18 @@ mod tests {
         let e = parse(&["--public-host", "not a url"]).unwrap_err();
         assert_eq!(e.var, "PUBLIC_HOST");
         assert!(e.to_string().starts_with("invalid PUBLIC_HOST:"), "{e}");
-        assert_eq!(parse(&["--redis-url", "http://x"]).unwrap_err().var, "REDIS_URL");
-        assert_eq!(parse(&["--database-url", "mysql://x"]).unwrap_err().var, "DATABASE_URL");
         assert_eq!(
-            parse(&["--retry-schedule-whatsapp-send", "5x"]).unwrap_err().var,
+            parse(&["--redis-url", "http://x"]).unwrap_err().var,
+            "REDIS_URL"
+        );
+        assert_eq!(
+            parse(&["--database-url", "mysql://x"]).unwrap_err().var,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            parse(&["--retry-schedule-whatsapp-send", "5x"])
+                .unwrap_err()
+                .var,
             "RETRY_SCHEDULE_WHATSAPP_SEND"
         );
     }
@@ -371,7 +418,10 @@ mod tests {
             QueueBackend::Redis(u) => assert_eq!(u.expose_secret(), "rediss://b:6380"),
             QueueBackend::Database => panic!("expected redis"),
         }
-        assert_eq!(c.retry.schedule(JobKind::WhatsAppSend).to_string(), "5s,30s,2m");
+        assert_eq!(
+            c.retry.schedule(JobKind::WhatsAppSend).to_string(),
+            "5s,30s,2m"
+        );
         assert_eq!(c.retry.schedule(JobKind::CallStatus).max_attempts(), 7);
         assert_eq!(c.public_host, "https://moked.example.com");
     }

@@ -93,7 +93,9 @@ impl fmt::Display for JobKind {
 
 /// A kind name that is not one of [`JobKind::ALL`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown job kind `{0}` (known: call.started, call.status, recording.process, whatsapp.inbound, whatsapp.status, whatsapp.send, clock.reconcile, clock.health, clock.cleanup)")]
+#[error(
+    "unknown job kind `{0}` (known: call.started, call.status, recording.process, whatsapp.inbound, whatsapp.status, whatsapp.send, clock.reconcile, clock.health, clock.cleanup)"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for JobKind {
@@ -133,7 +135,9 @@ pub enum DecodeError {
         reason: String,
     },
     /// A version this build does not know.
-    #[error("payload version {found} of {kind} is not supported (this build reads version {PAYLOAD_VERSION})")]
+    #[error(
+        "payload version {found} of {kind} is not supported (this build reads version {PAYLOAD_VERSION})"
+    )]
     Version {
         /// The kind that was expected.
         kind: JobKind,
@@ -174,6 +178,14 @@ pub fn decode<T: JobPayload>(raw: &str) -> Result<T, DecodeError> {
             kind: T::KIND,
             reason: e.to_string(),
         })
+}
+
+/// The intake's receipt time of a payload (`received_at`, RFC 3339); now when it is missing or
+/// malformed (a timestamp is not worth losing the event over).
+pub fn received_at(raw: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now())
 }
 
 /// `/webhook/incoming_call`: a call started.

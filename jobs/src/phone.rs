@@ -129,10 +129,20 @@ mod tests {
             "whatsapp:+972501234567",
             "972501234567@s.whatsapp.net",
         ] {
-            assert_eq!(E164::parse(input).unwrap().as_str(), "+972501234567", "{input}");
+            assert_eq!(
+                E164::parse(input).unwrap().as_str(),
+                "+972501234567",
+                "{input}"
+            );
         }
-        assert_eq!(E164::parse("(03) 123-4567").unwrap().as_str(), "+97231234567");
-        assert_eq!(E164::parse("+14155550100").unwrap().as_str(), "+14155550100");
+        assert_eq!(
+            E164::parse("(03) 123-4567").unwrap().as_str(),
+            "+97231234567"
+        );
+        assert_eq!(
+            E164::parse("+14155550100").unwrap().as_str(),
+            "+14155550100"
+        );
     }
 
     #[test]

@@ -152,9 +152,7 @@ impl fmt::Display for RetrySchedule {
 /// Parses `500ms`, `5s`, `2m`, `1h`, `1d` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
@@ -166,7 +164,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" | "min" => secs(60),
         "h" => secs(3600),
         "d" => secs(86_400),
-        other => return Err(format!("unknown unit `{other}` in `{s}` (use ms, s, m, h, d)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}` (use ms, s, m, h, d)"
+            ));
+        }
     })
 }
 
@@ -175,11 +177,11 @@ pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     if d.subsec_millis() != 0 || s == 0 {
         format!("{}ms", d.as_millis())
-    } else if s % 86_400 == 0 {
+    } else if s.is_multiple_of(86_400) {
         format!("{}d", s / 86_400)
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -239,13 +241,22 @@ mod tests {
     fn permanent_is_dead_at_once_and_retry_after_is_honoured_but_bounded() {
         let s = RetrySchedule::default();
         let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(s.next(1, &JobError::permanent("21211"), &mut rng), Next::Dead);
+        assert_eq!(
+            s.next(1, &JobError::permanent("21211"), &mut rng),
+            Next::Dead
+        );
         let ra = |secs| JobError::RetryAfter {
             after: Duration::from_secs(secs),
             reason: "429".into(),
         };
-        assert_eq!(s.next(1, &ra(42), &mut rng), Next::RetryIn(Duration::from_secs(42)));
-        assert_eq!(s.next(2, &ra(10 * 86_400), &mut rng), Next::RetryIn(MAX_RETRY_AFTER));
+        assert_eq!(
+            s.next(1, &ra(42), &mut rng),
+            Next::RetryIn(Duration::from_secs(42))
+        );
+        assert_eq!(
+            s.next(2, &ra(10 * 86_400), &mut rng),
+            Next::RetryIn(MAX_RETRY_AFTER)
+        );
         assert_eq!(s.next(7, &ra(1), &mut rng), Next::Dead);
     }
 

@@ -286,7 +286,11 @@ impl Runner {
     /// Waits up to the grace period for running jobs, then releases what is left.
     async fn finish(&self, tasks: &mut JoinSet<()>, running: &Arc<Mutex<HashSet<String>>>) -> u64 {
         if !tasks.is_empty() {
-            info!(running = tasks.len(), grace_s = self.config.shutdown_grace.as_secs_f64(), "waiting for running jobs");
+            info!(
+                running = tasks.len(),
+                grace_s = self.config.shutdown_grace.as_secs_f64(),
+                "waiting for running jobs"
+            );
         }
         let waited = tokio::time::timeout(self.config.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
@@ -305,7 +309,9 @@ impl Runner {
         for id in left {
             match self.queue.release(&self.worker, &id).await {
                 Ok(()) => released += 1,
-                Err(e) => warn!(job_id = %id, error = %e, "could not release a job; recovery will re-queue it"),
+                Err(e) => {
+                    warn!(job_id = %id, error = %e, "could not release a job; recovery will re-queue it")
+                }
             }
         }
         warn!(released, "shutdown grace ran out; unfinished jobs put back");
@@ -339,10 +345,12 @@ impl JobTask {
         let kind = lease.kind.parse::<JobKind>();
         let outcome = match &kind {
             Err(e) => Err(JobError::permanent(e)),
-            Ok(k) if attempts > self.policy.schedule(*k).max_attempts() => Err(JobError::Permanent(format!(
-                "gave up after {} claims (the job was abandoned by its workers too often)",
-                attempts - 1
-            ))),
+            Ok(k) if attempts > self.policy.schedule(*k).max_attempts() => {
+                Err(JobError::Permanent(format!(
+                    "gave up after {} claims (the job was abandoned by its workers too often)",
+                    attempts - 1
+                )))
+            }
             Ok(_) => {
                 let started = std::time::Instant::now();
                 let result = AssertUnwindSafe((self.handler)(lease)).catch_unwind().await;
@@ -354,7 +362,11 @@ impl JobTask {
                         .unwrap_or_else(|| "unknown panic".to_owned());
                     Err(JobError::Transient(format!("handler panicked: {msg}")))
                 });
-                debug!(duration_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "job ran");
+                debug!(
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    ok = result.is_ok(),
+                    "job ran"
+                );
                 result
             }
         };

@@ -122,16 +122,24 @@ impl ClockArgs {
     }
 
     fn parse(self) -> Result<ClockConfig, ConfigError> {
-        let tz: Tz = self
-            .clock_tz
-            .parse()
-            .map_err(|_| ConfigError::new("CLOCK_TZ", format!("unknown time zone `{}`", self.clock_tz)))?;
+        let tz: Tz = self.clock_tz.parse().map_err(|_| {
+            ConfigError::new("CLOCK_TZ", format!("unknown time zone `{}`", self.clock_tz))
+        })?;
         Ok(ClockConfig {
             tz,
             schedules: vec![
-                (Task::Reconcile, parse_schedule("SCHEDULE_RECONCILE", &self.schedule_reconcile)?),
-                (Task::Health, parse_schedule("SCHEDULE_HEALTH", &self.schedule_health)?),
-                (Task::Cleanup, parse_schedule("SCHEDULE_CLEANUP", &self.schedule_cleanup)?),
+                (
+                    Task::Reconcile,
+                    parse_schedule("SCHEDULE_RECONCILE", &self.schedule_reconcile)?,
+                ),
+                (
+                    Task::Health,
+                    parse_schedule("SCHEDULE_HEALTH", &self.schedule_health)?,
+                ),
+                (
+                    Task::Cleanup,
+                    parse_schedule("SCHEDULE_CLEANUP", &self.schedule_cleanup)?,
+                ),
             ],
         })
     }
@@ -151,7 +159,11 @@ pub struct Tick {
 impl Tick {
     /// The dedupe key: `{task}:{local time}`.
     pub fn key(&self) -> String {
-        format!("clock:{}:{}", self.task.name(), self.local.format("%Y-%m-%dT%H:%M:%S"))
+        format!(
+            "clock:{}:{}",
+            self.task.name(),
+            self.local.format("%Y-%m-%dT%H:%M:%S")
+        )
     }
 }
 
@@ -223,7 +235,12 @@ impl ClockConfig {
         for task in Task::ALL {
             let only = ClockConfig {
                 tz: self.tz,
-                schedules: self.schedules.iter().filter(|(t, _)| *t == task).cloned().collect(),
+                schedules: self
+                    .schedules
+                    .iter()
+                    .filter(|(t, _)| *t == task)
+                    .cloned()
+                    .collect(),
             };
             let found = [2i64, 48, 24 * 40, 24 * 400].into_iter().find_map(|hours| {
                 only.ticks_between(now - chrono::Duration::hours(hours), now)
@@ -239,7 +256,10 @@ impl ClockConfig {
 /// Enqueues the job of one tick (deduplicated across clock processes).
 pub async fn fire(queue: &SharedQueue, tick: &Tick) -> QueueResult<Enqueued> {
     // Keys outlive any plausible clock skew or restart between replicas.
-    let job = tick.task.job(tick.at).dedupe(tick.key(), Duration::from_secs(3 * 86_400));
+    let job = tick
+        .task
+        .job(tick.at)
+        .dedupe(tick.key(), Duration::from_secs(3 * 86_400));
     queue.enqueue(job).await
 }
 
@@ -283,7 +303,9 @@ pub async fn run(
 
 fn report(tick: &Tick, result: QueueResult<Enqueued>, what: &str) {
     match result {
-        Ok(Enqueued::Created(id)) => info!(task = tick.task.name(), key = %tick.key(), job_id = %id, "{what} fired"),
+        Ok(Enqueued::Created(id)) => {
+            info!(task = tick.task.name(), key = %tick.key(), job_id = %id, "{what} fired")
+        }
         Ok(Enqueued::Duplicate(_)) => {
             tracing::debug!(task = tick.task.name(), key = %tick.key(), "{what} already fired elsewhere")
         }
@@ -315,7 +337,14 @@ mod tests {
         let c = config("0 */5 * * * *", "0 * * * * *", "0 30 3 * * *");
         let ticks = c.ticks_between(utc("2026-06-01T00:00:00Z"), utc("2026-06-02T00:00:00Z"));
         let count = |t: Task| ticks.iter().filter(|k| k.task == t).count();
-        assert_eq!((count(Task::Reconcile), count(Task::Health), count(Task::Cleanup)), (288, 1440, 1));
+        assert_eq!(
+            (
+                count(Task::Reconcile),
+                count(Task::Health),
+                count(Task::Cleanup)
+            ),
+            (288, 1440, 1)
+        );
     }
 
     #[test]
@@ -328,7 +357,11 @@ mod tests {
             .filter(|t| t.task == Task::Reconcile)
             .collect();
         assert_eq!(ticks.len(), 1, "{ticks:?}");
-        assert_eq!(ticks[0].at, utc("2026-03-27T00:00:00Z"), "03:00 IDT, the end of the gap");
+        assert_eq!(
+            ticks[0].at,
+            utc("2026-03-27T00:00:00Z"),
+            "03:00 IDT, the end of the gap"
+        );
     }
 
     #[test]
@@ -341,7 +374,11 @@ mod tests {
             .filter(|t| t.task == Task::Reconcile)
             .collect();
         assert_eq!(ticks.len(), 1, "{ticks:?}");
-        assert_eq!(ticks[0].at, utc("2026-10-24T22:30:00Z"), "01:30 IDT, the first occurrence");
+        assert_eq!(
+            ticks[0].at,
+            utc("2026-10-24T22:30:00Z"),
+            "01:30 IDT, the first occurrence"
+        );
         // The local day has 25 real hours; an hourly schedule fires once per wall-clock hour.
         let hourly = config("0 15 * * * *", "0 0 0 1 1 *", "0 0 0 1 1 *");
         let ticks: Vec<Tick> = hourly
@@ -350,7 +387,11 @@ mod tests {
             .filter(|t| t.task == Task::Reconcile)
             .collect();
         let keys: std::collections::HashSet<String> = ticks.iter().map(Tick::key).collect();
-        assert_eq!((ticks.len(), keys.len()), (24, 24), "each wall-clock hour once");
+        assert_eq!(
+            (ticks.len(), keys.len()),
+            (24, 24),
+            "each wall-clock hour once"
+        );
     }
 
     #[test]

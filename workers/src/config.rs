@@ -63,7 +63,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "TRANSCRIBE_PROVIDER", value_enum, default_value_t = TranscribeProvider::None)]
     pub transcribe_provider: TranscribeProvider,
     /// Base URL of the OpenAI-compatible transcription API.
-    #[arg(long, env = "TRANSCRIBE_API_BASE", default_value = "https://api.openai.com/v1")]
+    #[arg(
+        long,
+        env = "TRANSCRIBE_API_BASE",
+        default_value = "https://api.openai.com/v1"
+    )]
     pub transcribe_api_base: String,
     /// API key of the transcription API.
     #[arg(long, env = "TRANSCRIBE_API_KEY", hide_env_values = true)]
@@ -72,7 +76,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "TRANSCRIBE_MODEL", default_value = "gpt-4o-transcribe")]
     pub transcribe_model: String,
     /// Where recordings are stored (file://, s3://, gs://).
-    #[arg(long, env = "RECORDINGS_STORE", default_value = "file://data/recordings")]
+    #[arg(
+        long,
+        env = "RECORDINGS_STORE",
+        default_value = "file://data/recordings"
+    )]
     pub recordings_store: String,
 }
 
@@ -151,7 +159,9 @@ impl WorkerArgs {
         let baileys_url = match self.baileys_url.filter(|s| !s.trim().is_empty()) {
             Some(u) => Some(
                 url::Url::parse(&u)
-                    .map_err(|e| ConfigError::new("BAILEYS_URL", format!("`{u}` is not a URL ({e})")))?
+                    .map_err(|e| {
+                        ConfigError::new("BAILEYS_URL", format!("`{u}` is not a URL ({e})"))
+                    })?
                     .as_str()
                     .trim_end_matches('/')
                     .to_owned(),

@@ -150,7 +150,14 @@ pub async fn execute(queue: &dyn Queue, cmd: JobsCommand) -> Result<String, Jobs
                 })
                 .collect();
             let mut out = table(
-                &["ID", "KIND", "STATE", "ATTEMPTS", "CREATED (UTC)", "LAST ERROR"],
+                &[
+                    "ID",
+                    "KIND",
+                    "STATE",
+                    "ATTEMPTS",
+                    "CREATED (UTC)",
+                    "LAST ERROR",
+                ],
                 &rows,
             );
             out.push_str(&format!("\n{} of {} job(s)", page.jobs.len(), page.total));
@@ -190,7 +197,12 @@ pub async fn execute(queue: &dyn Queue, cmd: JobsCommand) -> Result<String, Jobs
                     .iter()
                     .enumerate()
                     .map(|(n, a)| {
-                        vec![(n + 1).to_string(), time(Some(a.at)), a.worker.clone(), a.error.clone()]
+                        vec![
+                            (n + 1).to_string(),
+                            time(Some(a.at)),
+                            a.worker.clone(),
+                            a.error.clone(),
+                        ]
                     })
                     .collect();
                 out.push_str("history:\n");

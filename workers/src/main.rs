@@ -8,7 +8,11 @@ use moked_workers::jobs_cli::JobsCommand;
 use moked_workers::sign::SignArgs;
 
 #[derive(Parser)]
-#[command(name = "moked-worker", version, about = "moked workers: run jobs, fire the clock, migrate, operate the queue, sign test webhooks")]
+#[command(
+    name = "moked-worker",
+    version,
+    about = "moked workers: run jobs, fire the clock, migrate, operate the queue, sign test webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -71,7 +71,10 @@ pub fn execute(args: &SignArgs) -> Result<String, SignError> {
         sh("Content-Type: application/x-www-form-urlencoded"),
     );
     for (k, v) in &params {
-        cmd.push_str(&format!(" \\\n  --data-urlencode {}", sh(&format!("{k}={v}"))));
+        cmd.push_str(&format!(
+            " \\\n  --data-urlencode {}",
+            sh(&format!("{k}={v}"))
+        ));
     }
     if params.is_empty() {
         cmd.push_str(" \\\n  --data ''");
@@ -101,7 +104,10 @@ mod tests {
             "From=+14158675309",
             "To=+18005551212",
         ];
-        assert_eq!(execute(&args(&p, false)).unwrap(), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(
+            execute(&args(&p, false)).unwrap(),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
         let curl = execute(&args(&p, true)).unwrap();
         assert!(curl.contains("X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8="));
         assert!(curl.contains("--data-urlencode 'Caller=+14158675309'"));

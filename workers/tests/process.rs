@@ -29,7 +29,8 @@ impl World {
         db.migrate().await.unwrap();
         let mut core = CoreConfig::for_database(&db_url);
         let redis = redis.then(|| {
-            let url = std::env::var("MOKED_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            let url = std::env::var("MOKED_TEST_REDIS")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
             (url, format!("t-{}", uuid::Uuid::new_v4().simple()))
         });
         if let Some((url, prefix)) = &redis {
@@ -83,7 +84,10 @@ where
         if cond().await {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
     }
 }
 
@@ -101,14 +105,19 @@ async fn sigkill_mid_drain_then_restart_under_the_same_name(redis: bool) {
         w.queue.enqueue(NewJob::new(&job)).await.unwrap();
     }
     let mut first = w.worker("worker.1");
-    eventually(Duration::from_secs(60), "a quarter of the jobs done", || async {
-        w.count(JobState::Done).await >= n / 4
-    })
+    eventually(
+        Duration::from_secs(60),
+        "a quarter of the jobs done",
+        || async { w.count(JobState::Done).await >= n / 4 },
+    )
     .await;
     first.kill().expect("SIGKILL");
     first.wait().unwrap();
     let done_at_kill = w.count(JobState::Done).await;
-    assert!(done_at_kill < n, "killed mid-drain ({done_at_kill} of {n} done)");
+    assert!(
+        done_at_kill < n,
+        "killed mid-drain ({done_at_kill} of {n} done)"
+    );
 
     let mut second = w.worker("worker.1");
     let took = eventually(Duration::from_secs(60), "every job done", || async {
@@ -129,11 +138,20 @@ async fn sigkill_mid_drain_then_restart_under_the_same_name(redis: bool) {
         .await
         .unwrap();
     assert_eq!((calls, distinct), (n as i64, n as i64));
-    assert!(took < Duration::from_secs(30), "orphans re-run within 30 s (took {took:?})");
+    assert!(
+        took < Duration::from_secs(30),
+        "orphans re-run within 30 s (took {took:?})"
+    );
 
     // SIGTERM: a graceful exit with status 0.
     let pid = second.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let exited = Instant::now();
     let status = second.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");

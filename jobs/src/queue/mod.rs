@@ -416,9 +416,11 @@ pub async fn connect(
 ) -> QueueResult<SharedQueue> {
     use secrecy::ExposeSecret;
     Ok(match &core.queue {
-        crate::config::QueueBackend::Redis(url) => Arc::new(
-            redis::RedisQueue::connect(url.expose_secret(), &core.queue_prefix).await?,
-        ),
-        crate::config::QueueBackend::Database => Arc::new(database::DbQueue::new(db.clone()).await?),
+        crate::config::QueueBackend::Redis(url) => {
+            Arc::new(redis::RedisQueue::connect(url.expose_secret(), &core.queue_prefix).await?)
+        }
+        crate::config::QueueBackend::Database => {
+            Arc::new(database::DbQueue::new(db.clone()).await?)
+        }
     })
 }

@@ -101,7 +101,16 @@ mod tests {
         };
         let v = job(&j);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut want = vec!["id", "kind", "state", "attempts", "last_error", "created_at", "run_at", "finished_at"];
+        let mut want = vec![
+            "id",
+            "kind",
+            "state",
+            "attempts",
+            "last_error",
+            "created_at",
+            "run_at",
+            "finished_at",
+        ];
         want.sort_unstable();
         let mut got = keys.clone();
         got.sort_unstable();

@@ -101,7 +101,10 @@ impl Db {
 
     /// `SELECT 1`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 
     /// Closes the pool.
@@ -117,7 +120,10 @@ fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
         return Ok(url.to_owned());
     }
     let path = rest.split('?').next().unwrap_or(rest);
-    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
     }
     Ok(if rest.contains("mode=") {

@@ -36,10 +36,13 @@ fn fast_config() -> RunnerConfig {
 
 /// A drain that must finish within 30 s (a hung backend fails the test instead of hanging CI).
 async fn drain(runner: Runner) -> moked_jobs::runner::RunSummary {
-    tokio::time::timeout(Duration::from_secs(30), runner.drain(std::future::pending()))
-        .await
-        .expect("drain finished within 30 s")
-        .expect("drain ran without queue errors")
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        runner.drain(std::future::pending()),
+    )
+    .await
+    .expect("drain finished within 30 s")
+    .expect("drain ran without queue errors")
 }
 
 fn ok_handler() -> Handler {
@@ -48,11 +51,23 @@ fn ok_handler() -> Handler {
 
 pub async fn a_dedupe_key_inside_its_ttl_yields_one_job(q: SharedQueue) {
     let ttl = Duration::from_secs(60);
-    let first = q.enqueue(send_job(1).dedupe("call.started:CA1", ttl)).await.unwrap();
-    let second = q.enqueue(send_job(2).dedupe("call.started:CA1", ttl)).await.unwrap();
-    let other = q.enqueue(send_job(3).dedupe("call.started:CA2", ttl)).await.unwrap();
+    let first = q
+        .enqueue(send_job(1).dedupe("call.started:CA1", ttl))
+        .await
+        .unwrap();
+    let second = q
+        .enqueue(send_job(2).dedupe("call.started:CA1", ttl))
+        .await
+        .unwrap();
+    let other = q
+        .enqueue(send_job(3).dedupe("call.started:CA2", ttl))
+        .await
+        .unwrap();
     assert!(first.is_created());
-    assert!(!second.is_created(), "the same key must not create a second job");
+    assert!(
+        !second.is_created(),
+        "the same key must not create a second job"
+    );
     assert_eq!(first.id(), second.id());
     assert!(other.is_created());
     assert_eq!(q.stats().await.unwrap().count(JobState::Queued), 2);
@@ -84,8 +99,17 @@ pub async fn fetch_claims_due_jobs_oldest_first_and_marks_them_running(q: Shared
     let leases = q.fetch(&w, 10, Duration::ZERO).await.unwrap();
     let ids: Vec<&str> = leases.iter().map(|l| l.id.as_str()).collect();
     assert_eq!(ids, vec![a.id(), b.id()]);
-    assert!(leases.iter().all(|l| l.attempts == 1 && l.kind == "whatsapp.send"));
-    assert_eq!(kinds::decode::<WhatsAppSend>(&leases[0].payload).unwrap().message_id, "m1");
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.attempts == 1 && l.kind == "whatsapp.send")
+    );
+    assert_eq!(
+        kinds::decode::<WhatsAppSend>(&leases[0].payload)
+            .unwrap()
+            .message_id,
+        "m1"
+    );
     let stats = q.stats().await.unwrap();
     assert_eq!(stats.count(JobState::Running), 2);
     assert_eq!(stats.count(JobState::Queued), 0);
@@ -149,7 +173,10 @@ pub async fn an_idle_fetch_wakes_up_on_enqueue(q: SharedQueue) {
     assert_eq!(leases.len(), 1);
     assert_eq!(leases[0].id, job.id());
     let latency = woke_at.duration_since(enqueued_at);
-    assert!(latency < Duration::from_millis(250), "pickup took {latency:?}");
+    assert!(
+        latency < Duration::from_millis(250),
+        "pickup took {latency:?}"
+    );
 }
 
 pub async fn complete_moves_a_job_to_done(q: SharedQueue) {
@@ -188,7 +215,11 @@ pub async fn the_runner_retries_on_the_kinds_schedule_then_buries(q: SharedQueue
     assert_eq!(d.summary.attempts, 3);
     assert_eq!(d.summary.last_error.as_deref(), Some("twilio said 503"));
     assert_eq!(d.history.len(), 3);
-    assert!(d.history.iter().all(|a| a.worker == "w" && a.error == "twilio said 503"));
+    assert!(
+        d.history
+            .iter()
+            .all(|a| a.worker == "w" && a.error == "twilio said 503")
+    );
     assert!(d.history.windows(2).all(|p| p[0].at <= p[1].at));
 }
 
@@ -217,8 +248,14 @@ pub async fn a_retry_waits_for_the_scheduled_delay(q: SharedQueue) {
     assert_eq!((summary.done, summary.retried), (1, 1));
     let runs = runs.lock().unwrap().clone();
     let gap = runs[1].duration_since(runs[0]);
-    assert!(gap >= Duration::from_millis(390), "Retry-After honoured: {gap:?}");
-    assert!(gap < Duration::from_millis(400 + 1000), "and not much later: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(390),
+        "Retry-After honoured: {gap:?}"
+    );
+    assert!(
+        gap < Duration::from_millis(400 + 1000),
+        "and not much later: {gap:?}"
+    );
     let d = q.get(job.id()).await.unwrap().unwrap();
     assert_eq!(d.summary.state, JobState::Done);
     assert_eq!(d.summary.attempts, 2);
@@ -247,7 +284,10 @@ pub async fn a_permanent_error_is_dead_at_once(q: SharedQueue) {
 pub async fn an_undecodable_payload_goes_to_dead_once_and_blocks_nothing(q: SharedQueue) {
     let good_before = q.enqueue(send_job(1)).await.unwrap();
     let poison = q
-        .enqueue(NewJob::raw(JobKind::WhatsAppSend, "{\"v\":1,\"data\":{\"nope\":"))
+        .enqueue(NewJob::raw(
+            JobKind::WhatsAppSend,
+            "{\"v\":1,\"data\":{\"nope\":",
+        ))
         .await
         .unwrap();
     let future_version = q
@@ -270,12 +310,18 @@ pub async fn an_undecodable_payload_goes_to_dead_once_and_blocks_nothing(q: Shar
     assert_eq!((summary.done, summary.dead, summary.retried), (2, 2, 0));
     assert_eq!(calls.load(Ordering::SeqCst), 4, "each job ran exactly once");
     for id in [good_before.id(), good_after.id()] {
-        assert_eq!(q.get(id).await.unwrap().unwrap().summary.state, JobState::Done);
+        assert_eq!(
+            q.get(id).await.unwrap().unwrap().summary.state,
+            JobState::Done
+        );
     }
     let p = q.get(poison.id()).await.unwrap().unwrap();
     assert_eq!(p.summary.state, JobState::Dead);
     assert!(p.summary.last_error.unwrap().contains("does not decode"));
-    assert_eq!(p.payload, "{\"v\":1,\"data\":{\"nope\":", "the raw payload is kept");
+    assert_eq!(
+        p.payload, "{\"v\":1,\"data\":{\"nope\":",
+        "the raw payload is kept"
+    );
     let v = q.get(future_version.id()).await.unwrap().unwrap();
     assert!(v.summary.last_error.unwrap().contains("version 99"));
 }
@@ -295,44 +341,75 @@ pub async fn a_panicking_handler_is_retried_and_the_worker_survives(q: SharedQue
     let d = q.get(job.id()).await.unwrap().unwrap();
     assert_eq!(d.summary.state, JobState::Done);
     assert!(d.history[0].error.contains("bug in a handler"));
-    assert_eq!(q.get(other.id()).await.unwrap().unwrap().summary.state, JobState::Done);
+    assert_eq!(
+        q.get(other.id()).await.unwrap().unwrap().summary.state,
+        JobState::Done
+    );
 }
 
 pub async fn operators_retry_and_discard_dead_jobs(q: SharedQueue) {
     let a = q.enqueue(send_job(1)).await.unwrap();
     let b = q.enqueue(send_job(2)).await.unwrap();
-    let c = q.enqueue(NewJob::new(&moked_jobs::kinds::CallStarted {
-        call_sid: "CA1".into(),
-        from: "+972501234567".into(),
-        to: "+97231234567".into(),
-        status: None,
-        received_at: Utc::now().to_rfc3339(),
-    }))
-    .await
-    .unwrap();
+    let c = q
+        .enqueue(NewJob::new(&moked_jobs::kinds::CallStarted {
+            call_sid: "CA1".into(),
+            from: "+972501234567".into(),
+            to: "+97231234567".into(),
+            status: None,
+            received_at: Utc::now().to_rfc3339(),
+        }))
+        .await
+        .unwrap();
     let fail = handler(|_l| async { Err(JobError::permanent("boom")) });
     drain(Runner::new(q.clone(), "w", fast_config(), fail)).await;
     assert_eq!(q.stats().await.unwrap().count(JobState::Dead), 3);
 
     assert!(q.retry(a.id()).await.unwrap());
     assert!(q.discard(b.id()).await.unwrap());
-    assert!(!q.retry(b.id()).await.unwrap(), "a discarded job is not retried");
+    assert!(
+        !q.retry(b.id()).await.unwrap(),
+        "a discarded job is not retried"
+    );
     let s = q.stats().await.unwrap();
     assert_eq!(
-        (s.count(JobState::Queued), s.count(JobState::Dead), s.count(JobState::Discarded)),
+        (
+            s.count(JobState::Queued),
+            s.count(JobState::Dead),
+            s.count(JobState::Discarded)
+        ),
         (1, 1, 1)
     );
     let retried = q.get(a.id()).await.unwrap().unwrap();
     assert_eq!(retried.summary.state, JobState::Queued);
-    assert_eq!(retried.history.len(), 1, "history is kept across an operator retry");
+    assert_eq!(
+        retried.history.len(),
+        1,
+        "history is kept across an operator retry"
+    );
 
     drain(Runner::new(q.clone(), "w", fast_config(), ok_handler())).await;
-    assert_eq!(q.get(a.id()).await.unwrap().unwrap().summary.state, JobState::Done);
+    assert_eq!(
+        q.get(a.id()).await.unwrap().unwrap().summary.state,
+        JobState::Done
+    );
 
     // Bulk retry by kind only touches that kind.
-    assert_eq!(q.retry_all(JobState::Dead, Some(JobKind::WhatsAppSend)).await.unwrap(), 0);
-    assert_eq!(q.retry_all(JobState::Dead, Some(JobKind::CallStarted)).await.unwrap(), 1);
-    assert_eq!(q.get(c.id()).await.unwrap().unwrap().summary.state, JobState::Queued);
+    assert_eq!(
+        q.retry_all(JobState::Dead, Some(JobKind::WhatsAppSend))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        q.retry_all(JobState::Dead, Some(JobKind::CallStarted))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        q.get(c.id()).await.unwrap().unwrap().summary.state,
+        JobState::Queued
+    );
     assert!(!q.discard("no-such-job").await.unwrap());
     assert!(q.get("no-such-job").await.unwrap().is_none());
 }
@@ -341,7 +418,9 @@ pub async fn listing_pages_through_a_state_with_cheap_totals(q: SharedQueue) {
     for n in 0..25 {
         q.enqueue(send_job(n)).await.unwrap();
     }
-    q.enqueue(NewJob::raw(JobKind::CallStatus, "{}")).await.unwrap();
+    q.enqueue(NewJob::raw(JobKind::CallStatus, "{}"))
+        .await
+        .unwrap();
     let mut seen = HashSet::new();
     let mut cursor = None;
     let mut pages = 0;
@@ -407,10 +486,19 @@ pub async fn jobs_of_a_worker_that_vanished_are_requeued_and_its_late_ack_is_ign
     assert_eq!(leases[0].attempts, 2);
     // The dead session's late ack does nothing; the live one's counts.
     q.complete(&dead, job.id()).await.unwrap();
-    assert_eq!(q.get(job.id()).await.unwrap().unwrap().summary.state, JobState::Running);
+    assert_eq!(
+        q.get(job.id()).await.unwrap().unwrap().summary.state,
+        JobState::Running
+    );
     q.complete(&restarted, job.id()).await.unwrap();
-    assert_eq!(q.get(job.id()).await.unwrap().unwrap().summary.state, JobState::Done);
-    assert_eq!(q.recover_abandoned(Duration::from_secs(60)).await.unwrap(), 0);
+    assert_eq!(
+        q.get(job.id()).await.unwrap().unwrap().summary.state,
+        JobState::Done
+    );
+    assert_eq!(
+        q.recover_abandoned(Duration::from_secs(60)).await.unwrap(),
+        0
+    );
 }
 
 pub async fn a_runner_dropped_mid_job_is_recovered_by_another(q: SharedQueue) {
@@ -427,14 +515,25 @@ pub async fn a_runner_dropped_mid_job_is_recovered_by_another(q: SharedQueue) {
             std::future::pending::<Result<(), JobError>>().await
         }
     });
-    let a = tokio::spawn(Runner::new(q.clone(), "worker.1", fast_config(), hang).run(std::future::pending()));
+    let a = tokio::spawn(
+        Runner::new(q.clone(), "worker.1", fast_config(), hang).run(std::future::pending()),
+    );
     started_rx.await.unwrap();
     a.abort();
     let _ = a.await;
-    assert_eq!(q.get(job.id()).await.unwrap().unwrap().summary.state, JobState::Running);
+    assert_eq!(
+        q.get(job.id()).await.unwrap().unwrap().summary.state,
+        JobState::Running
+    );
     // Runner B (same name, new session) recovers it after the stale window and runs it.
     let started = Instant::now();
-    let summary = drain(Runner::new(q.clone(), "worker.1", fast_config(), ok_handler())).await;
+    let summary = drain(Runner::new(
+        q.clone(),
+        "worker.1",
+        fast_config(),
+        ok_handler(),
+    ))
+    .await;
     assert_eq!(summary.done, 1);
     let d = q.get(job.id()).await.unwrap().unwrap();
     assert_eq!(d.summary.state, JobState::Done);
@@ -453,7 +552,8 @@ pub async fn the_runner_never_exceeds_its_concurrency(q: SharedQueue) {
     let h = {
         let (active, max, gate) = (active.clone(), max.clone(), gate.clone());
         handler(move |_l| {
-            let (active, max, gate, full_tx) = (active.clone(), max.clone(), gate.clone(), full_tx.clone());
+            let (active, max, gate, full_tx) =
+                (active.clone(), max.clone(), gate.clone(), full_tx.clone());
             async move {
                 let now = active.fetch_add(1, Ordering::SeqCst) + 1;
                 max.fetch_max(now, Ordering::SeqCst);
@@ -510,8 +610,14 @@ pub async fn shutdown_lets_running_jobs_finish_and_fetches_nothing_new(q: Shared
         .unwrap()
         .unwrap();
     assert_eq!((summary.done, summary.released), (1, 0));
-    assert_eq!(q.get(first.id()).await.unwrap().unwrap().summary.state, JobState::Done);
-    assert_eq!(q.get(second.id()).await.unwrap().unwrap().summary.state, JobState::Queued);
+    assert_eq!(
+        q.get(first.id()).await.unwrap().unwrap().summary.state,
+        JobState::Done
+    );
+    assert_eq!(
+        q.get(second.id()).await.unwrap().unwrap().summary.state,
+        JobState::Queued
+    );
 }
 
 pub async fn shutdown_puts_back_jobs_that_outlive_the_grace_period(q: SharedQueue) {
@@ -572,10 +678,23 @@ pub async fn prune_deletes_old_done_jobs_and_keeps_dead_ones(q: SharedQueue) {
     let fail = handler(|_l| async { Err(JobError::permanent("no")) });
     drain(Runner::new(q.clone(), "w", fast_config(), fail)).await;
     // Nothing is older than an hour ago.
-    assert_eq!(q.prune(Utc::now() - chrono::Duration::hours(1)).await.unwrap(), 0);
-    assert_eq!(q.prune(Utc::now() + chrono::Duration::seconds(1)).await.unwrap(), 1);
+    assert_eq!(
+        q.prune(Utc::now() - chrono::Duration::hours(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        q.prune(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(q.get(done.id()).await.unwrap().is_none());
-    assert_eq!(q.get(dead.id()).await.unwrap().unwrap().summary.state, JobState::Dead);
+    assert_eq!(
+        q.get(dead.id()).await.unwrap().unwrap().summary.state,
+        JobState::Dead
+    );
     let s = q.stats().await.unwrap();
     assert_eq!((s.count(JobState::Done), s.count(JobState::Dead)), (0, 1));
 }
@@ -595,8 +714,18 @@ pub async fn two_runners_share_a_backlog_and_run_each_job_exactly_once(q: Shared
             }
         })
     };
-    let a = tokio::spawn(drain(Runner::new(q.clone(), "a", fast_config(), make(seen.clone()))));
-    let b = tokio::spawn(drain(Runner::new(q.clone(), "b", fast_config(), make(seen.clone()))));
+    let a = tokio::spawn(drain(Runner::new(
+        q.clone(),
+        "a",
+        fast_config(),
+        make(seen.clone()),
+    )));
+    let b = tokio::spawn(drain(Runner::new(
+        q.clone(),
+        "b",
+        fast_config(),
+        make(seen.clone()),
+    )));
     let (sa, sb) = (a.await.unwrap(), b.await.unwrap());
     assert_eq!(sa.done + sb.done, n as u64);
     let seen = seen.lock().unwrap().clone();

@@ -91,7 +91,12 @@ pub struct Recording {
 /// A page of a Twilio list.
 #[derive(Debug, Clone, Deserialize)]
 struct Page<T> {
-    #[serde(default = "Vec::new", alias = "messages", alias = "recordings", alias = "calls")]
+    #[serde(
+        default = "Vec::new",
+        alias = "messages",
+        alias = "recordings",
+        alias = "calls"
+    )]
     items: Vec<T>,
     #[serde(default)]
     next_page_uri: Option<String>,
@@ -214,7 +219,11 @@ impl TwilioError {
                 },
                 None => JobError::transient(self),
             },
-            TwilioError::Status { status, retry_after, .. } if *status >= 500 => match retry_after {
+            TwilioError::Status {
+                status,
+                retry_after,
+                ..
+            } if *status >= 500 => match retry_after {
                 Some(after) => JobError::RetryAfter {
                     after: *after,
                     reason: self.to_string(),
@@ -504,10 +513,22 @@ mod tests {
             status(429, Some(20429), Some(7)).to_job_error(),
             JobError::RetryAfter { after, .. } if after == Duration::from_secs(7)
         ));
-        assert!(matches!(status(429, None, None).to_job_error(), JobError::Transient(_)));
-        assert!(matches!(status(503, None, None).to_job_error(), JobError::Transient(_)));
-        assert!(matches!(status(400, Some(21211), None).to_job_error(), JobError::Permanent(_)));
-        assert!(matches!(status(401, Some(20003), None).to_job_error(), JobError::Permanent(_)));
+        assert!(matches!(
+            status(429, None, None).to_job_error(),
+            JobError::Transient(_)
+        ));
+        assert!(matches!(
+            status(503, None, None).to_job_error(),
+            JobError::Transient(_)
+        ));
+        assert!(matches!(
+            status(400, Some(21211), None).to_job_error(),
+            JobError::Permanent(_)
+        ));
+        assert!(matches!(
+            status(401, Some(20003), None).to_job_error(),
+            JobError::Permanent(_)
+        ));
         assert!(status(502, None, None).is_ambiguous());
         assert!(!status(400, None, None).is_ambiguous());
         let msg = status(400, Some(63016), None).to_string();

@@ -6,7 +6,6 @@
 //! does not parse (withheld, `anonymous`, garbage) is kept as text on the call and no customer is
 //! linked — never a reason to fail the job. Phone numbers appear in logs only masked.
 
-use chrono::{DateTime, Utc};
 use moked_jobs::kinds::CallStarted;
 use moked_jobs::retry::JobError;
 use moked_jobs::store::calls::{self, CallStart};
@@ -21,7 +20,7 @@ pub async fn run(ctx: &Ctx, job: CallStarted) -> Result<(), JobError> {
         from: Number::parse(&job.from),
         to: Number::parse(&job.to),
         status: job.status,
-        at: received_at(&job.received_at),
+        at: moked_jobs::kinds::received_at(&job.received_at),
         call_sid: job.call_sid,
     };
     if start.from.e164.is_none() {
@@ -36,12 +35,4 @@ pub async fn run(ctx: &Ctx, job: CallStarted) -> Result<(), JobError> {
         "call recorded"
     );
     Ok(())
-}
-
-/// The intake's receipt time; now when it is missing or malformed (a timestamp is not worth
-/// losing the call over).
-fn received_at(raw: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now())
 }

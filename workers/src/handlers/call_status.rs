@@ -6,7 +6,6 @@
 //! duplicated callback is therefore a success that changes nothing, not an error. See
 //! [`moked_jobs::store::calls`] for the rules.
 
-use chrono::{DateTime, Utc};
 use moked_jobs::kinds::CallStatus;
 use moked_jobs::retry::JobError;
 use moked_jobs::store::calls::{self, CallStatusChange};
@@ -23,7 +22,7 @@ pub async fn run(ctx: &Ctx, job: CallStatus) -> Result<(), JobError> {
         duration_s: job.duration_s,
         from: job.from.as_deref().map(Number::parse),
         to: job.to.as_deref().map(Number::parse),
-        at: received_at(&job.received_at),
+        at: moked_jobs::kinds::received_at(&job.received_at),
         call_sid: job.call_sid,
     };
     let outcome = calls::apply_call_status(&ctx.db, &change).await?;
@@ -38,11 +37,4 @@ pub async fn run(ctx: &Ctx, job: CallStatus) -> Result<(), JobError> {
         "call status applied"
     );
     Ok(())
-}
-
-/// The intake's receipt time; now when it is missing or malformed.
-fn received_at(raw: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now())
 }

@@ -6,7 +6,6 @@
 //! not parse is kept as text and links no customer. Bodies and numbers never reach the logs
 //! (numbers only masked). See [`moked_jobs::store::messages`].
 
-use chrono::{DateTime, Utc};
 use moked_jobs::kinds::WhatsAppInbound;
 use moked_jobs::retry::JobError;
 use moked_jobs::store::customers::Number;
@@ -31,7 +30,7 @@ pub async fn run(ctx: &Ctx, job: WhatsAppInbound) -> Result<(), JobError> {
             })
             .collect(),
         profile_name: job.profile_name.filter(|n| !n.trim().is_empty()),
-        at: received_at(&job.received_at),
+        at: moked_jobs::kinds::received_at(&job.received_at),
         provider: job.provider,
         provider_sid: job.provider_sid,
     };
@@ -47,11 +46,4 @@ pub async fn run(ctx: &Ctx, job: WhatsAppInbound) -> Result<(), JobError> {
         "inbound message recorded"
     );
     Ok(())
-}
-
-/// The intake's receipt time; now when it is missing or malformed.
-fn received_at(raw: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now())
 }

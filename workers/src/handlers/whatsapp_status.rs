@@ -7,7 +7,6 @@
 //! sid is attached. Late, duplicate and early callbacks all succeed. See
 //! [`moked_jobs::store::messages`].
 
-use chrono::{DateTime, Utc};
 use moked_jobs::kinds::WhatsAppStatus;
 use moked_jobs::retry::JobError;
 use moked_jobs::store::messages::{self, StatusCallback, StatusChange, StatusOutcome};
@@ -23,7 +22,7 @@ pub async fn run(ctx: &Ctx, job: WhatsAppStatus) -> Result<(), JobError> {
             status: job.status,
             error_code: job.error_code,
             error_message: job.error_message,
-            at: received_at(&job.received_at),
+            at: moked_jobs::kinds::received_at(&job.received_at),
         },
         our_id: job.our_id.filter(|id| !id.trim().is_empty()),
     };
@@ -42,11 +41,4 @@ pub async fn run(ctx: &Ctx, job: WhatsAppStatus) -> Result<(), JobError> {
         }
     }
     Ok(())
-}
-
-/// The intake's receipt time; now when it is missing or malformed.
-fn received_at(raw: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now())
 }
