@@ -16,20 +16,29 @@ CREATE TABLE jobs (
     state_at    BIGINT NOT NULL,           -- when it entered its state (listing order, pruning)
     session     TEXT                       -- owning worker session while running
 );
-CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('queued', 'retrying');
-CREATE INDEX jobs_by_state ON jobs (state, state_at);
-CREATE INDEX jobs_by_state_kind ON jobs (state, kind, state_at);
+-- Claiming: due jobs oldest first (fetch orders by run_at, id).
+CREATE INDEX jobs_due ON jobs (run_at, id) WHERE state IN ('queued', 'retrying');
+-- Listing (keyset on state_at DESC, id DESC) and its COUNT(*), one index per filter shape;
+-- jobs_by_state also serves pruning and the stats GROUP BY.
+CREATE INDEX jobs_by_state ON jobs (state, state_at, id);
+CREATE INDEX jobs_by_state_kind ON jobs (state, kind, state_at, id);
+CREATE INDEX jobs_by_kind ON jobs (kind, state_at, id);
+CREATE INDEX jobs_by_state_at ON jobs (state_at, id);
+-- Recovery: the running jobs of one session.
 CREATE INDEX jobs_running_by_session ON jobs (session) WHERE state = 'running';
 
+-- One row per failed (or abandoned) attempt; id keeps the order of rows with the same `at`.
 CREATE TABLE job_attempts (
+    id     INTEGER PRIMARY KEY,
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     at     BIGINT NOT NULL,
     error  TEXT NOT NULL,
     worker TEXT NOT NULL
 );
-CREATE INDEX job_attempts_by_job ON job_attempts (job_id, at);
+CREATE INDEX job_attempts_by_job ON job_attempts (job_id, at, id);
 
--- Dedupe keys of webhooks and other enqueues (idempotency token or natural key).
+-- Dedupe keys of webhooks and other enqueues (idempotency token or natural key). A key whose
+-- expires_at has passed is taken over by the next enqueue with that key (ON CONFLICT … WHERE).
 CREATE TABLE webhook_receipt (
     key        TEXT PRIMARY KEY,
     job_id     TEXT NOT NULL,
@@ -37,6 +46,7 @@ CREATE TABLE webhook_receipt (
 );
 CREATE INDEX webhook_receipt_expiry ON webhook_receipt (expires_at);
 
+-- Live worker sessions (name#uuid per process start) and their last heartbeat.
 CREATE TABLE worker_sessions (
     session      TEXT PRIMARY KEY,
     name         TEXT NOT NULL,

@@ -21,7 +21,7 @@ pub fn redis_url() -> String {
 
 /// A fresh Redis key prefix.
 pub fn redis_prefix() -> String {
-    format!("t-{}", uuid::Uuid::new_v4().simple())
+    format!("t-{}", uuid::Uuid::now_v7().simple())
 }
 
 /// A migrated database that lives as long as the value (dropped explicitly with [`TestDb::drop_db`]
@@ -52,12 +52,12 @@ impl TestDb {
 
     /// A new Postgres database, migrated.
     pub async fn postgres() -> TestDb {
-        let name = format!("moked_t_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("moked_t_{}", uuid::Uuid::now_v7().simple());
         let admin_url = format!("{}/test", pg_base());
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
             .expect("connect to the test Postgres");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
             .expect("create test database");
@@ -79,9 +79,11 @@ impl TestDb {
         if let Some(name) = &self.pg_name {
             let admin_url = format!("{}/test", pg_base());
             if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await;
                 admin.close().await.ok();
             }
         }

@@ -1,0 +1,501 @@
+//! The database backend's own tests (beyond the shared conformance suite): the SQL invariants
+//! that need two processes, many concurrent callers, corrupt rows or more than one batch. Each
+//! case runs on SQLite (a temp file) and Postgres (a fresh database), as `sqlite::…` and
+//! `postgres::…`. A second `DbQueue` on its own pool stands in for a second process.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::TestDb;
+use futures::future::join_all;
+use moked_jobs::kinds::{JobKind, WhatsAppSend};
+use moked_jobs::queue::database::DbQueue;
+use moked_jobs::queue::{JobState, ListQuery, NewJob, Queue, QueueError, WorkerId};
+use moked_jobs::store::{Db, now_ms};
+use tokio::sync::Mutex;
+
+fn send_job(n: usize) -> NewJob {
+    NewJob::new(&WhatsAppSend {
+        message_id: format!("m{n}"),
+    })
+}
+
+async fn queue(t: &TestDb) -> DbQueue {
+    DbQueue::new(t.db.clone()).await.expect("queue")
+}
+
+/// Another process on the same database: its own pool, its own wake-ups.
+async fn other_process(t: &TestDb) -> DbQueue {
+    let db = Db::connect(&t.url).await.expect("second pool");
+    DbQueue::new(db).await.expect("second queue")
+}
+
+/// Runs `sql` against the test database (tests reach behind the queue to age or corrupt rows).
+async fn exec(t: &TestDb, sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(t.db.pool())
+        .await
+        .expect("test SQL");
+}
+
+/// Waits (on the queue's own signal, never on a timer) until a fetch of `q` is blocked.
+async fn until_a_fetch_waits(q: &DbQueue) {
+    let mut idle = q.idle_fetchers();
+    tokio::time::timeout(Duration::from_secs(5), idle.wait_for(|n| *n > 0))
+        .await
+        .expect("a fetch became idle within 5 s")
+        .expect("queue alive");
+}
+
+async fn concurrent_fetchers_on_two_processes_claim_every_job_exactly_once(t: &TestDb) {
+    let (a, b) = (queue(t).await, other_process(t).await);
+    let n = 500;
+    join_all((0..10).map(|chunk| {
+        let q = if chunk % 2 == 0 { a.clone() } else { b.clone() };
+        async move {
+            for i in (chunk * n / 10)..((chunk + 1) * n / 10) {
+                q.enqueue(send_job(i)).await.expect("enqueue");
+            }
+        }
+    }))
+    .await;
+
+    let claimed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let fetchers = (0..8).map(|f| {
+        let q = if f % 2 == 0 { a.clone() } else { b.clone() };
+        let claimed = claimed.clone();
+        tokio::spawn(async move {
+            let w = WorkerId::new(format!("w{f}"));
+            q.heartbeat(&w).await.expect("heartbeat");
+            // Nothing ever goes back to the queue, so an empty fetch means all are claimed.
+            loop {
+                let leases = q.fetch(&w, 7, Duration::ZERO).await.expect("fetch");
+                if leases.is_empty() {
+                    return;
+                }
+                for lease in leases {
+                    assert_eq!(lease.attempts, 1, "a first claim counts one attempt");
+                    q.complete(&w, &lease.id).await.expect("complete");
+                    claimed.lock().await.push(lease.id);
+                }
+            }
+        })
+    });
+    for fetcher in join_all(fetchers).await {
+        fetcher.expect("fetcher did not panic");
+    }
+    let claimed = claimed.lock().await;
+    let unique: HashSet<&String> = claimed.iter().collect();
+    assert_eq!(
+        (claimed.len(), unique.len()),
+        (n, n),
+        "every job claimed exactly once"
+    );
+    assert_eq!(
+        a.stats().await.expect("stats").count(JobState::Done),
+        n as u64
+    );
+}
+
+async fn concurrent_enqueues_of_one_dedupe_key_create_exactly_one_job(t: &TestDb) {
+    let (a, b) = (queue(t).await, other_process(t).await);
+    let ttl = Duration::from_secs(3600);
+    let results = join_all((0..16).map(|i| {
+        let q = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move {
+            q.enqueue(send_job(i).dedupe("RecordingSid:RE1", ttl))
+                .await
+                .expect("enqueue")
+        }
+    }))
+    .await;
+    let created: Vec<_> = results.iter().filter(|r| r.is_created()).collect();
+    assert_eq!(created.len(), 1, "one creator: {results:?}");
+    assert!(
+        results.iter().all(|r| r.id() == created[0].id()),
+        "all see the first id"
+    );
+    assert_eq!(a.stats().await.expect("stats").count(JobState::Queued), 1);
+}
+
+async fn an_expired_dedupe_key_is_taken_over_and_then_holds(t: &TestDb) {
+    let q = queue(t).await;
+    let old = q
+        .enqueue(send_job(1).dedupe("k", Duration::ZERO))
+        .await
+        .expect("enqueue");
+    let new = q
+        .enqueue(send_job(2).dedupe("k", Duration::from_secs(60)))
+        .await
+        .expect("enqueue");
+    let again = q
+        .enqueue(send_job(3).dedupe("k", Duration::from_secs(60)))
+        .await
+        .expect("enqueue");
+    assert!(old.is_created() && new.is_created());
+    assert_ne!(old.id(), new.id());
+    assert!(!again.is_created());
+    assert_eq!(
+        again.id(),
+        new.id(),
+        "the key now points at the job that took it over"
+    );
+}
+
+async fn a_blocking_fetch_wakes_on_an_enqueue_from_the_same_queue_well_under_250ms(t: &TestDb) {
+    let q = queue(t).await;
+    let w = WorkerId::new("w");
+    let fetch = tokio::spawn({
+        let (q, w) = (q.clone(), w.clone());
+        async move {
+            let leases = q.fetch(&w, 1, Duration::from_secs(5)).await.expect("fetch");
+            (leases, Instant::now())
+        }
+    });
+    until_a_fetch_waits(&q).await;
+    let enqueued_at = Instant::now();
+    let job = q.enqueue(send_job(1)).await.expect("enqueue");
+    let (leases, woke_at) = fetch.await.expect("fetch task");
+    let latency = woke_at.duration_since(enqueued_at);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].id, job.id());
+    assert!(
+        latency < Duration::from_millis(250),
+        "pickup took {latency:?}"
+    );
+}
+
+async fn a_blocking_fetch_wakes_on_an_enqueue_from_another_process_under_250ms(t: &TestDb) {
+    let (worker_side, intake_side) = (queue(t).await, other_process(t).await);
+    let w = WorkerId::new("w");
+    let fetch = tokio::spawn({
+        let (q, w) = (worker_side.clone(), w.clone());
+        async move {
+            let leases = q.fetch(&w, 1, Duration::from_secs(5)).await.expect("fetch");
+            (leases, Instant::now())
+        }
+    });
+    until_a_fetch_waits(&worker_side).await;
+    let enqueued_at = Instant::now();
+    let job = intake_side.enqueue(send_job(1)).await.expect("enqueue");
+    let (leases, woke_at) = fetch.await.expect("fetch task");
+    let latency = woke_at.duration_since(enqueued_at);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].id, job.id());
+    assert!(
+        latency < Duration::from_millis(250),
+        "pickup took {latency:?}"
+    );
+}
+
+async fn a_blocking_fetch_wakes_when_a_delayed_job_becomes_due(t: &TestDb) {
+    let q = queue(t).await;
+    let w = WorkerId::new("w");
+    let due = Utc::now() + chrono::Duration::milliseconds(300);
+    q.enqueue(send_job(1).run_at(due)).await.expect("enqueue");
+    let leases = q.fetch(&w, 1, Duration::from_secs(5)).await.expect("fetch");
+    let late = Utc::now() - due;
+    assert_eq!(leases.len(), 1);
+    assert!(late >= chrono::Duration::zero(), "not before it was due");
+    assert!(late < chrono::Duration::milliseconds(250), "{late:?} late");
+}
+
+async fn a_blocking_fetch_on_an_empty_queue_returns_nothing_after_its_wait(t: &TestDb) {
+    let q = queue(t).await;
+    let started = Instant::now();
+    let leases = q
+        .fetch(&WorkerId::new("w"), 5, Duration::from_millis(300))
+        .await
+        .expect("fetch");
+    let took = started.elapsed();
+    assert!(leases.is_empty());
+    assert!(
+        took >= Duration::from_millis(300),
+        "waited the full wait: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(300 + 250),
+        "and not much longer: {took:?}"
+    );
+}
+
+async fn a_fetch_dropped_mid_claim_leaves_no_job_stranded(t: &TestDb) {
+    let q = queue(t).await;
+    for n in 0..5 {
+        q.enqueue(send_job(n)).await.expect("enqueue");
+    }
+    // Polled once (the claim is under way on its own task), then dropped: a worker whose
+    // shutdown signal won the race against its fetch.
+    let cancelled = WorkerId::new("stopping");
+    let dropped = tokio::time::timeout(Duration::ZERO, q.fetch(&cancelled, 5, Duration::ZERO));
+    assert!(dropped.await.is_err(), "the fetch was cut off");
+    let w = WorkerId::new("w");
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let leases = q.fetch(&w, 5, Duration::from_secs(5)).await.expect("fetch");
+        assert!(!leases.is_empty(), "jobs came back within 5 s");
+        got.extend(leases);
+    }
+    assert!(
+        got.iter().all(|l| l.attempts == 1),
+        "the cut-off claim is not counted"
+    );
+}
+
+async fn recovery_requeues_only_the_jobs_of_a_silent_session_and_says_why(t: &TestDb) {
+    let q = queue(t).await;
+    let (silent, live) = (WorkerId::new("worker.1"), WorkerId::new("worker.2"));
+    for w in [&silent, &live] {
+        q.heartbeat(w).await.expect("heartbeat");
+    }
+    for n in 0..3 {
+        q.enqueue(send_job(n)).await.expect("enqueue");
+    }
+    let lost = q.fetch(&silent, 2, Duration::ZERO).await.expect("fetch");
+    let kept = q.fetch(&live, 1, Duration::ZERO).await.expect("fetch");
+    assert_eq!((lost.len(), kept.len()), (2, 1));
+    // worker.1 last heartbeated a minute ago.
+    exec(
+        t,
+        &format!(
+            "UPDATE worker_sessions SET heartbeat_at = {} WHERE session = '{}'",
+            now_ms() - 60_000,
+            silent.session
+        ),
+    )
+    .await;
+
+    assert_eq!(
+        q.recover_abandoned(Duration::from_secs(30))
+            .await
+            .expect("recover"),
+        2
+    );
+    for lease in &lost {
+        let d = q.get(&lease.id).await.expect("get").expect("job");
+        assert_eq!(d.summary.state, JobState::Queued);
+        assert_eq!(d.worker, None);
+        let note = "abandoned by worker worker.1 (no heartbeat for 60s)";
+        assert_eq!(d.history.len(), 1);
+        assert_eq!(d.history[0].error, note);
+        assert_eq!(d.history[0].worker, "worker.1");
+        assert_eq!(d.summary.last_error.as_deref(), Some(note));
+    }
+    let d = q.get(&kept[0].id).await.expect("get").expect("job");
+    assert_eq!(d.summary.state, JobState::Running);
+    assert_eq!(d.worker.as_deref(), Some(live.session.as_str()));
+    // Recovery is idempotent, and the silent session's late acks change nothing.
+    assert_eq!(
+        q.recover_abandoned(Duration::from_secs(30))
+            .await
+            .expect("recover"),
+        0
+    );
+    q.complete(&silent, &lost[0].id)
+        .await
+        .expect("late complete");
+    q.bury(&silent, &lost[1].id, "late")
+        .await
+        .expect("late bury");
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.count(JobState::Queued), s.count(JobState::Running)),
+        (2, 1)
+    );
+}
+
+async fn a_job_of_a_worker_that_died_before_its_first_heartbeat_is_recovered(t: &TestDb) {
+    let q = queue(t).await;
+    let w = WorkerId::new("worker.3");
+    let job = q.enqueue(send_job(1)).await.expect("enqueue");
+    assert_eq!(
+        q.fetch(&w, 1, Duration::ZERO).await.expect("fetch").len(),
+        1
+    );
+    assert_eq!(
+        q.recover_abandoned(Duration::from_secs(30))
+            .await
+            .expect("recover"),
+        0,
+        "a fresh claim is not abandoned yet"
+    );
+    exec(
+        t,
+        &format!(
+            "UPDATE jobs SET started_at = {} WHERE id = '{}'",
+            now_ms() - 45_000,
+            job.id()
+        ),
+    )
+    .await;
+    assert_eq!(
+        q.recover_abandoned(Duration::from_secs(30))
+            .await
+            .expect("recover"),
+        1
+    );
+    let d = q.get(job.id()).await.expect("get").expect("job");
+    assert_eq!(d.summary.state, JobState::Queued);
+    assert_eq!(
+        d.history[0].error,
+        "abandoned by worker worker.3 (no heartbeat for 45s)"
+    );
+}
+
+async fn listing_is_newest_state_change_first_and_rejects_a_foreign_cursor(t: &TestDb) {
+    let q = queue(t).await;
+    let w = WorkerId::new("w");
+    let first = q.enqueue(send_job(1)).await.expect("enqueue");
+    q.enqueue(send_job(2)).await.expect("enqueue");
+    exec(t, "UPDATE jobs SET state_at = state_at - 1000").await;
+    // The oldest job changes state last, so it lists first.
+    q.fetch(&w, 1, Duration::ZERO).await.expect("fetch");
+    let page = q
+        .list(&ListQuery {
+            limit: 1,
+            ..ListQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(page.total, 2);
+    assert_eq!(page.jobs[0].id, first.id());
+    let next = q
+        .list(&ListQuery {
+            limit: 1,
+            cursor: page.next_cursor,
+            ..ListQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(next.jobs.len(), 1);
+    assert_ne!(next.jobs[0].id, first.id());
+    assert_eq!(next.next_cursor, None);
+    let bad = q
+        .list(&ListQuery {
+            cursor: Some("page-2".into()),
+            ..ListQuery::default()
+        })
+        .await;
+    assert!(matches!(bad, Err(QueueError::Invalid(_))), "{bad:?}");
+}
+
+async fn a_row_with_an_unknown_state_is_reported_as_corrupt_not_a_panic(t: &TestDb) {
+    let q = queue(t).await;
+    let job = q.enqueue(send_job(1)).await.expect("enqueue");
+    exec(
+        t,
+        &format!("UPDATE jobs SET state = 'paused' WHERE id = '{}'", job.id()),
+    )
+    .await;
+    assert!(matches!(q.get(job.id()).await, Err(QueueError::Corrupt(_))));
+    assert!(matches!(
+        q.list(&ListQuery::default()).await,
+        Err(QueueError::Corrupt(_))
+    ));
+    assert!(matches!(q.stats().await, Err(QueueError::Corrupt(_))));
+}
+
+async fn bulk_retry_and_prune_work_through_more_than_one_batch(t: &TestDb) {
+    let q = queue(t).await;
+    let old = now_ms() - 86_400_000;
+    let bulk = |prefix: &str, count: usize, state: &str| {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) \
+             INSERT INTO jobs (id, kind, payload, state, attempts, created_at, run_at, \
+                 state_at, finished_at) \
+             SELECT '{prefix}' || i, 'whatsapp.send', '{{}}', '{state}', 1, {old}, {old}, \
+                 {old}, {old} FROM n"
+        )
+    };
+    exec(t, &bulk("dead-", 1_200, "dead")).await;
+    exec(t, &bulk("done-", 2_300, "done")).await;
+    exec(
+        t,
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500) \
+             INSERT INTO webhook_receipt (key, job_id, expires_at) \
+             SELECT 'old-' || i, 'done-1', {old} FROM n"
+        ),
+    )
+    .await;
+    let live = q
+        .enqueue(send_job(1).dedupe("live", Duration::from_secs(60)))
+        .await
+        .expect("enqueue");
+
+    assert_eq!(
+        q.retry_all(JobState::Dead, Some(JobKind::WhatsAppSend))
+            .await
+            .expect("retry_all"),
+        1_200
+    );
+    assert_eq!(q.prune(Utc::now()).await.expect("prune"), 2_300);
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (
+            s.count(JobState::Queued),
+            s.count(JobState::Dead),
+            s.count(JobState::Done)
+        ),
+        (1_201, 0, 0)
+    );
+    let again = q
+        .enqueue(send_job(2).dedupe("live", Duration::from_secs(60)))
+        .await
+        .expect("enqueue");
+    assert_eq!(again.id(), live.id(), "a live dedupe key survives pruning");
+    let receipts = sqlx::query("SELECT COUNT(*) AS n FROM webhook_receipt")
+        .fetch_one(t.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(sqlx::Row::get::<i64, _>(&receipts, "n"), 1);
+    assert!(matches!(
+        q.retry_all(JobState::Done, None).await,
+        Err(QueueError::Invalid(_))
+    ));
+}
+
+macro_rules! on_both_databases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let t = super::TestDb::sqlite().await;
+                    super::$case(&t).await;
+                    t.drop_db().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let t = super::TestDb::postgres().await;
+                    super::$case(&t).await;
+                    t.drop_db().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    concurrent_fetchers_on_two_processes_claim_every_job_exactly_once,
+    concurrent_enqueues_of_one_dedupe_key_create_exactly_one_job,
+    an_expired_dedupe_key_is_taken_over_and_then_holds,
+    a_blocking_fetch_wakes_on_an_enqueue_from_the_same_queue_well_under_250ms,
+    a_blocking_fetch_wakes_on_an_enqueue_from_another_process_under_250ms,
+    a_blocking_fetch_wakes_when_a_delayed_job_becomes_due,
+    a_blocking_fetch_on_an_empty_queue_returns_nothing_after_its_wait,
+    a_fetch_dropped_mid_claim_leaves_no_job_stranded,
+    recovery_requeues_only_the_jobs_of_a_silent_session_and_says_why,
+    a_job_of_a_worker_that_died_before_its_first_heartbeat_is_recovered,
+    listing_is_newest_state_change_first_and_rejects_a_foreign_cursor,
+    a_row_with_an_unknown_state_is_reported_as_corrupt_not_a_panic,
+    bulk_retry_and_prune_work_through_more_than_one_batch,
+);
