@@ -1,0 +1,45 @@
+-- retry: operator retry of dead or retrying jobs: queued, due now, history and attempts kept.
+--
+-- ARGV: 1 prefix, 2 mode ('id' | 'all'), 3 the id (mode id) or the state, dead or retrying
+--       (mode all), 4 kind ('' = any; mode all), 5 batch size (mode all)
+-- Returns {moved, scanned}. Mode all looks at the first `batch` members of the state's index;
+-- the caller repeats while scanned == batch. Index members whose job is not in that state
+-- (only possible after manual edits) are removed, so every call makes progress.
+local p, mode = ARGV[1], ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ready = p .. ':ready'
+
+local ids, index
+if mode == 'id' then
+  ids = {ARGV[3]}
+else
+  index = p .. ':s:' .. ARGV[3]
+  if ARGV[4] ~= '' then
+    index = index .. ':' .. ARGV[4]
+  end
+  ids = redis.call('ZRANGE', index, 0, tonumber(ARGV[5]) - 1)
+end
+
+local moved = 0
+for _, id in ipairs(ids) do
+  local key = p .. ':job:' .. id
+  local j = redis.call('HMGET', key, 'state', 'kind')
+  local st, kind = j[1], j[2]
+  if (st == 'dead' or st == 'retrying') and (mode == 'id' or st == ARGV[3]) then
+    -- A dead job is in no list. A retrying job waits in the delayed set, unless it is already
+    -- due and was promoted: then it is in the ready list and keeps its place there.
+    if st == 'dead' or redis.call('ZREM', p .. ':delayed', id) == 1 then
+      redis.call('RPUSH', ready, id)
+    end
+    redis.call('HSET', key, 'state', 'queued', 'run_at', now, 'state_at', now)
+    redis.call('ZREM', p .. ':s:' .. st, id)
+    redis.call('ZREM', p .. ':s:' .. st .. ':' .. kind, id)
+    redis.call('ZADD', p .. ':s:queued', now, id)
+    redis.call('ZADD', p .. ':s:queued:' .. kind, now, id)
+    moved = moved + 1
+  elseif index then
+    redis.call('ZREM', index, id)
+  end
+end
+return {moved, #ids}

@@ -1,0 +1,724 @@
+//! Tests of the Redis backend's own promises (the shared conformance suite covers the contract):
+//! no backlog cliff, blocking pickup, recovery of silent sessions, stale acks, dedupe, lost
+//! replies. They need a Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`); each test
+//! works under its own random prefix and deletes it when it ends, even on a panic.
+
+use std::collections::HashSet;
+use std::ops::Deref;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::future::try_join_all;
+use moked_jobs::kinds::JobKind;
+use moked_jobs::queue::redis::RedisQueue;
+use moked_jobs::queue::{Enqueued, JobState, ListQuery, NewJob, Queue, WorkerId};
+use redis::AsyncCommands;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A queue under a fresh prefix, deleted on drop.
+struct TestQueue {
+    queue: RedisQueue,
+}
+
+impl Deref for TestQueue {
+    type Target = RedisQueue;
+    fn deref(&self) -> &RedisQueue {
+        &self.queue
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        // Synchronous, so it also runs while a failed test unwinds.
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = match redis::Commands::scan_match::<_, String>(
+            &mut conn,
+            format!("{}:*", self.queue.prefix()),
+        ) {
+            Ok(iter) => iter.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(1000) {
+            let _: Result<(), _> = redis::Commands::unlink(&mut conn, chunk);
+        }
+    }
+}
+
+async fn queue() -> TestQueue {
+    let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let queue = RedisQueue::connect(&redis_url(), &prefix)
+        .await
+        .expect("connect to Redis");
+    TestQueue { queue }
+}
+
+/// A plain connection for looking at (and, where a test says so, arranging) raw keys.
+async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis")
+}
+
+fn job(n: usize) -> NewJob {
+    NewJob::raw(JobKind::CallStatus, format!("{{\"v\":1,\"data\":{n}}}"))
+}
+
+fn ids(leases: &[moked_jobs::queue::Lease]) -> Vec<String> {
+    leases.iter().map(|l| l.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_backlog_of_20000_due_jobs_drains_completely() {
+    const JOBS: usize = 20_000;
+    let q = queue().await;
+    let started = Instant::now();
+
+    // Enqueue far in the future so every job lands in the delayed set…
+    let later = Utc::now() + chrono::Duration::hours(1);
+    for chunk in (0..JOBS).collect::<Vec<_>>().chunks(1000) {
+        try_join_all(chunk.iter().map(|&n| q.enqueue(job(n).run_at(later))))
+            .await
+            .expect("enqueue");
+    }
+    let mut conn = raw().await;
+    let delayed = format!("{}:delayed", q.prefix());
+    let waiting: usize = conn.zcard(&delayed).await.expect("zcard");
+    assert_eq!(waiting, JOBS);
+    // …then make all of them due at once: 20,000 due delayed jobs, the backlog that wedged
+    // apalis-redis ("too many results to unpack") for good.
+    let () = redis::cmd("ZUNIONSTORE")
+        .arg(&delayed)
+        .arg(1)
+        .arg(&delayed)
+        .arg("WEIGHTS")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("make the backlog due");
+    let enqueued = started.elapsed();
+
+    let worker = WorkerId::new("drain");
+    let mut seen = HashSet::new();
+    loop {
+        let leases = q.fetch(&worker, 100, Duration::ZERO).await.expect("fetch");
+        if leases.is_empty() {
+            break;
+        }
+        for lease in &leases {
+            assert_eq!(lease.attempts, 1);
+            assert!(
+                seen.insert(lease.id.clone()),
+                "{} delivered twice",
+                lease.id
+            );
+        }
+        try_join_all(leases.iter().map(|l| q.complete(&worker, &l.id)))
+            .await
+            .expect("complete");
+    }
+    let drained = started.elapsed() - enqueued;
+
+    assert_eq!(seen.len(), JOBS);
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(stats.count(JobState::Done), JOBS as u64);
+    assert_eq!(stats.count(JobState::Queued), 0);
+    assert_eq!(stats.count(JobState::Running), 0);
+    let waiting: usize = conn.zcard(&delayed).await.expect("zcard");
+    assert_eq!(waiting, 0);
+    eprintln!("20,000 jobs: enqueued in {enqueued:?}, drained in {drained:?}");
+}
+
+#[tokio::test]
+async fn a_blocked_fetch_wakes_up_when_a_job_is_enqueued() {
+    let q = queue().await;
+    let worker = WorkerId::new("sleeper");
+    let fetcher = {
+        let queue = q.queue.clone();
+        tokio::spawn(async move {
+            let leases = queue.fetch(&worker, 10, Duration::from_secs(5)).await;
+            (leases, Instant::now())
+        })
+    };
+
+    // Wait until the fetch is really blocked in BLMOVE (its connection is named after the
+    // prefix), so the enqueue below has to wake it.
+    let mut conn = raw().await;
+    let name = format!("name=moked-fetch:{} ", q.prefix());
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await
+            .expect("client list");
+        if clients
+            .lines()
+            .any(|l| l.contains(&name) && l.contains("cmd=blmove"))
+        {
+            break;
+        }
+        assert!(Instant::now() < give_up, "the fetch never blocked");
+        tokio::task::yield_now().await;
+    }
+
+    let enqueued_at = Instant::now();
+    let id = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    let (leases, returned_at) = fetcher.await.expect("fetch task");
+    let leases = leases.expect("fetch");
+    assert_eq!(ids(&leases), vec![id]);
+    let pickup = returned_at - enqueued_at;
+    // Without a wake-up the job would wait for the block to time out (up to a second).
+    assert!(
+        pickup < Duration::from_millis(500),
+        "pickup took {pickup:?}"
+    );
+    eprintln!("blocked fetch picked the job up {pickup:?} after the enqueue");
+}
+
+#[tokio::test]
+async fn a_blocked_fetch_picks_up_a_delayed_job_when_it_becomes_due() {
+    let q = queue().await;
+    let worker = WorkerId::new("patient");
+    let due = Utc::now() + chrono::Duration::milliseconds(300);
+    let id = q
+        .enqueue(job(1).run_at(due))
+        .await
+        .expect("enqueue")
+        .id()
+        .to_owned();
+
+    assert!(
+        q.fetch(&worker, 10, Duration::ZERO)
+            .await
+            .expect("fetch")
+            .is_empty(),
+        "a job was handed out before it was due"
+    );
+    let leases = q
+        .fetch(&worker, 10, Duration::from_secs(5))
+        .await
+        .expect("fetch");
+    let late = Utc::now() - due;
+    assert_eq!(ids(&leases), vec![id]);
+    assert!(late >= chrono::Duration::zero(), "fetched {late} early");
+    assert!(
+        late < chrono::Duration::milliseconds(500),
+        "fetched {late} late"
+    );
+}
+
+#[tokio::test]
+async fn recover_abandoned_requeues_the_jobs_of_a_silent_session() {
+    let q = queue().await;
+    let dead = WorkerId::new("worker.1");
+    let a = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    let b = q.enqueue(job(2)).await.expect("enqueue").id().to_owned();
+    q.heartbeat(&dead).await.expect("heartbeat");
+    let held = q.fetch(&dead, 10, Duration::ZERO).await.expect("fetch");
+    assert_eq!(ids(&held), vec![a.clone(), b.clone()]);
+
+    assert_eq!(
+        q.recover_abandoned(Duration::from_secs(60))
+            .await
+            .expect("recover"),
+        0,
+        "a live session lost its jobs"
+    );
+    assert_eq!(
+        q.recover_abandoned(Duration::ZERO).await.expect("recover"),
+        2
+    );
+
+    let detail = q.get(&a).await.expect("get").expect("job a");
+    assert_eq!(detail.summary.state, JobState::Queued);
+    assert_eq!(detail.summary.attempts, 1);
+    assert_eq!(detail.worker, None);
+    assert_eq!(detail.history.len(), 1);
+    assert_eq!(detail.history[0].worker, "worker.1");
+    assert!(
+        detail.history[0]
+            .error
+            .starts_with("abandoned by worker worker.1 (no heartbeat for "),
+        "{}",
+        detail.history[0].error
+    );
+
+    let next = WorkerId::new("worker.2");
+    let leases = q.fetch(&next, 10, Duration::ZERO).await.expect("fetch");
+    let mut got = ids(&leases);
+    got.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(leases.iter().all(|l| l.attempts == 2));
+    // The silent session is forgotten: nothing more to recover.
+    q.heartbeat(&next).await.expect("heartbeat");
+    assert_eq!(
+        q.recover_abandoned(Duration::from_secs(60))
+            .await
+            .expect("recover"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_stale_ack_after_recovery_is_ignored() {
+    let q = queue().await;
+    let slow = WorkerId::new("slow");
+    let id = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    q.fetch(&slow, 1, Duration::ZERO).await.expect("fetch");
+    assert_eq!(
+        q.recover_abandoned(Duration::ZERO).await.expect("recover"),
+        1
+    );
+    let fast = WorkerId::new("fast");
+    let leases = q.fetch(&fast, 1, Duration::ZERO).await.expect("fetch");
+    assert_eq!(ids(&leases), vec![id.clone()]);
+
+    // The first worker wakes up and reports: nothing happens, without an error.
+    q.complete(&slow, &id).await.expect("stale complete");
+    q.bury(&slow, &id, "late").await.expect("stale bury");
+    q.retry_at(&slow, &id, "late", Utc::now())
+        .await
+        .expect("stale retry");
+    q.release(&slow, &id).await.expect("stale release");
+    let detail = q.get(&id).await.expect("get").expect("job");
+    assert_eq!(detail.summary.state, JobState::Running);
+    assert_eq!(detail.summary.attempts, 2);
+    assert_eq!(detail.worker.as_deref(), Some(fast.session.as_str()));
+    assert_eq!(detail.history.len(), 1, "only the abandonment is recorded");
+
+    q.complete(&fast, &id).await.expect("complete");
+    let detail = q.get(&id).await.expect("get").expect("job");
+    assert_eq!(detail.summary.state, JobState::Done);
+}
+
+#[tokio::test]
+async fn a_dedupe_key_inside_its_ttl_returns_the_first_job() {
+    let q = queue().await;
+    let ttl = Duration::from_secs(3600);
+    let first = q
+        .enqueue(job(1).dedupe("call.status:CA1:completed", ttl))
+        .await
+        .expect("enqueue");
+    let again = q
+        .enqueue(job(2).dedupe("call.status:CA1:completed", ttl))
+        .await
+        .expect("enqueue");
+    let other = q
+        .enqueue(job(3).dedupe("call.status:CA2:completed", ttl))
+        .await
+        .expect("enqueue");
+
+    assert!(first.is_created());
+    assert_eq!(again, Enqueued::Duplicate(first.id().to_owned()));
+    assert!(other.is_created());
+    assert_ne!(other.id(), first.id());
+    assert_eq!(q.stats().await.expect("stats").count(JobState::Queued), 2);
+}
+
+#[tokio::test]
+async fn an_id_popped_but_never_marked_is_returned_by_recovery() {
+    let q = queue().await;
+    let crashed = WorkerId::new("crashed");
+    let id = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    q.heartbeat(&crashed).await.expect("heartbeat");
+    // The worker's BLMOVE moved the id into its in-flight list, then the process died before
+    // the claim script marked the job running.
+    let mut conn = raw().await;
+    let moved: Option<String> = redis::cmd("LMOVE")
+        .arg(format!("{}:ready", q.prefix()))
+        .arg(format!("{}:inflight:{}", q.prefix(), crashed.session))
+        .arg("LEFT")
+        .arg("RIGHT")
+        .query_async(&mut conn)
+        .await
+        .expect("lmove");
+    assert_eq!(moved.as_deref(), Some(id.as_str()));
+    let next = WorkerId::new("next");
+    assert!(
+        q.fetch(&next, 1, Duration::ZERO)
+            .await
+            .expect("fetch")
+            .is_empty()
+    );
+
+    assert_eq!(
+        q.recover_abandoned(Duration::ZERO).await.expect("recover"),
+        1
+    );
+    let leases = q.fetch(&next, 1, Duration::ZERO).await.expect("fetch");
+    assert_eq!(ids(&leases), vec![id]);
+    assert_eq!(leases[0].attempts, 1, "the unmarked pop was not an attempt");
+}
+
+#[tokio::test]
+async fn jobs_of_a_claim_whose_reply_was_lost_are_delivered_by_the_next_fetch() {
+    let q = queue().await;
+    let worker = WorkerId::new("unlucky");
+    let first = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    let second = q.enqueue(job(2)).await.expect("enqueue").id().to_owned();
+
+    // Start a fetch, let its claim reach Redis and run, and drop the fetch before it reads
+    // the reply: the claim ran on the server, but the worker never learnt of it.
+    let mut fetch = Box::pin(q.fetch(&worker, 10, Duration::ZERO));
+    assert!(futures::poll!(fetch.as_mut()).is_pending());
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        let detail = q.get(&first).await.expect("get").expect("job");
+        if detail.summary.state == JobState::Running {
+            break;
+        }
+        assert!(Instant::now() < give_up, "the claim never ran");
+    }
+    drop(fetch);
+
+    let leases = q.fetch(&worker, 10, Duration::ZERO).await.expect("fetch");
+    assert_eq!(ids(&leases), vec![first.clone(), second]);
+    assert!(leases.iter().all(|l| l.attempts == 1));
+    // Delivered once more, not forever.
+    assert!(
+        q.fetch(&worker, 10, Duration::ZERO)
+            .await
+            .expect("fetch")
+            .is_empty()
+    );
+    q.complete(&worker, &first).await.expect("complete");
+    assert_eq!(
+        q.get(&first)
+            .await
+            .expect("get")
+            .expect("job")
+            .summary
+            .state,
+        JobState::Done
+    );
+}
+
+#[tokio::test]
+async fn deregister_requeues_whatever_the_session_still_holds() {
+    let q = queue().await;
+    let leaving = WorkerId::new("leaving");
+    let id = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    q.heartbeat(&leaving).await.expect("heartbeat");
+    q.fetch(&leaving, 1, Duration::ZERO).await.expect("fetch");
+    q.deregister(&leaving).await.expect("deregister");
+
+    let detail = q.get(&id).await.expect("get").expect("job");
+    assert_eq!(detail.summary.state, JobState::Queued);
+    let mut conn = raw().await;
+    let sessions: usize = conn
+        .zcard(format!("{}:sessions", q.prefix()))
+        .await
+        .expect("zcard");
+    assert_eq!(sessions, 0);
+    let leases = q
+        .fetch(&WorkerId::new("other"), 1, Duration::ZERO)
+        .await
+        .expect("fetch");
+    assert_eq!(ids(&leases), vec![id]);
+}
+
+#[tokio::test]
+async fn release_puts_the_job_first_in_line_without_counting_the_attempt() {
+    let q = queue().await;
+    let worker = WorkerId::new("stopping");
+    let a = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    let b = q.enqueue(job(2)).await.expect("enqueue").id().to_owned();
+    let leases = q.fetch(&worker, 1, Duration::ZERO).await.expect("fetch");
+    assert_eq!(ids(&leases), vec![a.clone()]);
+    q.release(&worker, &a).await.expect("release");
+
+    let leases = q.fetch(&worker, 2, Duration::ZERO).await.expect("fetch");
+    assert_eq!(ids(&leases), vec![a, b]);
+    assert!(leases.iter().all(|l| l.attempts == 1));
+}
+
+#[tokio::test]
+async fn failures_retries_and_operator_verbs_move_jobs_between_states() {
+    let q = queue().await;
+    let worker = WorkerId::new("ops");
+    let a = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    let b = q.enqueue(job(2)).await.expect("enqueue").id().to_owned();
+    q.fetch(&worker, 2, Duration::ZERO).await.expect("fetch");
+    let later = Utc::now() + chrono::Duration::hours(1);
+    q.retry_at(&worker, &a, "503 from Twilio", later)
+        .await
+        .expect("retry_at");
+    q.bury(&worker, &b, "21211 invalid number")
+        .await
+        .expect("bury");
+
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(stats.count(JobState::Retrying), 1);
+    assert_eq!(stats.count(JobState::Dead), 1);
+    assert_eq!(
+        stats.by_kind["call.status"][&JobState::Dead],
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.by_kind.len(), 1);
+    assert!(
+        q.fetch(&worker, 2, Duration::ZERO)
+            .await
+            .expect("fetch")
+            .is_empty(),
+        "a retry scheduled an hour ahead ran now"
+    );
+
+    let dead = q.get(&b).await.expect("get").expect("job");
+    assert_eq!(
+        dead.summary.last_error.as_deref(),
+        Some("21211 invalid number")
+    );
+    assert_eq!(dead.history.len(), 1);
+    assert_eq!(dead.history[0].worker, "ops");
+    assert!(dead.summary.finished_at.is_some());
+
+    // Operator: retry the retrying one now, retry every dead one, discard nothing running.
+    assert!(q.retry(&a).await.expect("retry"));
+    assert!(!q.retry(&a).await.expect("retry a queued job"));
+    assert_eq!(
+        q.retry_all(JobState::Dead, None).await.expect("retry_all"),
+        1
+    );
+    let leases = q.fetch(&worker, 10, Duration::ZERO).await.expect("fetch");
+    assert_eq!(leases.len(), 2);
+    assert!(leases.iter().all(|l| l.attempts == 2), "attempts are kept");
+    assert!(!q.discard(&a).await.expect("discard a running job"));
+
+    q.bury(&worker, &a, "again").await.expect("bury");
+    assert!(q.discard(&a).await.expect("discard"));
+    q.complete(&worker, &b).await.expect("complete");
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(stats.count(JobState::Discarded), 1);
+    assert_eq!(stats.count(JobState::Done), 1);
+
+    // Prune leaves no trace of finished jobs.
+    let pruned = q
+        .prune(Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 2);
+    assert!(q.get(&a).await.expect("get").is_none());
+    let mut conn = raw().await;
+    let left: Vec<String> = conn
+        .keys(format!("{}:*{a}*", q.prefix()))
+        .await
+        .expect("keys");
+    assert!(left.is_empty(), "{left:?}");
+    let stats = q.stats().await.expect("stats");
+    assert!(stats.counts.values().all(|&c| c == 0), "{stats:?}");
+    assert!(stats.by_kind.is_empty());
+}
+
+#[tokio::test]
+async fn a_queued_job_discarded_while_waiting_is_never_handed_out() {
+    let q = queue().await;
+    let worker = WorkerId::new("w");
+    let due = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    let later = q
+        .enqueue(job(2).run_at(Utc::now() + chrono::Duration::hours(1)))
+        .await
+        .expect("enqueue")
+        .id()
+        .to_owned();
+    assert!(q.discard(&due).await.expect("discard"));
+    assert!(q.discard(&later).await.expect("discard"));
+    assert!(
+        q.fetch(&worker, 10, Duration::ZERO)
+            .await
+            .expect("fetch")
+            .is_empty()
+    );
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(stats.count(JobState::Discarded), 2);
+    assert_eq!(stats.count(JobState::Queued), 0);
+}
+
+#[tokio::test]
+async fn listing_pages_through_every_state_with_a_cursor() {
+    let q = queue().await;
+    let worker = WorkerId::new("lister");
+    for n in 0..7 {
+        q.enqueue(job(n)).await.expect("enqueue");
+    }
+    q.enqueue(NewJob::raw(JobKind::WhatsAppSend, "{}"))
+        .await
+        .expect("enqueue");
+    let leases = q.fetch(&worker, 3, Duration::ZERO).await.expect("fetch");
+    q.complete(&worker, &leases[0].id).await.expect("complete");
+    q.bury(&worker, &leases[1].id, "no").await.expect("bury");
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = q
+            .list(&ListQuery {
+                state: None,
+                kind: None,
+                cursor: cursor.clone(),
+                limit: 3,
+            })
+            .await
+            .expect("list");
+        assert_eq!(page.total, 8);
+        assert!(page.jobs.len() <= 3);
+        seen.extend(page.jobs.iter().map(|j| (j.state, j.id.clone())));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    let states: Vec<JobState> = seen.iter().map(|(s, _)| *s).collect();
+    let mut sorted = states.clone();
+    sorted.sort();
+    assert_eq!(states, sorted, "states come in display order");
+    assert_eq!(
+        seen.iter().map(|(_, id)| id).collect::<HashSet<_>>().len(),
+        8
+    );
+
+    let page = q
+        .list(&ListQuery {
+            state: Some(JobState::Queued),
+            kind: Some(JobKind::WhatsAppSend),
+            cursor: None,
+            limit: 50,
+        })
+        .await
+        .expect("list");
+    assert_eq!(page.total, 1);
+    assert_eq!(page.jobs[0].kind, "whatsapp.send");
+    assert_eq!(page.next_cursor, None);
+    assert!(
+        q.list(&ListQuery {
+            cursor: Some("garbage".into()),
+            ..ListQuery::default()
+        })
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn stats_report_the_age_of_the_oldest_due_queued_job() {
+    let q = queue().await;
+    assert_eq!(q.stats().await.expect("stats").oldest_queued_age_s, None);
+    q.enqueue(job(1).run_at(Utc::now() + chrono::Duration::hours(1)))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        q.stats().await.expect("stats").oldest_queued_age_s,
+        None,
+        "a job not yet due is not waiting"
+    );
+    q.enqueue(job(2).run_at(Utc::now() - chrono::Duration::seconds(90)))
+        .await
+        .expect("enqueue");
+    let age = q
+        .stats()
+        .await
+        .expect("stats")
+        .oldest_queued_age_s
+        .expect("an overdue job");
+    assert!((89.0..120.0).contains(&age), "{age}");
+}
+
+#[tokio::test]
+async fn delete_all_removes_only_its_own_prefix() {
+    let mine = queue().await;
+    let theirs = queue().await;
+    mine.enqueue(job(1)).await.expect("enqueue");
+    theirs.enqueue(job(1)).await.expect("enqueue");
+    mine.delete_all().await.expect("delete_all");
+    let mut conn = raw().await;
+    let left: Vec<String> = conn
+        .keys(format!("{}:*", mine.prefix()))
+        .await
+        .expect("keys");
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        theirs.stats().await.expect("stats").count(JobState::Queued),
+        1
+    );
+}
+
+/// Redis CPU seconds so far (user + system), from `INFO cpu`.
+async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(conn)
+        .await
+        .expect("info");
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Not a test: measures Redis CPU per job for enqueue and for a drain shaped like one worker
+/// at concurrency 32 (one fetch loop, acks in parallel). Meaningful only against a Redis of its
+/// own: `REDIS_URL=redis://127.0.0.1:6390 cargo test -p moked-jobs --release --test
+/// redis_backend -- --ignored --nocapture redis_cpu_per_job`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run against an otherwise idle Redis"]
+async fn redis_cpu_per_job_is_measured() {
+    const JOBS: usize = 20_000;
+    const CONCURRENCY: usize = 32;
+    let q = queue().await;
+    let mut conn = raw().await;
+    let payload =
+        r#"{"v":1,"data":{"call_sid":"CA0123456789abcdef0123456789abcdef","status":"completed"}}"#;
+
+    let cpu = redis_cpu(&mut conn).await;
+    let started = Instant::now();
+    for chunk in (0..JOBS).collect::<Vec<_>>().chunks(CONCURRENCY * 2) {
+        try_join_all(
+            chunk
+                .iter()
+                .map(|_| q.enqueue(NewJob::raw(JobKind::CallStatus, payload))),
+        )
+        .await
+        .expect("enqueue");
+    }
+    let enqueue_s = started.elapsed().as_secs_f64();
+    let enqueue_cpu = redis_cpu(&mut conn).await - cpu;
+
+    let cpu = redis_cpu(&mut conn).await;
+    let started = Instant::now();
+    let worker = WorkerId::new("bench");
+    let mut done = 0;
+    while done < JOBS {
+        let leases = q
+            .fetch(&worker, CONCURRENCY, Duration::ZERO)
+            .await
+            .expect("fetch");
+        try_join_all(leases.iter().map(|l| q.complete(&worker, &l.id)))
+            .await
+            .expect("complete");
+        done += leases.len();
+    }
+    let drain_s = started.elapsed().as_secs_f64();
+    let drain_cpu = redis_cpu(&mut conn).await - cpu;
+
+    let per_job = |s: f64| s * 1e6 / JOBS as f64;
+    eprintln!(
+        "enqueue: {:.0} jobs/s, Redis CPU {:.1} µs/job; drain: {:.0} jobs/s, Redis CPU {:.1} µs/job",
+        JOBS as f64 / enqueue_s,
+        per_job(enqueue_cpu),
+        JOBS as f64 / drain_s,
+        per_job(drain_cpu),
+    );
+}
