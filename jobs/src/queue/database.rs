@@ -368,6 +368,7 @@ impl DbQueue {
         .await?;
         let Some(gone) = gone else {
             // It heartbeated meanwhile, or another process recovered it.
+            tx.rollback().await?;
             return Ok(0);
         };
         let name: String = get(&gone, "name")?;
@@ -420,6 +421,7 @@ impl DbQueue {
         .await?
         .rows_affected();
         if moved == 0 {
+            tx.rollback().await?;
             return Ok(false);
         }
         add_attempt(&mut tx, id, now, &error, name).await?;
@@ -471,7 +473,11 @@ impl Queue for DbQueue {
                         dedupe.key
                     ))
                 })?;
-                return Ok(Enqueued::Duplicate(get(&first, "job_id")?));
+                let first = get(&first, "job_id")?;
+                // Ends the transaction now: on Postgres the conflicting upsert locked the key's
+                // row, and a dropped transaction would only roll back lazily.
+                tx.rollback().await?;
+                return Ok(Enqueued::Duplicate(first));
             }
         }
         sqlx::query(
@@ -576,6 +582,7 @@ impl Queue for DbQueue {
         .await?
         .rows_affected();
         if moved == 0 {
+            tx.rollback().await?;
             return Ok(());
         }
         add_attempt(&mut tx, id, now, error, &worker.name).await?;
@@ -602,6 +609,7 @@ impl Queue for DbQueue {
         .await?
         .rows_affected();
         if moved == 0 {
+            tx.rollback().await?;
             return Ok(());
         }
         add_attempt(&mut tx, id, now, error, &worker.name).await?;
