@@ -123,3 +123,38 @@ pub async fn run(
     db.close().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every env var any binary reads, from the CLI definitions themselves.
+    fn env_vars() -> Vec<String> {
+        let mut vars: Vec<String> = super::Cli::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+
+    #[test]
+    fn the_readme_configuration_table_names_every_variable() {
+        let readme = include_str!("../README.md");
+        let missing: Vec<String> = env_vars()
+            .into_iter()
+            .filter(|v| {
+                // Per-kind retry overrides are documented as one row listing their suffixes.
+                let suffix = v.strip_prefix("RETRY_SCHEDULE_");
+                let documented = match suffix {
+                    Some(s) => readme.contains(&format!("`{s}`")),
+                    None => readme.contains(&format!("| `{v}` |")),
+                };
+                !documented
+            })
+            .collect();
+        assert!(missing.is_empty(), "README.md configuration table lacks: {missing:?}");
+    }
+}

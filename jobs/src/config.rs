@@ -82,6 +82,9 @@ pub struct CoreArgs {
     /// TLS Redis URL (rediss://); preferred over REDIS_URL when both are set.
     #[arg(long, env = "REDIS_TLS_URL", hide_env_values = true)]
     pub redis_tls_url: Option<String>,
+    /// Accept a self-signed certificate on a rediss:// URL (Heroku Key-Value Store). Off by default.
+    #[arg(long, env = "REDIS_TLS_INSECURE", default_value_t = false)]
+    pub redis_tls_insecure: bool,
     /// Key prefix of every Redis key (lets several deployments or tests share one Redis).
     #[arg(long, env = "QUEUE_PREFIX", default_value = "moked")]
     pub queue_prefix: String,
@@ -238,6 +241,23 @@ impl CoreArgs {
                 QueueBackend::Redis(plain.into())
             }
             (None, None) => QueueBackend::Database,
+        };
+        // The redis crate skips certificate checks for a `#insecure` fragment; we add it only
+        // on explicit opt-in.
+        let redis = match redis {
+            QueueBackend::Redis(url) if self.redis_tls_insecure => {
+                use secrecy::ExposeSecret;
+                let url = url.expose_secret();
+                if !url.starts_with("rediss://") {
+                    return Err(ConfigError::new(
+                        "REDIS_TLS_INSECURE",
+                        "only applies to a rediss:// URL",
+                    ));
+                }
+                let base = url.split('#').next().unwrap_or(url);
+                QueueBackend::Redis(format!("{base}#insecure").into())
+            }
+            other => other,
         };
         let dur = |var: &'static str, v: &str| {
             parse_duration(v).map_err(|reason| ConfigError::new(var, reason))
