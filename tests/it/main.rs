@@ -1,1 +1,15 @@
-//! it
+//! The one integration-test binary of moked (`cargo test -p moked --test it`).
+//!
+//! Each test builds its own world (a fresh SQLite file or Postgres database, a fresh Redis
+//! prefix) with [`helpers`], starts what it needs on `127.0.0.1:0`, and never sleeps. Test
+//! names are sentences.
+
+#[macro_use]
+mod helpers;
+
+mod intake_api;
+mod intake_malformed;
+mod intake_rate_limits;
+mod intake_signatures;
+mod intake_twiml;
+mod intake_webhooks;
