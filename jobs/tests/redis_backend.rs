@@ -186,6 +186,48 @@ async fn a_blocked_fetch_wakes_up_when_a_job_is_enqueued() {
 }
 
 #[tokio::test]
+async fn a_blocking_connection_closed_while_idle_is_replaced_without_an_error() {
+    let q = queue().await;
+    let worker = WorkerId::new("idle");
+    // A first waiting fetch opens (and pools) a blocking connection.
+    assert!(
+        q.fetch(&worker, 1, Duration::from_millis(20))
+            .await
+            .expect("fetch")
+            .is_empty()
+    );
+    // The server (or a proxy's idle timeout) closes it.
+    let mut conn = raw().await;
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .expect("client list");
+    let name = format!("name=moked-fetch:{} ", q.prefix());
+    let ids: Vec<String> = clients
+        .lines()
+        .filter(|l| l.contains(&name))
+        .filter_map(|l| l.strip_prefix("id=")?.split(' ').next().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 1, "{clients}");
+    let () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&ids[0])
+        .query_async(&mut conn)
+        .await
+        .expect("client kill");
+
+    // The next waiting fetch blocks on a fresh connection instead of failing.
+    assert!(
+        q.fetch(&worker, 1, Duration::from_millis(20))
+            .await
+            .expect("fetch after the connection was closed")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_blocked_fetch_picks_up_a_delayed_job_when_it_becomes_due() {
     let q = queue().await;
     let worker = WorkerId::new("patient");
@@ -721,4 +763,62 @@ async fn redis_cpu_per_job_is_measured() {
         JOBS as f64 / drain_s,
         per_job(drain_cpu),
     );
+}
+
+const STALL_3S: &str = "local t = redis.call('TIME') \
+    local s = tonumber(t[1]) + tonumber(t[2]) / 1e6 \
+    repeat t = redis.call('TIME') until tonumber(t[1]) + tonumber(t[2]) / 1e6 - s >= 3";
+
+/// Ignored by default because it stalls the whole server (every other test using
+/// it too): run it against a Redis of its own, e.g. `REDIS_URL=redis://127.0.0.1:6390 cargo
+/// test -p moked-jobs --test redis_backend -- --ignored a_stalled_redis`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stalls the whole Redis server for three seconds"]
+async fn a_stalled_redis_fails_fast_and_the_claim_it_swallowed_is_delivered_later() {
+    let q = queue().await;
+    let worker = WorkerId::new("patient");
+    let id = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    // A script that spins for three seconds stalls the server like `DEBUG SLEEP` (which most
+    // servers refuse) and stays below the 5 s busy-script threshold.
+    let stall = tokio::spawn(async {
+        let mut conn = redis::Client::open(redis_url())
+            .expect("redis url")
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+            )
+            .await
+            .expect("connect to Redis");
+        redis::cmd("EVAL")
+            .arg(STALL_3S)
+            .arg(0)
+            .query_async::<()>(&mut conn)
+            .await
+    });
+    // Wait until the stall has begun: a ping on another connection stops being answered.
+    let mut conn = raw().await;
+    let give_up = Instant::now() + Duration::from_secs(2);
+    while tokio::time::timeout(
+        Duration::from_millis(50),
+        redis::cmd("PING").query_async::<String>(&mut conn),
+    )
+    .await
+    .is_ok()
+    {
+        assert!(Instant::now() < give_up, "the stall never began");
+    }
+
+    let started = Instant::now();
+    let result = q.fetch(&worker, 10, Duration::ZERO).await;
+    let waited = started.elapsed();
+    assert!(result.is_err(), "the fetch should time out, got {result:?}");
+    assert!(
+        waited < Duration::from_millis(2_800),
+        "failed after {waited:?}"
+    );
+    stall.await.expect("stall task").expect("stall");
+
+    // The claim ran once Redis woke up; its reply was lost. The next fetch delivers the job.
+    let leases = q.fetch(&worker, 10, Duration::ZERO).await.expect("fetch");
+    assert_eq!(ids(&leases), vec![id]);
+    assert_eq!(leases[0].attempts, 1);
 }

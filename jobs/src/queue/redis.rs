@@ -40,15 +40,20 @@
 //! at most `max` ids, and operator bulk operations (`retry_all`, `prune`, recovery) run in
 //! batches of [`BATCH`] that Rust calls again until one comes back short.
 //!
-//! The scripts build job keys from the prefix instead of receiving them in `KEYS`, so they need
-//! a single Redis, not Redis Cluster.
+//! # What the server must provide
+//!
+//! * Redis 7.0 or newer, a single instance or a primary with replicas — not Redis Cluster: the
+//!   scripts build job keys from the prefix instead of receiving them in `KEYS`.
+//! * `maxmemory-policy noeviction`: an evicted job hash or list is a lost job.
+//! * AOF (`appendfsync everysec`) if jobs must survive a Redis restart; at most the last second
+//!   of transitions is lost, and each lost transition is one whole script (never half of one).
 //!
 //! # Fetch
 //!
 //! 1. The claim script registers the session as alive, promotes due delayed jobs (bounded),
 //!    pops up to `max` ids from the head of `{p}:ready`, marks each job running (one more
-//!    attempt, `started_at`, `session`, index move) and appends the ids to the session's
-//!    in-flight list — all in one step.
+//!    attempt, `started_at`, `session`, out of its state index) and appends the ids to the
+//!    session's in-flight list — all in one step.
 //! 2. When nothing was claimed and the caller is willing to wait, fetch blocks with `BLMOVE
 //!    {p}:ready → {p}:inflight:{session}` on a dedicated connection (a blocking command on the
 //!    shared multiplexed connection would stall every other command behind it) for at most the
@@ -360,42 +365,71 @@ impl RedisQueue {
     /// list. `Ok(None)` when the time ran out.
     async fn block_pop(&self, worker: &WorkerId, timeout: Duration) -> QueueResult<Option<String>> {
         let pooled = lock(&self.inner.blocking).pop();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-                    .set_response_timeout(Some(MAX_BLOCK + RESPONSE_TIMEOUT));
-                let mut conn = self
-                    .inner
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                // Named so `CLIENT LIST` shows which connections are moked's blocked fetches.
-                // Best effort: a server that refuses names still serves the pop.
-                let name = format!("moked-fetch:{}", self.inner.prefix)
-                    .replace(|c: char| !c.is_ascii_graphic(), "_");
-                if let Err(e) = ::redis::cmd("CLIENT")
-                    .arg("SETNAME")
-                    .arg(name)
-                    .query_async::<()>(&mut conn)
-                    .await
-                {
-                    tracing::debug!(error = %e, "could not name a blocking connection");
+        if let Some(mut conn) = pooled {
+            match self.blmove(&mut conn, worker, timeout).await {
+                Ok(popped) => {
+                    lock(&self.inner.blocking).push(conn);
+                    return Ok(popped);
                 }
-                conn
+                // An idle pooled connection may have been closed meanwhile (a Redis restart, a
+                // proxy's idle timeout): try once more on a fresh one rather than fail the
+                // fetch. Should the failed pop have run after all, the sweep finds its id.
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                    tracing::debug!(error = %e, "a pooled blocking connection failed; reconnecting");
+                    lock(&self.inner.lost)
+                        .entry(worker.session.clone())
+                        .or_default()
+                        .push(SWEEP.to_owned());
+                }
+                Err(e) => return Err(e.into()),
             }
-        };
-        let popped: Option<String> = ::redis::cmd("BLMOVE")
+        }
+        let mut conn = self.blocking_connection().await?;
+        let popped = self.blmove(&mut conn, worker, timeout).await?;
+        lock(&self.inner.blocking).push(conn);
+        Ok(popped)
+    }
+
+    /// `BLMOVE {p}:ready {p}:inflight:{session} LEFT RIGHT timeout`.
+    async fn blmove(
+        &self,
+        conn: &mut MultiplexedConnection,
+        worker: &WorkerId,
+        timeout: Duration,
+    ) -> ::redis::RedisResult<Option<String>> {
+        ::redis::cmd("BLMOVE")
             .arg(self.key("ready"))
             .arg(self.key(&format!("inflight:{}", worker.session)))
             .arg("LEFT")
             .arg("RIGHT")
             .arg(timeout.as_secs_f64())
-            .query_async(&mut conn)
+            .query_async(conn)
+            .await
+    }
+
+    /// A new connection for blocking pops.
+    async fn blocking_connection(&self) -> QueueResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(MAX_BLOCK + RESPONSE_TIMEOUT));
+        let mut conn = self
+            .inner
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        lock(&self.inner.blocking).push(conn);
-        Ok(popped)
+        // Named so `CLIENT LIST` shows which connections are moked's blocked fetches. Best
+        // effort: a server that refuses names still serves the pop.
+        let name = format!("moked-fetch:{}", self.inner.prefix)
+            .replace(|c: char| !c.is_ascii_graphic(), "_");
+        if let Err(e) = ::redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(name)
+            .query_async::<()>(&mut conn)
+            .await
+        {
+            tracing::debug!(error = %e, "could not name a blocking connection");
+        }
+        Ok(conn)
     }
 
     /// One acknowledgement. Returns whether the job moved (false: a stale ack, ignored).
