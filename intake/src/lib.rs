@@ -32,7 +32,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::{HeaderName, Method, Request, header};
-use moked_jobs::config::{CoreConfig, QueueBackend};
+use moked_jobs::config::CoreConfig;
 use moked_jobs::queue::{Enqueued, NewJob, SharedQueue};
 use moked_jobs::signature::Keys;
 use moked_jobs::store::Db;
@@ -191,14 +191,9 @@ pub async fn build_state(core: CoreConfig, intake: IntakeConfig) -> anyhow::Resu
     let queue = moked_jobs::queue::connect(&core, &db)
         .await
         .context("cannot connect the queue")?;
-    let limiter = match &core.queue {
-        QueueBackend::Redis(url) => {
-            Limiter::redis(url.expose_secret(), &core.queue_prefix, intake.limits)
-                .await
-                .context("cannot connect the rate limiter to Redis")?
-        }
-        QueueBackend::Database => Limiter::local(intake.limits),
-    };
+    let limiter = Limiter::connect(&core, intake.limits)
+        .await
+        .context("cannot connect the rate limiter to Redis")?;
     AppState::new(core, intake, db, queue, limiter).context("cannot build the TwiML answers")
 }
 

@@ -283,6 +283,21 @@ impl Limiter {
         })
     }
 
+    /// The limiter the settings ask for: shared through Redis (under `QUEUE_PREFIX`) when the
+    /// queue is in Redis, per process otherwise.
+    pub async fn connect(
+        core: &moked_jobs::config::CoreConfig,
+        limits: RateLimits,
+    ) -> Result<Limiter, redis::RedisError> {
+        use secrecy::ExposeSecret;
+        match &core.queue {
+            moked_jobs::config::QueueBackend::Redis(url) => {
+                Limiter::redis(url.expose_secret(), &core.queue_prefix, limits).await
+            }
+            moked_jobs::config::QueueBackend::Database => Ok(Limiter::local(limits)),
+        }
+    }
+
     /// The configured limits.
     pub fn limits(&self) -> &RateLimits {
         &self.limits
