@@ -26,6 +26,7 @@ use moked_jobs::config::{CoreConfig, QueueBackend};
 use moked_jobs::kinds::JobKind;
 use moked_jobs::queue::{JobDetail, ListQuery, SharedQueue};
 use moked_jobs::store::Db;
+use redis::TypedCommands as _;
 use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::Connection;
@@ -159,11 +160,9 @@ pub fn delete_redis_prefix(prefix: &str) {
     let Ok(mut conn) = client.get_connection() else {
         return;
     };
-    let keys: Vec<String> = match redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query(&mut conn)
-    {
-        Ok(keys) => keys,
+    // SCAN, not KEYS: the test Redis may hold a benchmark's millions of keys.
+    let keys: Vec<String> = match conn.scan_match::<_, String>(format!("{prefix}:*")) {
+        Ok(iter) => iter.filter_map(Result::ok).collect(),
         Err(_) => return,
     };
     for chunk in keys.chunks(500) {

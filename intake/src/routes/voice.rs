@@ -11,7 +11,8 @@
 //! the same recording make exactly one job, whichever arrives first.
 //!
 //! Limits: incoming calls per caller (`From`, over it the call is rejected busy and nothing is
-//! enqueued), recording callbacks per CallSid and call status callbacks per CallSid (429).
+//! enqueued; callers with a withheld number share one budget), recording callbacks per CallSid
+//! and call status callbacks per CallSid (429).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
