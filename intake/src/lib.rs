@@ -116,19 +116,13 @@ impl AppState {
         let welcome_url = welcome
             .is_file()
             .then(|| format!("{}/static/voice_responses/welcome.mp3", core.public_host));
-        tracing::info!(
-            greeting = if welcome_url.is_some() {
-                "welcome.mp3"
-            } else {
-                "say"
-            },
-            "incoming calls are greeted with {}",
-            if welcome_url.is_some() {
-                "<Play> of welcome.mp3"
-            } else {
-                "a spoken <Say> (no welcome.mp3 under STATIC_DIR/voice_responses)"
-            }
-        );
+        match &welcome_url {
+            Some(_) => tracing::info!("incoming calls hear welcome.mp3 (<Play>)"),
+            None => tracing::info!(
+                "incoming calls hear the spoken greeting (<Say>): no \
+                 STATIC_DIR/voice_responses/welcome.mp3"
+            ),
+        }
         let answers = Answers::build(&core.public_host, &intake.say_voice, welcome_url.as_deref())?;
         Ok(AppState {
             core: Arc::new(core),

@@ -10,7 +10,8 @@
 //!    Auth Token (primary, secondary) or SharedKey. Missing, wrong, or no key configured → 403
 //!    with an empty body, and the failure is counted against the client IP.
 //!
-//! The signature and token values are never logged; only the rejection reason is (at debug).
+//! The signature and token values are never logged; the rejection reason is (at info), and the
+//! URL it was checked over at debug.
 
 use std::net::SocketAddr;
 
@@ -73,13 +74,15 @@ pub(crate) fn check_unverified(state: &AppState, client: &str) -> Result<(), Int
     }
 }
 
-/// Counts a failed check against the client and answers 403.
+/// Counts a failed check against the client and answers 403. The reason is logged at info
+/// (a wrong PUBLIC_HOST, the most common deployment mistake, shows up as `signature mismatch`
+/// on every webhook); the number of such lines per client is bounded by the unverified limit.
 pub(crate) async fn refuse(
     state: &AppState,
     client: &str,
     reason: impl std::fmt::Display + Send,
 ) -> IntakeError {
-    tracing::debug!(%reason, "webhook refused");
+    tracing::info!(%reason, "webhook refused: 403");
     state.limiter.hit(Limit::Unverified, client).await;
     IntakeError::Forbidden
 }
@@ -117,6 +120,8 @@ impl FromRequest<AppState> for TwilioForm {
             },
         );
         if let Err(reason) = verdict {
+            // The URL (never the signature) tells an operator what PUBLIC_HOST produced.
+            tracing::debug!(signed_url = %url, "signature checked over this URL");
             return Err(refuse(state, &client, reason).await);
         }
 
