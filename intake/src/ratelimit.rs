@@ -379,7 +379,8 @@ impl RedisLimiter {
         let as_duration = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
         let now = Instant::now();
         let next = as_duration(next);
-        if !next.is_zero() {
+        // Only the unverified limit is ever peeked at; the others always ask Redis.
+        if limit == Limit::Unverified && !next.is_zero() {
             lock(&self.blocked[limit.index()]).set(key, now + next, now);
         }
         if allowed == 1 {
