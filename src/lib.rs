@@ -155,6 +155,9 @@ mod tests {
                 !documented
             })
             .collect();
-        assert!(missing.is_empty(), "README.md configuration table lacks: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "README.md configuration table lacks: {missing:?}"
+        );
     }
 }

@@ -38,7 +38,11 @@ fn main() -> ExitCode {
         println!("  Twilio voice webhook: {public}/webhook/incoming_call");
         println!("  health: {public}/api/health   stop: Ctrl-C");
     };
-    match runtime.block_on(moked::run(settings, announce, moked_jobs::shutdown::signal())) {
+    match runtime.block_on(moked::run(
+        settings,
+        announce,
+        moked_jobs::shutdown::signal(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("moked: {error:#}");

@@ -244,6 +244,16 @@ impl Runner {
                     continue;
                 }
             };
+            if *stop.borrow() {
+                // Shutdown began while the fetch waited: the jobs it brought back are not ours
+                // to start any more; put them back uncounted.
+                for lease in &leases {
+                    if let Err(e) = self.queue.release(&self.worker, &lease.id).await {
+                        warn!(job_id = %lease.id, error = %e, "could not release a job fetched during shutdown; recovery will re-queue it");
+                    }
+                }
+                return Ok(());
+            }
             if leases.is_empty() {
                 drop(permits);
                 if matches!(until, Until::Drained) && tasks.is_empty() && self.settled().await? {
