@@ -6,7 +6,7 @@
 //! | `/webhook/whatsapp/status` | 204 | `whatsapp.status` | token, else `whatsapp.status:{MessageSid}:{MessageStatus}` |
 //!
 //! Status callbacks are limited per MessageSid (429). Our own message id, when the sender put
-//! it in the StatusCallback URL as `?our_id=…` (or `?id=…`), is passed on as `our_id`.
+//! it in the StatusCallback URL as `?our_id=…` (or `?mid=…`, `?id=…`), is passed on as `our_id`.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -97,6 +97,7 @@ pub fn status_of(hook: &TwilioForm) -> Result<WhatsAppStatus, IntakeError> {
         our_id: hook
             .query
             .get_non_empty("our_id")
+            .or_else(|| hook.query.get_non_empty("mid"))
             .or_else(|| hook.query.get_non_empty("id"))
             .map(str::to_owned),
         received_at: now(),
