@@ -32,6 +32,34 @@ pub enum TranscribeProvider {
     Whisper,
 }
 
+/// What to download of a recording: `{RecordingUrl}.wav` or `{RecordingUrl}.mp3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RecordingFormat {
+    /// WAV (works for encrypted recordings too; the default).
+    #[default]
+    Wav,
+    /// MP3 (smaller; Twilio refuses it for encrypted recordings, error 16109).
+    Mp3,
+}
+
+impl RecordingFormat {
+    /// The file extension, also used in the object-store key.
+    pub const fn extension(self) -> &'static str {
+        match self {
+            RecordingFormat::Wav => "wav",
+            RecordingFormat::Mp3 => "mp3",
+        }
+    }
+
+    /// The Content-Type to assume when Twilio sends none.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            RecordingFormat::Wav => "audio/x-wav",
+            RecordingFormat::Mp3 => "audio/mpeg",
+        }
+    }
+}
+
 /// Raw worker settings.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
@@ -82,6 +110,38 @@ pub struct WorkerArgs {
         default_value = "file://data/recordings"
     )]
     pub recordings_store: String,
+    /// The voice pipeline's settings (boxed: keeps `moked-worker`'s command enum small).
+    #[command(flatten)]
+    pub voice: Box<VoiceArgs>,
+}
+
+/// Raw settings of the voice pipeline (`recording.process`).
+#[derive(Debug, Clone, Args)]
+pub struct VoiceArgs {
+    /// Recording format to download: wav or mp3.
+    #[arg(long, env = "RECORDING_FORMAT", value_enum, default_value_t = RecordingFormat::Wav)]
+    pub recording_format: RecordingFormat,
+    /// Delete Twilio's copy of a recording once ours is stored and verified (privacy).
+    #[arg(
+        long,
+        env = "DELETE_TWILIO_RECORDING_AFTER_STORE",
+        default_value = "false",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub delete_twilio_recording_after_store: bool,
+    /// ggml Whisper model file (TRANSCRIBE_PROVIDER=whisper).
+    #[arg(long, env = "WHISPER_MODEL_PATH")]
+    pub whisper_model_path: Option<String>,
+    /// Local Whisper transcriptions at once (each uses WHISPER_THREADS cores).
+    #[arg(long, env = "WHISPER_CONCURRENCY", default_value_t = 1)]
+    pub whisper_concurrency: usize,
+    /// CPU threads of one local Whisper transcription.
+    #[arg(long, env = "WHISPER_THREADS", default_value_t = 2)]
+    pub whisper_threads: usize,
+    /// Send a WhatsApp message with the caller and the transcript to this number after each
+    /// recording (needs the whatsapp.send job).
+    #[arg(long, env = "NOTIFY_WHATSAPP_TO")]
+    pub notify_whatsapp_to: Option<String>,
 }
 
 /// Typed worker settings.
@@ -113,6 +173,18 @@ pub struct WorkerConfig {
     pub transcribe_model: String,
     /// Recordings store URL.
     pub recordings_store: String,
+    /// Recording format to download.
+    pub recording_format: RecordingFormat,
+    /// Delete Twilio's copy after a verified store.
+    pub delete_twilio_recording_after_store: bool,
+    /// ggml Whisper model file.
+    pub whisper_model_path: Option<String>,
+    /// Local Whisper transcriptions at once.
+    pub whisper_concurrency: usize,
+    /// CPU threads per local Whisper transcription.
+    pub whisper_threads: usize,
+    /// Where to send the after-recording WhatsApp note, if anywhere.
+    pub notify_whatsapp_to: Option<String>,
 }
 
 fn default_name() -> String {
@@ -184,6 +256,20 @@ impl WorkerArgs {
                 format!("`{store}` must start with file://, s3:// or gs://"),
             ));
         }
+        let voice = *self.voice;
+        let whisper_model_path = voice.whisper_model_path.filter(|s| !s.trim().is_empty());
+        if self.transcribe_provider == TranscribeProvider::Whisper && whisper_model_path.is_none() {
+            return Err(ConfigError::new(
+                "WHISPER_MODEL_PATH",
+                "TRANSCRIBE_PROVIDER=whisper needs a ggml model file",
+            ));
+        }
+        if voice.whisper_concurrency == 0 || voice.whisper_concurrency > 64 {
+            return Err(ConfigError::new("WHISPER_CONCURRENCY", "must be 1..=64"));
+        }
+        if voice.whisper_threads == 0 || voice.whisper_threads > 256 {
+            return Err(ConfigError::new("WHISPER_THREADS", "must be 1..=256"));
+        }
         Ok(WorkerConfig {
             concurrency: self.concurrency,
             worker_name: self
@@ -201,6 +287,15 @@ impl WorkerArgs {
             transcribe_api_key: key.map(SecretString::from),
             transcribe_model: self.transcribe_model,
             recordings_store: store,
+            recording_format: voice.recording_format,
+            delete_twilio_recording_after_store: voice.delete_twilio_recording_after_store,
+            whisper_model_path,
+            whisper_concurrency: voice.whisper_concurrency,
+            whisper_threads: voice.whisper_threads,
+            notify_whatsapp_to: voice
+                .notify_whatsapp_to
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
         })
     }
 }
@@ -222,6 +317,12 @@ impl WorkerConfig {
             transcribe_api_key: None,
             transcribe_model: "gpt-4o-transcribe".into(),
             recordings_store: "memory://".into(),
+            recording_format: RecordingFormat::Wav,
+            delete_twilio_recording_after_store: false,
+            whisper_model_path: None,
+            whisper_concurrency: 1,
+            whisper_threads: 2,
+            notify_whatsapp_to: None,
         }
     }
 }

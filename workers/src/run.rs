@@ -9,6 +9,7 @@ use moked_jobs::runner::{Handler, RunSummary, Runner, RunnerConfig, handler};
 use moked_jobs::store::Db;
 
 use crate::clients::twilio::TwilioClient;
+use crate::clients::{audio_store, transcriber};
 use crate::config::WorkerConfig;
 use crate::handlers::{self, Ctx};
 
@@ -46,6 +47,8 @@ pub fn context(
         core: Arc::new(core.clone()),
         config: Arc::new(worker.clone()),
         twilio: Arc::new(TwilioClient::new(core)?),
+        transcriber: transcriber::from_config(worker)?,
+        recordings: audio_store::open(&worker.recordings_store)?,
     })
 }
 

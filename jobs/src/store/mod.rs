@@ -16,6 +16,7 @@ pub mod customers;
 pub mod error;
 pub mod messages;
 pub mod recordings;
+pub mod voice;
 
 use std::path::Path;
 use std::str::FromStr;

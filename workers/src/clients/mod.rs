@@ -1,4 +1,7 @@
 //! Outside services, one client each behind a trait: the real implementation lives here, fakes
 //! live in tests. Handlers see only the traits (through [`crate::handlers::Ctx`]).
 
+pub mod audio;
+pub mod audio_store;
+pub mod transcriber;
 pub mod twilio;

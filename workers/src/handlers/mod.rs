@@ -13,6 +13,8 @@ use moked_jobs::queue::{Lease, SharedQueue};
 use moked_jobs::retry::JobError;
 use moked_jobs::store::Db;
 
+use crate::clients::audio_store::AudioStore;
+use crate::clients::transcriber::SharedTranscriber;
 use crate::clients::twilio::TwilioApi;
 use crate::config::WorkerConfig;
 
@@ -20,6 +22,7 @@ pub mod call_started;
 pub mod call_status;
 pub mod clock_cleanup;
 pub mod clock_health;
+pub mod recording_process;
 pub mod whatsapp_inbound;
 pub mod whatsapp_status;
 
@@ -36,6 +39,10 @@ pub struct Ctx {
     pub config: Arc<WorkerConfig>,
     /// The Twilio REST API.
     pub twilio: Arc<dyn TwilioApi>,
+    /// Speech to text (`TRANSCRIBE_PROVIDER`).
+    pub transcriber: SharedTranscriber,
+    /// Where recordings are stored (`RECORDINGS_STORE`).
+    pub recordings: AudioStore,
 }
 
 /// Decodes a payload; a payload that does not decode is a permanent failure (dead at once).
@@ -45,10 +52,7 @@ fn payload<T: JobPayload>(lease: &Lease) -> Result<T, JobError> {
 
 /// Whether this build has a handler for `kind` (the clock schedules only those).
 pub fn handles(kind: JobKind) -> bool {
-    !matches!(
-        kind,
-        JobKind::RecordingProcess | JobKind::WhatsAppSend | JobKind::ClockReconcile
-    )
+    !matches!(kind, JobKind::WhatsAppSend | JobKind::ClockReconcile)
 }
 
 /// Runs one claimed job with the handler of its kind.
@@ -59,6 +63,10 @@ pub async fn dispatch(ctx: &Ctx, lease: &Lease) -> Result<(), JobError> {
         JobKind::CallStatus => call_status::run(ctx, payload(lease)?).await,
         JobKind::WhatsAppInbound => whatsapp_inbound::run(ctx, payload(lease)?).await,
         JobKind::WhatsAppStatus => whatsapp_status::run(ctx, payload(lease)?).await,
+        JobKind::RecordingProcess => {
+            let last = lease.attempts >= ctx.core.retry.schedule(kind).max_attempts();
+            recording_process::run(ctx, payload(lease)?, last).await
+        }
         JobKind::ClockHealth => clock_health::run(ctx, payload(lease)?).await,
         JobKind::ClockCleanup => clock_cleanup::run(ctx, payload(lease)?).await,
         other => Err(JobError::Permanent(format!(

@@ -1,0 +1,1189 @@
+//! The voice pipeline (`recording.process`) through the real runner: download from Twilio,
+//! store, transcribe, and the call's timeline.
+//!
+//! Each test gets its own SQLite file (one test runs on Postgres), its own recordings folder,
+//! and its own outside services:
+//! * a **scripted fake Twilio** (axum on 127.0.0.1:0) for exact sequences: it answers media GETs
+//!   from a script (404, 401, a WAV, a body cut short …) and records every request;
+//! * **Prism** serving Twilio's official OpenAPI spec for the REST shapes (`MOKED_PRISM_URL`,
+//!   started by scripts/test; a local run without it skips those tests with a message, CI fails);
+//! * `../shared/twilio/fake_transcriber.py` (a child process on port 0) for the `openai`
+//!   provider.
+//!
+//! Jobs run with [`Runner::drain`] and retry schedules of a few tens of milliseconds, so retries
+//! happen for real and no test sleeps to wait for work.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Cursor};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use moked_jobs::config::CoreConfig;
+use moked_jobs::kinds::RecordingProcess;
+use moked_jobs::queue::{self, JobDetail, JobState, NewJob, SharedQueue};
+use moked_jobs::retry::{RetryPolicy, RetrySchedule};
+use moked_jobs::runner::{RunSummary, Runner};
+use moked_jobs::store::Db;
+use moked_jobs::store::calls::{self, CallDetail, CallStart};
+use moked_jobs::store::customers::Number;
+use moked_jobs::store::recordings::{Recording, get_recording};
+use moked_workers::clients::transcriber::{NoTranscriber, OpenAiTranscriber, SharedTranscriber};
+use moked_workers::config::WorkerConfig;
+use moked_workers::handlers::Ctx;
+use moked_workers::run;
+use sqlx::Connection;
+
+const AC: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "test-auth-token";
+const CALLER: &str = "+972521234567";
+const BUSINESS_NUMBER: &str = "+97233334444";
+
+// ---------------------------------------------------------------------------------------------
+// The world of one test.
+
+struct World {
+    dir: tempfile::TempDir,
+    db: Db,
+    queue: SharedQueue,
+    core: CoreConfig,
+    worker: WorkerConfig,
+    pg_name: Option<String>,
+}
+
+fn pg_base() -> String {
+    std::env::var("MOKED_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+impl World {
+    /// A SQLite world whose Twilio REST base is `api_base`; retries after ~30 ms, 4 attempts.
+    async fn new(api_base: &str) -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("moked.db").display());
+        World::open(dir, url, None, api_base).await
+    }
+
+    /// The same on a fresh Postgres database.
+    async fn postgres(api_base: &str) -> World {
+        let name = format!("moked_t_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_base()))
+            .await
+            .expect("connect to the test Postgres");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let url = format!("{}/{name}", pg_base());
+        World::open(
+            tempfile::tempdir().expect("temp dir"),
+            url,
+            Some(name),
+            api_base,
+        )
+        .await
+    }
+
+    async fn open(
+        dir: tempfile::TempDir,
+        url: String,
+        pg_name: Option<String>,
+        api_base: &str,
+    ) -> World {
+        let db = Db::connect(&url).await.expect("open db");
+        db.migrate().await.expect("migrate");
+        let mut core = CoreConfig::for_database(&url);
+        core.twilio.account_sid = Some(AC.into());
+        core.twilio.auth_token = Some(TOKEN.to_owned().into());
+        core.twilio.api_base = api_base.trim_end_matches('/').to_owned();
+        core.retry = RetryPolicy::new("30ms,30ms,30ms".parse::<RetrySchedule>().expect("schedule"));
+        let queue = queue::connect(&core, &db).await.expect("queue");
+        let mut worker = WorkerConfig::for_tests("voice");
+        worker.recordings_store = format!("file://{}", dir.path().join("recordings").display());
+        World {
+            dir,
+            db,
+            queue,
+            core,
+            worker,
+            pg_name,
+        }
+    }
+
+    /// The handler context with the real Twilio client and `transcriber`.
+    fn ctx(&self, transcriber: SharedTranscriber) -> Ctx {
+        let ctx = run::context(
+            &self.core,
+            &self.worker,
+            self.db.clone(),
+            self.queue.clone(),
+        )
+        .expect("worker context");
+        Ctx { transcriber, ..ctx }
+    }
+
+    /// Records the call the way `call.started` does (links it to a business).
+    async fn call(&self, call_sid: &str) {
+        calls::record_call_started(
+            &self.db,
+            &CallStart {
+                call_sid: call_sid.to_owned(),
+                from: Number::parse(CALLER),
+                to: Number::parse(BUSINESS_NUMBER),
+                status: Some("ringing".into()),
+                at: Utc::now(),
+            },
+        )
+        .await
+        .expect("call recorded");
+    }
+
+    /// Enqueues a recording job the way the intake does (dedupe key `recording:{sid}`), or
+    /// without a key (a duplicate that slipped past dedupe).
+    async fn enqueue(&self, job: &RecordingProcess, dedupe: bool) -> String {
+        let mut new = NewJob::new(job);
+        if dedupe {
+            new = new.dedupe(
+                format!("recording:{}", job.recording_sid),
+                Duration::from_secs(3600),
+            );
+        }
+        self.queue
+            .enqueue(new)
+            .await
+            .expect("enqueue")
+            .id()
+            .to_owned()
+    }
+
+    /// Runs every job to done or dead.
+    async fn drain(&self, ctx: Ctx) -> RunSummary {
+        let mut config = run::runner_config(&self.core, &self.worker);
+        config.fetch_wait = Duration::from_millis(50);
+        let runner = Runner::new(
+            self.queue.clone(),
+            "voice-test",
+            config,
+            run::dispatcher(ctx),
+        );
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            runner.drain(std::future::pending()),
+        )
+        .await
+        .expect("the queue drains within two minutes")
+        .expect("runner")
+    }
+
+    async fn job(&self, id: &str) -> JobDetail {
+        self.queue
+            .get(id)
+            .await
+            .expect("get job")
+            .expect("job exists")
+    }
+
+    async fn recording(&self, sid: &str) -> Recording {
+        get_recording(&self.db, sid)
+            .await
+            .expect("read")
+            .expect("recording row")
+    }
+
+    async fn timeline(&self, call_sid: &str) -> CallDetail {
+        calls::get_call(&self.db, call_sid)
+            .await
+            .expect("read")
+            .expect("call")
+    }
+
+    fn stored_file(&self, rec: &Recording) -> Vec<u8> {
+        let key = rec.media_location.as_deref().expect("location");
+        std::fs::read(self.dir.path().join("recordings").join(key)).expect("stored file")
+    }
+
+    async fn close(self) {
+        self.db.close().await;
+        if let Some(name) = &self.pg_name
+            && let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{}/test", pg_base())).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+fn sid(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A recording job as the intake builds it from Twilio's webhook.
+fn recording_job(
+    recording_sid: &str,
+    call_sid: &str,
+    received_at: DateTime<Utc>,
+) -> RecordingProcess {
+    RecordingProcess {
+        recording_sid: recording_sid.to_owned(),
+        call_sid: call_sid.to_owned(),
+        recording_url: format!(
+            "https://api.twilio.com/2010-04-01/Accounts/{AC}/Recordings/{recording_sid}"
+        ),
+        duration_s: Some(2),
+        received_at: received_at.to_rfc3339(),
+    }
+}
+
+fn event_kinds(detail: &CallDetail) -> Vec<String> {
+    detail
+        .events
+        .iter()
+        .filter(|e| e.kind != "status")
+        .map(|e| e.kind.clone())
+        .collect()
+}
+
+/// `secs` seconds of 8 kHz 16-bit mono WAV (Twilio's format): a tone with a pause every second.
+fn wav(secs: u32) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut bytes = Vec::new();
+    {
+        let mut w = hound::WavWriter::new(Cursor::new(&mut bytes), spec).expect("wav");
+        let mut i16w = w.get_i16_writer(8000 * secs);
+        for i in 0..8000 * secs {
+            let in_pause = i % 8000 >= 5600;
+            // A 400 Hz square-ish wave: cheap to generate for half an hour of audio.
+            let v: i16 = if in_pause {
+                0
+            } else if (i / 10) % 2 == 0 {
+                6000
+            } else {
+                -6000
+            };
+            i16w.write_sample(v);
+        }
+        i16w.flush().expect("flush");
+        w.finalize().expect("finalize");
+    }
+    bytes
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scripted fake Twilio.
+
+#[derive(Clone)]
+enum Reply {
+    /// An error status with Twilio's error body.
+    Status(u16),
+    /// 200 with these bytes as `audio/x-wav`.
+    Wav(Vec<u8>),
+    /// 200 claiming `Content-Length` of the whole file but sending only the first `sent` bytes.
+    CutShort(Vec<u8>, usize),
+    /// The reply after a delay.
+    Slow(Duration, Box<Reply>),
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+}
+
+#[derive(Clone)]
+struct FakeState {
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+struct FakeTwilio {
+    base: String,
+    state: FakeState,
+}
+
+impl FakeTwilio {
+    /// Answers media GETs with `script` in order (the last reply repeats) and DELETEs with 204.
+    async fn start(script: Vec<Reply>) -> FakeTwilio {
+        let state = FakeState {
+            script: Arc::new(Mutex::new(script.into())),
+            seen: Arc::default(),
+        };
+        let app = Router::new()
+            .fallback(fake_twilio)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeTwilio {
+            base: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().expect("lock").clone()
+    }
+
+    fn gets(&self) -> usize {
+        self.seen().iter().filter(|s| s.method == "GET").count()
+    }
+}
+
+async fn fake_twilio(
+    State(state): State<FakeState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    state.seen.lock().expect("lock").push(Seen {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    });
+    if method == Method::DELETE {
+        return Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::empty())
+            .expect("response");
+    }
+    let reply = {
+        let mut script = state.script.lock().expect("lock");
+        if script.len() > 1 {
+            script.pop_front()
+        } else {
+            script.front().cloned()
+        }
+    };
+    render(reply.unwrap_or(Reply::Status(404))).await
+}
+
+async fn render(reply: Reply) -> Response {
+    match reply {
+        Reply::Status(status) => {
+            let code = match status {
+                401 => 20003,
+                404 => 20404,
+                429 => 20429,
+                _ => 20500,
+            };
+            let body = serde_json::json!({
+                "code": code,
+                "message": "scripted",
+                "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+                "status": status,
+            });
+            Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("response")
+        }
+        Reply::Wav(bytes) => Response::builder()
+            .header("content-type", "audio/x-wav")
+            .header("content-length", bytes.len())
+            .body(Body::from(bytes))
+            .expect("response"),
+        Reply::CutShort(bytes, sent) => {
+            let total = bytes.len();
+            let part = bytes[..sent].to_vec();
+            // Half the body goes out, then the connection breaks: the client sees a short read.
+            let stream = futures::stream::iter([Ok::<_, std::io::Error>(part)]).chain(
+                futures::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(std::io::Error::other("connection lost"))
+                }),
+            );
+            Response::builder()
+                .header("content-type", "audio/x-wav")
+                .header("content-length", total)
+                .body(Body::from_stream(stream))
+                .expect("response")
+        }
+        Reply::Slow(delay, inner) => {
+            tokio::time::sleep(delay).await;
+            Box::pin(render(*inner)).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prism and the fake transcriber.
+
+/// Whether a variable is set to something true-ish (CI=true).
+fn flag(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Prism's URL; in CI its absence is a failure, locally a skip with a message.
+fn prism_url() -> Option<String> {
+    match std::env::var("MOKED_PRISM_URL") {
+        Ok(u) if !u.trim().is_empty() => Some(u.trim().trim_end_matches('/').to_owned()),
+        _ if flag("CI") => panic!(
+            "MOKED_PRISM_URL is unset in CI: scripts/test must start Prism (bash ../shared/twilio/prism.sh start 4010)"
+        ),
+        _ => {
+            eprintln!(
+                "SKIPPED: MOKED_PRISM_URL is unset; start Prism with `bash ../shared/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010"
+            );
+            None
+        }
+    }
+}
+
+/// The shared folder (the Twilio test kit): `$MOKED_SHARED`, else `../shared` beside the clone.
+fn shared_dir() -> PathBuf {
+    std::env::var_os("MOKED_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+/// `fake_transcriber.py` on a free port, stopped when dropped.
+struct FakeStt {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    base: String,
+    log: PathBuf,
+}
+
+impl FakeStt {
+    fn start(dir: &Path, args: &[&str]) -> FakeStt {
+        let script = shared_dir().join("twilio/fake_transcriber.py");
+        assert!(
+            script.is_file(),
+            "{} is missing (set MOKED_SHARED)",
+            script.display()
+        );
+        let log = dir.join("stt.jsonl");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["--port", "0", "--api-key", "sk-test"])
+            .arg("--log")
+            .arg(&log)
+            .arg("--pid-file")
+            .arg(dir.join("stt.pid"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs fake_transcriber.py");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let port = line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        FakeStt {
+            child,
+            _stdout: stdout,
+            base: format!("http://127.0.0.1:{port}/v1"),
+            log,
+        }
+    }
+
+    fn transcriber(&self, key: &str) -> OpenAiTranscriber {
+        OpenAiTranscriber::new(&self.base, key.to_owned().into(), "gpt-4o-transcribe")
+            .expect("client")
+    }
+
+    /// The requests the fake logged, in order.
+    fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+            .filter(|r: &serde_json::Value| {
+                r["path"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("transcriptions"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for FakeStt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn file_bytes(r: &serde_json::Value) -> u64 {
+    r["file"]["bytes"].as_u64().unwrap_or(0)
+}
+
+fn at(r: &serde_json::Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(r["time"].as_str().expect("time"))
+        .expect("time parses")
+        .with_timezone(&Utc)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Download and store, against the scripted fake.
+
+#[tokio::test]
+async fn a_recording_that_404s_twice_is_stored_once_with_basic_auth() {
+    let audio = wav(2);
+    let twilio = FakeTwilio::start(vec![
+        Reply::Status(404),
+        Reply::Status(404),
+        Reply::Wav(audio.clone()),
+    ])
+    .await;
+    let w = World::new(&twilio.base).await;
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    // The status callback of the same recording is deduplicated at enqueue.
+    assert_eq!(
+        w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await,
+        job
+    );
+
+    let started = Instant::now();
+    let summary = w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    eprintln!("404, 404, 200 → stored in {:?}", started.elapsed());
+
+    assert_eq!((summary.done, summary.retried, summary.dead), (1, 2, 0));
+    let detail = w.job(&job).await;
+    assert_eq!(detail.summary.state, JobState::Done);
+    assert_eq!(detail.summary.attempts, 3);
+    assert!(
+        detail.history.iter().all(|a| a.error.contains("HTTP 404")),
+        "{:?}",
+        detail.history
+    );
+    assert!(
+        detail
+            .history
+            .iter()
+            .all(|a| !a.error.contains("api.twilio.com"))
+    );
+
+    let seen = twilio.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{AC}:{TOKEN}"))
+    );
+    for s in &seen {
+        assert_eq!(s.method, "GET");
+        assert_eq!(
+            s.path,
+            format!("/2010-04-01/Accounts/{AC}/Recordings/{re}.wav")
+        );
+        assert_eq!(s.authorization.as_deref(), Some(basic.as_str()));
+    }
+
+    let rec = w.recording(&re).await;
+    assert_eq!(rec.status, "stored");
+    assert_eq!(rec.size_bytes, Some(audio.len() as i64));
+    assert_eq!(rec.duration_s, Some(2));
+    assert_eq!(rec.content_type.as_deref(), Some("audio/x-wav"));
+    assert_eq!(rec.transcription_status, "not_transcribed");
+    let key = rec.media_location.clone().unwrap_or_default();
+    let month = Utc::now().format("%Y/%m").to_string();
+    assert!(
+        key.starts_with("recordings/") && key.ends_with(&format!("/{month}/{re}.wav")),
+        "{key}"
+    );
+    assert_eq!(w.stored_file(&rec), audio);
+
+    let timeline = w.timeline(&ca).await;
+    assert_eq!(
+        event_kinds(&timeline),
+        ["recording.stored", "recording.not_transcribed"]
+    );
+    assert_eq!(timeline.recordings.len(), 1);
+    assert!(timeline.transcript.is_none(), "never a fake transcript");
+    assert!(
+        !serde_json::to_string(&timeline)
+            .unwrap_or_default()
+            .contains("api.twilio.com")
+    );
+    w.close().await;
+}
+
+#[tokio::test]
+async fn a_401_sends_the_job_to_dead_at_once_with_a_clear_error() {
+    let twilio = FakeTwilio::start(vec![Reply::Status(401)]).await;
+    let w = World::new(&twilio.base).await;
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let summary = w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+
+    assert_eq!((summary.done, summary.dead), (0, 1));
+    let detail = w.job(&job).await;
+    assert_eq!(detail.summary.state, JobState::Dead);
+    assert_eq!(detail.summary.attempts, 1);
+    let error = detail.summary.last_error.unwrap_or_default();
+    assert!(
+        error.contains("refused our credentials")
+            && error.contains("HTTP 401")
+            && error.contains("TWILIO_AUTH_TOKEN"),
+        "{error}"
+    );
+    assert_eq!(twilio.gets(), 1);
+    let rec = w.recording(&re).await;
+    assert_eq!(rec.status, "failed");
+    assert!(rec.error.unwrap_or_default().contains("HTTP 401"));
+    assert_eq!(event_kinds(&w.timeline(&ca).await), ["recording.failed"]);
+    w.close().await;
+}
+
+#[tokio::test]
+async fn duplicate_jobs_for_one_recording_download_it_once() {
+    let audio = wav(1);
+    let twilio = FakeTwilio::start(vec![Reply::Slow(
+        Duration::from_millis(300),
+        Box::new(Reply::Wav(audio.clone())),
+    )])
+    .await;
+    let mut w = World::new(&twilio.base).await;
+    // The losers retry while the winner downloads (300 ms): give them time to wait it out.
+    w.core.retry = RetryPolicy::new(
+        "500ms,500ms,500ms,500ms,500ms,500ms"
+            .parse::<RetrySchedule>()
+            .expect("schedule"),
+    );
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    // Three jobs that slipped past the dedupe key (e.g. redelivered after the key expired).
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await);
+    }
+    let summary = w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    assert_eq!((summary.done, summary.dead), (3, 0));
+    assert_eq!(twilio.gets(), 1, "{:?}", twilio.seen());
+
+    // A late duplicate after the recording is stored downloads nothing either.
+    ids.push(w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await);
+    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    assert_eq!(twilio.gets(), 1);
+    for id in &ids {
+        assert_eq!(w.job(id).await.summary.state, JobState::Done);
+    }
+    let timeline = w.timeline(&ca).await;
+    assert_eq!(
+        event_kinds(&timeline),
+        ["recording.stored", "recording.not_transcribed"]
+    );
+    assert_eq!(w.stored_file(&w.recording(&re).await), audio);
+    w.close().await;
+}
+
+#[tokio::test]
+async fn a_404_ten_minutes_after_the_webhook_is_permanent() {
+    let twilio = FakeTwilio::start(vec![Reply::Status(404)]).await;
+    let w = World::new(&twilio.base).await;
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let long_ago = Utc::now() - chrono::Duration::minutes(11);
+    let job = w.enqueue(&recording_job(&re, &ca, long_ago), true).await;
+    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let detail = w.job(&job).await;
+    assert_eq!(
+        (detail.summary.state, detail.summary.attempts),
+        (JobState::Dead, 1)
+    );
+    let error = detail.summary.last_error.unwrap_or_default();
+    assert!(
+        error.contains("still not found") && error.contains("11 minutes"),
+        "{error}"
+    );
+    assert_eq!(w.recording(&re).await.status, "failed");
+    w.close().await;
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_retried_and_the_store_gets_the_whole_file() {
+    let audio = wav(3);
+    let twilio = FakeTwilio::start(vec![
+        Reply::CutShort(audio.clone(), audio.len() / 2),
+        Reply::Wav(audio.clone()),
+    ])
+    .await;
+    let w = World::new(&twilio.base).await;
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let detail = w.job(&job).await;
+    assert_eq!(
+        (detail.summary.state, detail.summary.attempts),
+        (JobState::Done, 2)
+    );
+    let first = &detail.history[0].error;
+    assert!(
+        first.contains("broke off") || first.contains("short download"),
+        "{first}"
+    );
+    let rec = w.recording(&re).await;
+    assert_eq!(rec.size_bytes, Some(audio.len() as i64));
+    assert_eq!(w.stored_file(&rec), audio);
+    w.close().await;
+}
+
+#[tokio::test]
+async fn a_recording_url_off_twilio_is_refused_without_sending_credentials() {
+    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
+    let w = World::new(&twilio.base).await;
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let mut payload = recording_job(&re, &ca, Utc::now());
+    payload.recording_url =
+        format!("https://attacker.example/2010-04-01/Accounts/{AC}/Recordings/{re}");
+    let job = w.enqueue(&payload, true).await;
+    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let detail = w.job(&job).await;
+    assert_eq!(detail.summary.state, JobState::Dead);
+    let error = detail.summary.last_error.unwrap_or_default();
+    assert!(
+        error.contains("not on Twilio's API host") && !error.contains("attacker"),
+        "{error}"
+    );
+    assert_eq!(twilio.seen().len(), 0);
+    w.close().await;
+}
+
+#[tokio::test]
+async fn deleting_twilios_copy_after_a_verified_store_when_configured() {
+    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
+    let mut w = World::new(&twilio.base).await;
+    w.worker.delete_twilio_recording_after_store = true;
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let seen = twilio.seen();
+    let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "DELETE"]);
+    assert_eq!(
+        seen[1].path,
+        format!("/2010-04-01/Accounts/{AC}/Recordings/{re}.json")
+    );
+    assert_eq!(
+        event_kinds(&w.timeline(&ca).await),
+        [
+            "recording.stored",
+            "recording.deleted_at_twilio",
+            "recording.not_transcribed"
+        ]
+    );
+    w.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// REST shapes against Prism (Twilio's official OpenAPI spec).
+
+#[tokio::test]
+async fn prism_serves_the_media_path_we_build_and_accepts_our_delete() {
+    let Some(prism) = prism_url() else { return };
+    let mut w = World::new(&prism).await;
+    w.worker.delete_twilio_recording_after_store = true;
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let started = Instant::now();
+    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    eprintln!("Prism download + store + delete in {:?}", started.elapsed());
+    let detail = w.job(&job).await;
+    assert_eq!(detail.summary.state, JobState::Done, "{:?}", detail.history);
+    let rec = w.recording(&re).await;
+    // Prism's overlay serves a real 124-byte 8 kHz WAV for `…/Recordings/{RE…}.wav`.
+    assert_eq!((rec.status.as_str(), rec.size_bytes), ("stored", Some(124)));
+    assert_eq!(rec.content_type.as_deref(), Some("audio/x-wav"));
+    assert_eq!(&w.stored_file(&rec)[..4], b"RIFF");
+    assert_eq!(
+        event_kinds(&w.timeline(&ca).await),
+        [
+            "recording.stored",
+            "recording.deleted_at_twilio",
+            "recording.not_transcribed"
+        ]
+    );
+    w.close().await;
+}
+
+#[tokio::test]
+async fn prism_mp3_when_recording_format_is_mp3() {
+    let Some(prism) = prism_url() else { return };
+    let mut w = World::new(&prism).await;
+    w.worker.recording_format = moked_workers::config::RecordingFormat::Mp3;
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let rec = w.recording(&re).await;
+    assert_eq!(rec.status, "stored");
+    assert_eq!(rec.content_type.as_deref(), Some("audio/mpeg"));
+    assert!(
+        rec.media_location
+            .unwrap_or_default()
+            .ends_with(&format!("{re}.mp3"))
+    );
+    w.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The openai provider against fake_transcriber.py.
+
+#[tokio::test]
+async fn an_openai_transcript_is_stored_on_the_call_with_provider_model_and_language() {
+    let audio = wav(2);
+    let twilio = FakeTwilio::start(vec![Reply::Wav(audio.clone())]).await;
+    let w = World::new(&twilio.base).await;
+    let stt = FakeStt::start(w.dir.path(), &["--text", "שלום, אני רוצה לקבוע פגישה"]);
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let started = Instant::now();
+    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    eprintln!(
+        "download + store + openai transcription in {:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(w.job(&job).await.summary.state, JobState::Done);
+    let timeline = w.timeline(&ca).await;
+    let t = timeline.transcript.clone().expect("transcript on the call");
+    assert_eq!(t.text, "שלום, אני רוצה לקבוע פגישה");
+    assert_eq!(
+        (t.provider.as_str(), t.model.as_deref(), t.language.as_str()),
+        ("openai", Some("gpt-4o-transcribe"), "he")
+    );
+    assert_eq!(t.duration_s, Some(2));
+    assert_eq!(
+        event_kinds(&timeline),
+        ["recording.stored", "transcript.stored"]
+    );
+    assert!(
+        timeline
+            .events
+            .iter()
+            .all(|e| !e.detail.as_deref().unwrap_or("").contains("שלום")),
+        "events never carry the text"
+    );
+    assert_eq!(w.recording(&re).await.transcription_status, "done");
+
+    let reqs = stt.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["fields"]["model"], "gpt-4o-transcribe");
+    assert_eq!(r["fields"]["language"], "he");
+    assert_eq!(r["fields"]["response_format"], "json");
+    assert_eq!(r["file"]["filename"], format!("{re}.wav"));
+    assert_eq!(file_bytes(r), audio.len() as u64);
+    w.close().await;
+}
+
+#[tokio::test]
+async fn an_openai_429_with_retry_after_is_retried_after_the_delay_without_downloading_again() {
+    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
+    let w = World::new(&twilio.base).await;
+    let stt = FakeStt::start(
+        w.dir.path(),
+        &[
+            "--text",
+            "תודה רבה",
+            "--fail-first",
+            "1",
+            "--fail-status",
+            "429",
+            "--retry-after",
+            "1",
+        ],
+    );
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+
+    let detail = w.job(&job).await;
+    assert_eq!(
+        (detail.summary.state, detail.summary.attempts),
+        (JobState::Done, 2)
+    );
+    assert!(
+        detail.history[0].error.contains("HTTP 429"),
+        "{:?}",
+        detail.history
+    );
+    let reqs = stt.requests();
+    assert_eq!(
+        reqs.iter()
+            .map(|r| r["status"].as_u64().unwrap_or(0))
+            .collect::<Vec<_>>(),
+        [429, 200]
+    );
+    let gap = at(&reqs[1]) - at(&reqs[0]);
+    eprintln!(
+        "429 Retry-After: 1 → retried after {} ms",
+        gap.num_milliseconds()
+    );
+    assert!(
+        gap >= chrono::Duration::milliseconds(950),
+        "retried after {gap}"
+    );
+    assert_eq!(
+        twilio.gets(),
+        1,
+        "the stored copy is transcribed, Twilio is not asked again"
+    );
+    assert_eq!(
+        w.timeline(&ca).await.transcript.map(|t| t.text).as_deref(),
+        Some("תודה רבה")
+    );
+    w.close().await;
+}
+
+#[tokio::test]
+async fn an_openai_413_splits_the_recording_and_joins_the_parts() {
+    // ~27.6 minutes of Twilio WAV: 26.5 MB, over OpenAI's 26,214,400-byte limit.
+    let audio = wav(1656);
+    assert!(audio.len() as u64 > 26_214_400);
+    let twilio = FakeTwilio::start(vec![Reply::Wav(audio.clone())]).await;
+    let w = World::new(&twilio.base).await;
+    let stt = FakeStt::start(w.dir.path(), &["--text", "חלק"]);
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    // Let the upload through so the server's own 413 drives the split.
+    let transcriber = stt
+        .transcriber("sk-test")
+        .with_max_upload_bytes(64 * 1024 * 1024);
+    let started = Instant::now();
+    w.drain(w.ctx(Arc::new(transcriber))).await;
+    eprintln!(
+        "26.5 MB: download, store, 413, split, 2 transcriptions in {:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(w.job(&job).await.summary.state, JobState::Done);
+    let reqs = stt.requests();
+    let statuses: Vec<u64> = reqs
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(statuses, [413, 200, 200], "{reqs:?}");
+    assert_eq!(file_bytes(&reqs[0]), audio.len() as u64);
+    for part in &reqs[1..] {
+        assert!(file_bytes(part) < 26_214_400, "{part}");
+        assert!(
+            part["file"]["filename"]
+                .as_str()
+                .unwrap_or("")
+                .contains(".part")
+        );
+    }
+    assert_eq!(
+        w.timeline(&ca).await.transcript.map(|t| t.text).as_deref(),
+        Some("חלק חלק")
+    );
+    w.close().await;
+}
+
+#[tokio::test]
+async fn an_openai_upload_over_25_mib_is_split_before_sending() {
+    let audio = wav(1656);
+    let twilio = FakeTwilio::start(vec![Reply::Wav(audio)]).await;
+    let w = World::new(&twilio.base).await;
+    let stt = FakeStt::start(w.dir.path(), &["--text", "חלק"]);
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    let reqs = stt.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert!(
+        reqs.iter()
+            .all(|r| r["status"] == 200 && file_bytes(r) < 26_214_400)
+    );
+    assert_eq!(w.recording(&re).await.transcription_status, "done");
+    w.close().await;
+}
+
+#[tokio::test]
+async fn openai_500s_are_retried_then_the_job_is_dead_and_the_recording_stays_stored() {
+    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
+    let w = World::new(&twilio.base).await;
+    let stt = FakeStt::start(
+        w.dir.path(),
+        &["--fail-first", "100", "--fail-status", "500"],
+    );
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let summary = w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+
+    assert_eq!((summary.retried, summary.dead), (3, 1));
+    let detail = w.job(&job).await;
+    assert_eq!(
+        (detail.summary.state, detail.summary.attempts),
+        (JobState::Dead, 4)
+    );
+    assert!(
+        detail
+            .summary
+            .last_error
+            .unwrap_or_default()
+            .contains("HTTP 500")
+    );
+    assert_eq!(stt.requests().len(), 4);
+    assert_eq!(twilio.gets(), 1);
+    let rec = w.recording(&re).await;
+    assert_eq!(
+        (rec.status.as_str(), rec.transcription_status.as_str()),
+        ("stored", "failed")
+    );
+    let timeline = w.timeline(&ca).await;
+    assert_eq!(
+        event_kinds(&timeline),
+        ["recording.stored", "transcript.failed"]
+    );
+    assert!(timeline.transcript.is_none());
+
+    // Running the recording again (once the API is back) transcribes the stored copy without
+    // downloading it again: a failed transcription can be re-claimed.
+    drop(stt);
+    let stt = FakeStt::start(w.dir.path(), &["--text", "שוב"]);
+    let again = w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await;
+    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    assert_eq!(w.job(&again).await.summary.state, JobState::Done);
+    assert_eq!(
+        w.timeline(&ca).await.transcript.map(|t| t.text).as_deref(),
+        Some("שוב")
+    );
+    assert_eq!(twilio.gets(), 1);
+    w.close().await;
+}
+
+#[tokio::test]
+async fn a_wrong_transcription_key_is_dead_at_once_naming_the_setting() {
+    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
+    let w = World::new(&twilio.base).await;
+    let stt = FakeStt::start(w.dir.path(), &[]);
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    w.drain(w.ctx(Arc::new(stt.transcriber("sk-wrong")))).await;
+    let detail = w.job(&job).await;
+    assert_eq!(
+        (detail.summary.state, detail.summary.attempts),
+        (JobState::Dead, 1)
+    );
+    let error = detail.summary.last_error.unwrap_or_default();
+    assert!(
+        error.contains("HTTP 401") && error.contains("TRANSCRIBE_API_KEY"),
+        "{error}"
+    );
+    w.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Postgres, and the intake's order of events.
+
+#[tokio::test]
+async fn on_postgres_a_recording_is_stored_and_transcribed_once() {
+    let audio = wav(1);
+    let twilio = FakeTwilio::start(vec![Reply::Status(404), Reply::Wav(audio.clone())]).await;
+    let w = World::postgres(&twilio.base).await;
+    let stt = FakeStt::start(w.dir.path(), &["--text", "בדיקה"]);
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    for _ in 0..2 {
+        w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await;
+    }
+    let summary = w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    assert_eq!((summary.done, summary.dead), (2, 0));
+    assert_eq!(twilio.gets(), 2);
+    assert_eq!(stt.requests().len(), 1);
+    let timeline = w.timeline(&ca).await;
+    assert_eq!(
+        timeline.transcript.as_ref().map(|t| t.text.as_str()),
+        Some("בדיקה")
+    );
+    assert_eq!(
+        event_kinds(&timeline),
+        ["recording.stored", "transcript.stored"]
+    );
+    w.close().await;
+}
+
+#[tokio::test]
+async fn a_recording_that_beats_its_call_started_job_waits_for_the_call_and_files_under_its_business()
+ {
+    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
+    let mut w = World::new(&twilio.base).await;
+    w.core.retry = RetryPolicy::new(
+        "1s,1s,1s,1s,1s,1s"
+            .parse::<RetrySchedule>()
+            .expect("schedule"),
+    );
+    let (re, ca) = (sid("RE"), sid("CA"));
+    // The recording job runs before call.started: it waits (transient) instead of guessing.
+    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let started = moked_jobs::kinds::CallStarted {
+        call_sid: ca.clone(),
+        from: CALLER.into(),
+        to: BUSINESS_NUMBER.into(),
+        status: Some("ringing".into()),
+        received_at: Utc::now().to_rfc3339(),
+    };
+    w.queue
+        .enqueue(NewJob::new(&started).run_at(Utc::now() + chrono::Duration::milliseconds(300)))
+        .await
+        .expect("enqueue call.started");
+    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let detail = w.job(&job).await;
+    assert_eq!(detail.summary.state, JobState::Done, "{:?}", detail.history);
+    assert!(
+        detail.history[0]
+            .error
+            .contains("not linked to a business yet"),
+        "{:?}",
+        detail.history
+    );
+    let timeline = w.timeline(&ca).await;
+    let business = timeline.business.expect("business").id;
+    assert!(
+        w.recording(&re)
+            .await
+            .media_location
+            .unwrap_or_default()
+            .starts_with(&format!("recordings/{business}/"))
+    );
+    w.close().await;
+}
