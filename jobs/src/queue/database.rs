@@ -313,6 +313,10 @@ impl DbQueue {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (queue, worker) = (self.clone(), worker.clone());
         tokio::spawn(async move {
+            if tx.is_closed() {
+                // The fetch was dropped before the claim began: claim nothing.
+                return;
+            }
             let claimed = queue.claim(&worker, max).await;
             if let Err(Ok(leases)) = tx.send(claimed) {
                 for lease in leases {
