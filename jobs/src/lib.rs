@@ -5,9 +5,12 @@
 //! ([`queue`]), retry policy as data ([`retry`]), the store ([`store`]), configuration
 //! ([`config`]), the worker runtime ([`runner`]), telemetry ([`telemetry`]) and phone numbers ([`phone`]).
 //! The Twilio webhook signature algorithm ([`signature`]) is shared by the intake and `sign`.
+//! The WhatsApp send API ([`whatsapp`]) is shared by the operator API and the CLI; [`pacing`]
+//! paces sends per sender across every worker.
 
 pub mod config;
 pub mod kinds;
+pub mod pacing;
 pub mod phone;
 pub mod queue;
 pub mod retry;
@@ -16,3 +19,4 @@ pub mod shutdown;
 pub mod signature;
 pub mod store;
 pub mod telemetry;
+pub mod whatsapp;

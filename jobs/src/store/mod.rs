@@ -15,6 +15,7 @@ pub mod calls;
 pub mod customers;
 pub mod error;
 pub mod messages;
+pub mod outbound;
 pub mod recordings;
 pub mod voice;
 
