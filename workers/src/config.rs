@@ -87,6 +87,9 @@ pub struct WorkerArgs {
     /// Base URL of the Baileys bridge.
     #[arg(long, env = "BAILEYS_URL")]
     pub baileys_url: Option<String>,
+    /// WHATSAPP_RATE, WHATSAPP_ENFORCE_WINDOW, WHATSAPP_SEND_TIMEOUT.
+    #[command(flatten)]
+    pub whatsapp: crate::whatsapp::WhatsAppArgs,
     /// Transcription provider: none, openai or whisper.
     #[arg(long, env = "TRANSCRIBE_PROVIDER", value_enum, default_value_t = TranscribeProvider::None)]
     pub transcribe_provider: TranscribeProvider,
@@ -163,6 +166,8 @@ pub struct WorkerConfig {
     pub twilio_whatsapp_number: Option<String>,
     /// Baileys bridge base URL.
     pub baileys_url: Option<String>,
+    /// WhatsApp pacing, window and timeout settings.
+    pub whatsapp: crate::whatsapp::WhatsAppConfig,
     /// Transcription provider.
     pub transcribe_provider: TranscribeProvider,
     /// Transcription API base (no trailing slash).
@@ -282,6 +287,7 @@ impl WorkerArgs {
             whatsapp_provider: self.whatsapp_provider,
             twilio_whatsapp_number: self.twilio_whatsapp_number.filter(|s| !s.trim().is_empty()),
             baileys_url,
+            whatsapp: self.whatsapp.into_config()?,
             transcribe_provider: self.transcribe_provider,
             transcribe_api_base: api_base.as_str().trim_end_matches('/').to_owned(),
             transcribe_api_key: key.map(SecretString::from),
@@ -312,6 +318,7 @@ impl WorkerConfig {
             whatsapp_provider: WhatsAppProvider::Twilio,
             twilio_whatsapp_number: None,
             baileys_url: None,
+            whatsapp: crate::whatsapp::WhatsAppConfig::default(),
             transcribe_provider: TranscribeProvider::None,
             transcribe_api_base: "https://api.openai.com/v1".into(),
             transcribe_api_key: None,

@@ -8,6 +8,7 @@
 //! * [`clock`] — `moked-worker clock`: scheduled tasks, exactly once per tick.
 //! * [`sign`] — `moked-worker sign`: Twilio-style signatures for hand tests.
 //! * [`config`] — worker settings.
+//! * [`whatsapp`] — WhatsApp settings and `moked-worker whatsapp send` (the send API from the shell).
 
 pub mod clients;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod handlers;
 pub mod jobs_cli;
 pub mod run;
 pub mod sign;
+pub mod whatsapp;
 
 use moked_jobs::config::CoreConfig;
 use moked_jobs::store::Db;

@@ -6,6 +6,7 @@ use moked_workers::clock::{ClockArgs, Task};
 use moked_workers::config::WorkerArgs;
 use moked_workers::jobs_cli::JobsCommand;
 use moked_workers::sign::SignArgs;
+use moked_workers::whatsapp::WhatsAppCommand;
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +52,15 @@ enum Command {
     },
     /// Print the X-Twilio-Signature of a webhook (or a ready curl command with --curl).
     Sign(SignArgs),
+    /// Queue WhatsApp messages from the shell (the send API without HTTP).
+    Whatsapp {
+        #[command(flatten)]
+        core: CoreArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+        #[command(subcommand)]
+        command: WhatsAppCommand,
+    },
 }
 
 fn fail(message: impl std::fmt::Display) -> ! {
@@ -114,6 +124,25 @@ async fn main() {
                     eprintln!("moked-worker: {e:#}");
                     1
                 }
+            }
+        }
+        Command::Whatsapp {
+            core,
+            worker,
+            command,
+        } => {
+            let core = core.into_config().unwrap_or_else(|e| fail(e));
+            let worker = worker.into_config().unwrap_or_else(|e| fail(e));
+            match moked_workers::whatsapp::execute(&core, &worker, command).await {
+                Ok(out) => {
+                    println!("{out}");
+                    0
+                }
+                Err(moked_workers::whatsapp::CliError::Refused(e)) => {
+                    eprintln!("moked-worker: refused: {e}");
+                    1
+                }
+                Err(e) => fail(e),
             }
         }
     };

@@ -49,6 +49,16 @@ pub fn context(
         twilio: Arc::new(TwilioClient::new(core)?),
         transcriber: transcriber::from_config(worker)?,
         recordings: audio_store::open(&worker.recordings_store)?,
+        whatsapp: crate::clients::whatsapp::from_config(
+            core,
+            worker,
+            Arc::new(TwilioClient::new(core)?),
+        )?,
+        pacer: moked_jobs::pacing::Pacer::for_queue(
+            core,
+            worker.whatsapp.rate,
+            moked_jobs::pacing::DEFAULT_MAX_WAIT,
+        )?,
     })
 }
 

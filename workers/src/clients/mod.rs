@@ -3,5 +3,7 @@
 
 pub mod audio;
 pub mod audio_store;
+pub mod baileys;
 pub mod transcriber;
 pub mod twilio;
+pub mod whatsapp;

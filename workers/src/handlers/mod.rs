@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use moked_jobs::config::CoreConfig;
 use moked_jobs::kinds::{self, JobKind, JobPayload};
+use moked_jobs::pacing::Pacer;
 use moked_jobs::queue::{Lease, SharedQueue};
 use moked_jobs::retry::JobError;
 use moked_jobs::store::Db;
@@ -16,6 +17,7 @@ use moked_jobs::store::Db;
 use crate::clients::audio_store::AudioStore;
 use crate::clients::transcriber::SharedTranscriber;
 use crate::clients::twilio::TwilioApi;
+use crate::clients::whatsapp::WhatsAppSender;
 use crate::config::WorkerConfig;
 
 pub mod call_started;
@@ -24,6 +26,7 @@ pub mod clock_cleanup;
 pub mod clock_health;
 pub mod recording_process;
 pub mod whatsapp_inbound;
+pub mod whatsapp_send;
 pub mod whatsapp_status;
 
 /// What handlers work with: the store, the queue (for follow-up jobs) and the settings.
@@ -43,6 +46,10 @@ pub struct Ctx {
     pub transcriber: SharedTranscriber,
     /// Where recordings are stored (`RECORDINGS_STORE`).
     pub recordings: AudioStore,
+    /// The WhatsApp provider (`WHATSAPP_PROVIDER`).
+    pub whatsapp: Arc<dyn WhatsAppSender>,
+    /// Per-sender pacing of WhatsApp sends (`WHATSAPP_RATE`), shared through Redis in Redis mode.
+    pub pacer: Pacer,
 }
 
 /// Decodes a payload; a payload that does not decode is a permanent failure (dead at once).
@@ -52,7 +59,7 @@ fn payload<T: JobPayload>(lease: &Lease) -> Result<T, JobError> {
 
 /// Whether this build has a handler for `kind` (the clock schedules only those).
 pub fn handles(kind: JobKind) -> bool {
-    !matches!(kind, JobKind::WhatsAppSend | JobKind::ClockReconcile)
+    !matches!(kind, JobKind::ClockReconcile)
 }
 
 /// Runs one claimed job with the handler of its kind.
@@ -63,6 +70,7 @@ pub async fn dispatch(ctx: &Ctx, lease: &Lease) -> Result<(), JobError> {
         JobKind::CallStatus => call_status::run(ctx, payload(lease)?).await,
         JobKind::WhatsAppInbound => whatsapp_inbound::run(ctx, payload(lease)?).await,
         JobKind::WhatsAppStatus => whatsapp_status::run(ctx, payload(lease)?).await,
+        JobKind::WhatsAppSend => whatsapp_send::run(ctx, payload(lease)?).await,
         JobKind::RecordingProcess => {
             let last = lease.attempts >= ctx.core.retry.schedule(kind).max_attempts();
             recording_process::run(ctx, payload(lease)?, last).await
