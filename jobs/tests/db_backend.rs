@@ -459,6 +459,40 @@ async fn bulk_retry_and_prune_work_through_more_than_one_batch(t: &TestDb) {
     ));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wake_ups_survive_a_killed_listener_connection() {
+    let t = TestDb::postgres().await;
+    let (worker_side, intake_side) = (queue(&t).await, other_process(&t).await);
+    let killed = sqlx::query(
+        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(t.db.pool())
+    .await
+    .expect("terminate listeners");
+    assert_eq!(killed.len(), 2, "one listener per queue");
+    // Whether or not the listener is back yet, the job is picked up quickly: by a wake-up, or
+    // while the listener is down by the 100 ms poll it falls back to.
+    let w = WorkerId::new("w");
+    for n in 0..3 {
+        let fetch = tokio::spawn({
+            let (q, w) = (worker_side.clone(), w.clone());
+            async move { q.fetch(&w, 1, Duration::from_secs(5)).await }
+        });
+        until_a_fetch_waits(&worker_side).await;
+        let started = Instant::now();
+        intake_side.enqueue(send_job(n)).await.expect("enqueue");
+        let leases = fetch.await.expect("fetch task").expect("fetch");
+        assert_eq!(leases.len(), 1);
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    t.drop_db().await;
+}
+
 macro_rules! on_both_databases {
     ($($case:ident),* $(,)?) => {
         mod sqlite {

@@ -63,10 +63,12 @@
 //! Either way a waiting fetch also wakes when the earliest delayed job becomes due.
 //!
 //! # Cancellation
-//! Dropping a `fetch` future is safe at any point: while it waits nothing is claimed, and the
-//! claim itself runs on a spawned task that puts the jobs back (`release`, attempt not counted)
-//! if the fetch was dropped before it could hand them out. A worker may therefore race `fetch`
-//! against its shutdown signal.
+//! Dropping a `fetch` future never strands a job: while it waits nothing is claimed, and the
+//! claim runs on a spawned task that skips the claim if the fetch is already gone and puts the
+//! jobs back (`release`, attempt not counted) if the fetch was dropped while the `UPDATE` was in
+//! flight. That put-back is asynchronous: for a few milliseconds such jobs still read as
+//! running. A worker that must guarantee "nothing claimed after stop" should let the fetch
+//! return (it is bounded by `wait`) and release what it got instead of dropping it.
 //!
 //! # Listing cursor
 //! Keyset pagination on `(state_at, id)` descending. The cursor is the plain text
@@ -93,7 +95,7 @@ use super::{
 use crate::kinds::JobKind;
 use crate::store::{Db, DbKind, from_ms, now_ms, to_ms};
 
-/// The Postgres `LISTEN/NOTIFY` channel of the queue.
+/// The Postgres `LISTEN/NOTIFY` channel of the queue (the `NOTIFY` statements spell it out).
 pub const CHANNEL: &str = "moked_jobs";
 
 /// Rows moved or deleted per statement by `retry_all` and `prune`.
@@ -170,7 +172,8 @@ impl std::fmt::Debug for DbQueue {
 impl DbQueue {
     /// A queue on `db` (already migrated). On Postgres this connects a dedicated `LISTEN`
     /// connection and spawns the task that turns notifications into wake-ups, so it must run
-    /// inside a Tokio runtime.
+    /// inside a Tokio runtime; if that connection fails the queue still works, polling every
+    /// 100 ms until the task reconnects.
     pub async fn new(db: Db) -> QueueResult<DbQueue> {
         let wake = Arc::new(Notify::new());
         let listening = Arc::new(AtomicBool::new(false));
@@ -178,8 +181,18 @@ impl DbQueue {
             DbKind::Sqlite => None,
             DbKind::Postgres => {
                 let url = db.pool().connect_options().database_url.to_string();
-                let listener = listen(&url).await?;
-                listening.store(true, Ordering::Relaxed);
+                // Wake-ups are an optimisation: without a listener fetches poll every 100 ms
+                // and the task keeps trying to connect one.
+                let listener = match listen(&url).await {
+                    Ok(listener) => {
+                        listening.store(true, Ordering::Relaxed);
+                        Some(listener)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "queue listener cannot connect; polling meanwhile");
+                        None
+                    }
+                };
                 Some(tokio::spawn(forward_notifications(
                     url,
                     listener,
@@ -943,21 +956,22 @@ async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
 /// listener down (fetchers poll every 100 ms) and a fresh listener is tried every second.
 async fn forward_notifications(
     url: String,
-    listener: PgListener,
+    mut listener: Option<PgListener>,
     wake: Arc<Notify>,
     listening: Arc<AtomicBool>,
 ) {
-    let mut listener = Some(listener);
     loop {
         let Some(current) = listener.as_mut() else {
             match listen(&url).await {
                 Ok(fresh) => {
+                    tracing::info!("queue listener connected");
                     listener = Some(fresh);
                     listening.store(true, Ordering::Relaxed);
                     wake.notify_waiters();
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "queue listener cannot reconnect; polling meanwhile");
+                    // Warned once when it went down; each retry is only debug noise.
+                    tracing::debug!(%error, "queue listener still cannot connect");
                     tokio::time::sleep(LISTEN_RETRY).await;
                 }
             }
