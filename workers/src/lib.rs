@@ -8,12 +8,14 @@
 //! * [`clock`] — `moked-worker clock`: scheduled tasks, exactly once per tick.
 //! * [`sign`] — `moked-worker sign`: Twilio-style signatures for hand tests.
 //! * [`config`] — worker settings.
+//! * [`inbound_media`] — copies inbound WhatsApp media into the recordings object store.
 //! * [`whatsapp`] — WhatsApp settings and `moked-worker whatsapp send` (the send API from the shell).
 
 pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod handlers;
+pub mod inbound_media;
 pub mod jobs_cli;
 pub mod run;
 pub mod sign;

@@ -89,6 +89,9 @@ struct FakeState {
     lists: usize,
     /// Requests without Basic auth.
     unauthenticated: usize,
+    /// Media downloads answered (any status), and whether the first one is a 404.
+    media_gets: usize,
+    media_404_first: bool,
 }
 
 #[derive(Clone)]
@@ -107,6 +110,10 @@ impl FakeTwilio {
             .route(
                 "/2010-04-01/Accounts/{sid}/Messages.json",
                 post(fake_create).get(fake_list),
+            )
+            .route(
+                "/2010-04-01/Accounts/{sid}/Messages/{message}/Media/{media}",
+                axum::routing::get(fake_media),
             )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -254,6 +261,31 @@ async fn fake_create(
             StatusCode::OK.into_response()
         }
     }
+}
+
+/// The bytes the fake serves as every inbound media file.
+const MEDIA_BYTES: &[u8] = b"\xff\xd8\xff\xe0 not really a jpeg";
+
+async fn fake_media(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderMap) -> Response {
+    let mut s = state.lock().unwrap();
+    if !headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Basic "))
+    {
+        s.unauthenticated += 1;
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    s.media_gets += 1;
+    if s.media_404_first && s.media_gets == 1 {
+        // Twilio's media can lag the webhook that announced it.
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"code": 20404, "message": "not found", "status": 404})),
+        )
+            .into_response();
+    }
+    ([("content-type", "image/jpeg")], MEDIA_BYTES).into_response()
 }
 
 async fn fake_list(
@@ -929,6 +961,66 @@ async fn inbound_is_stored_once_and_opens_the_24_hour_window() {
         ),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_media_are_copied_with_auth_once_into_the_recordings_store() {
+    let twilio = FakeTwilio::start(vec![]).await;
+    twilio.state.lock().unwrap().media_404_first = true;
+    let mut w = World::new(&twilio.url).await;
+    let store = w._dir.path().join("store");
+    w.worker.recordings_store = format!("file://{}", store.display());
+    let inbound = WhatsAppInbound {
+        provider: "twilio".into(),
+        provider_sid: "MMfeedfacefeedfacefeedfacefeedface".into(),
+        from: "whatsapp:+972525551234".into(),
+        to: Some(format!("whatsapp:{SENDER}")),
+        body: String::new(),
+        media: vec![
+            moked_jobs::kinds::InboundMedia {
+                url: format!(
+                    "{}/2010-04-01/Accounts/{ACCOUNT}/Messages/MMfeedface/Media/ME0001",
+                    twilio.url
+                ),
+                content_type: Some("image/jpeg".into()),
+            },
+            moked_jobs::kinds::InboundMedia {
+                url: "https://media.example.net/steal-my-credentials.jpg".into(),
+                content_type: Some("image/jpeg".into()),
+            },
+        ],
+        profile_name: None,
+        received_at: Utc::now().to_rfc3339(),
+    };
+    w.queue.enqueue(NewJob::new(&inbound)).await.unwrap();
+
+    let summary = w.drain().await;
+
+    assert_eq!(
+        (summary.done, summary.retried),
+        (1, 1),
+        "the 404 was retried"
+    );
+    let m = messages::get_message_by_provider_sid(&w.db, &inbound.provider_sid)
+        .await
+        .unwrap()
+        .unwrap();
+    let key = m.media[0].location.clone().expect("first media stored");
+    assert!(
+        key.starts_with("whatsapp/") && key.ends_with(&format!("{}/0.jpg", m.id)),
+        "{key}"
+    );
+    assert_eq!(std::fs::read(store.join(&key)).unwrap(), MEDIA_BYTES);
+    assert_eq!(
+        m.media[1].location, None,
+        "credentials never go to a foreign host"
+    );
+    assert_eq!(twilio.state.lock().unwrap().unauthenticated, 0);
+
+    // A redelivery downloads nothing again.
+    w.queue.enqueue(NewJob::new(&inbound)).await.unwrap();
+    w.drain().await;
+    assert_eq!(twilio.state.lock().unwrap().media_gets, 2);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ pub mod business;
 pub mod calls;
 pub mod customers;
 pub mod error;
+pub mod media;
 pub mod messages;
 pub mod outbound;
 pub mod recordings;

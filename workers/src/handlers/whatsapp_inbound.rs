@@ -5,6 +5,9 @@
 //! the customer's `last_inbound_at` (the 24-hour window) moves forward. A sender number that does
 //! not parse is kept as text and links no customer. Bodies and numbers never reach the logs
 //! (numbers only masked). See [`moked_jobs::store::messages`].
+//!
+//! Twilio media (`MediaUrl{N}`) are then copied into the recordings object store with Basic
+//! auth ([`crate::inbound_media`]); a failed copy retries the job, which records nothing twice.
 
 use moked_jobs::kinds::WhatsAppInbound;
 use moked_jobs::retry::JobError;
@@ -45,5 +48,6 @@ pub async fn run(ctx: &Ctx, job: WhatsAppInbound) -> Result<(), JobError> {
         media = stored.message.media.len(),
         "inbound message recorded"
     );
+    crate::inbound_media::copy_media(ctx, &stored.message).await?;
     Ok(())
 }
