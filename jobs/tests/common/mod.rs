@@ -24,8 +24,9 @@ pub fn redis_prefix() -> String {
     format!("t-{}", uuid::Uuid::now_v7().simple())
 }
 
-/// A migrated database that lives as long as the value (dropped explicitly with [`TestDb::drop_db`]
-/// for Postgres; a SQLite file is removed with its temp dir).
+/// A migrated database that lives as long as the value: a Postgres database is dropped by
+/// [`TestDb::drop_db`] (or, if the test panicked first, when the value is dropped); a SQLite
+/// file is removed with its temp dir.
 pub struct TestDb {
     /// The pool.
     pub db: Db,
@@ -74,18 +75,41 @@ impl TestDb {
     }
 
     /// Closes the pool and drops the Postgres database (no-op for SQLite).
-    pub async fn drop_db(self) {
+    pub async fn drop_db(mut self) {
         self.db.close().await;
-        if let Some(name) = &self.pg_name {
-            let admin_url = format!("{}/test", pg_base());
-            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await;
-                admin.close().await.ok();
-            }
+        if let Some(name) = self.pg_name.take() {
+            drop_pg_database(&name).await;
         }
+    }
+}
+
+/// A test that panicked never reaches [`TestDb::drop_db`]: drop its Postgres database anyway,
+/// on a thread of its own (this may run inside the test's runtime).
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(drop_pg_database(&name));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// `DROP DATABASE … WITH (FORCE)` (ends the connections still open on it).
+async fn drop_pg_database(name: &str) {
+    let admin_url = format!("{}/test", pg_base());
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await;
+        admin.close().await.ok();
     }
 }
