@@ -309,16 +309,43 @@ pub async fn apply_call_status(
     db: &Db,
     change: &CallStatusChange,
 ) -> Result<CallStatusOutcome, StoreError> {
+    apply_status(db, change, None).await
+}
+
+/// [`apply_call_status`] for a status moked learned elsewhere than a callback (e.g. `reconcile`,
+/// from Twilio's REST API): the same monotonic rule, but the event names its `source` in its
+/// detail and its dedupe key (`status:{call_sid}:{status}:{source}`), so it neither hides nor is
+/// hidden by a callback of the same status.
+pub async fn apply_call_status_from(
+    db: &Db,
+    change: &CallStatusChange,
+    source: &str,
+) -> Result<CallStatusOutcome, StoreError> {
+    apply_status(db, change, Some(source)).await
+}
+
+async fn apply_status(
+    db: &Db,
+    change: &CallStatusChange,
+    source: Option<&str>,
+) -> Result<CallStatusOutcome, StoreError> {
     let status = canonical(&change.status);
     if status.is_empty() {
         return Err(StoreError::Invalid("empty call status".into()));
     }
     let at = to_ms(change.at);
-    let detail = serde_json::json!({
+    let mut detail = serde_json::json!({
         "sequence": change.sequence,
         "duration_s": change.duration_s,
-    })
-    .to_string();
+    });
+    let key = match source {
+        Some(source) => {
+            detail["source"] = source.into();
+            format!("status:{}:{status}:{source}", change.call_sid)
+        }
+        None => status_event_key(&change.call_sid, &status, change.sequence),
+    };
+    let detail = detail.to_string();
     let event_recorded = insert_event(
         db,
         &change.call_sid,
@@ -326,7 +353,7 @@ pub async fn apply_call_status(
         Some(&status),
         Some(&detail),
         at,
-        &status_event_key(&change.call_sid, &status, change.sequence),
+        &key,
     )
     .await?;
     if call_status_rank(&status).is_none() {

@@ -14,10 +14,13 @@ pub mod business;
 pub mod calls;
 pub mod customers;
 pub mod error;
+pub mod health;
 pub mod media;
 pub mod messages;
 pub mod outbound;
+pub mod reconcile;
 pub mod recordings;
+pub mod retention;
 pub mod voice;
 
 use std::path::Path;
