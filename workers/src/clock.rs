@@ -15,7 +15,17 @@
 //!
 //! **Downtime.** Missed ticks are not replayed one by one: at start-up each task gets one
 //! catch-up job for its latest past tick (deduplicated like any tick, so a tick another clock
-//! already fired is not repeated).
+//! already fired is not repeated), and a running clock that finds several ticks of one task due
+//! at once (the host was suspended, the system clock jumped) fires only the latest of them.
+//!
+//! **Time is a parameter.** [`Scheduler::step`] fires the ticks due by the instant it is given,
+//! and [`run_with`] reads the time from a closure ([`run`] passes `Utc::now`) and waits with
+//! `tokio::time::sleep`; tests drive a virtual clock through either (paused tokio time, or one
+//! step per virtual second) against a real queue.
+//!
+//! The settings of the tasks themselves (reconcile thresholds, batch and pacing, the queue-lag
+//! threshold of the health check, recording retention) are [`TaskArgs`], read by the workers
+//! that run the jobs, not by the clock.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,6 +37,7 @@ use cron::Schedule;
 use moked_jobs::config::ConfigError;
 use moked_jobs::kinds::{ClockCleanup, ClockHealth, ClockReconcile, ClockTick, JobKind};
 use moked_jobs::queue::{Enqueued, NewJob, QueueResult, SharedQueue};
+use moked_jobs::retry::parse_duration;
 use tracing::{info, warn};
 
 /// The scheduled tasks.
@@ -141,6 +152,123 @@ impl ClockArgs {
                     parse_schedule("SCHEDULE_CLEANUP", &self.schedule_cleanup)?,
                 ),
             ],
+        })
+    }
+}
+
+/// Raw settings of the clock's tasks, read by the workers that run them (flattened into
+/// [`crate::config::WorkerArgs`]).
+#[derive(Debug, Clone, Args)]
+pub struct TaskArgs {
+    /// Reconcile a call not in a terminal status this long after its last change.
+    #[arg(long, env = "RECONCILE_CALLS_AFTER", default_value = "10m")]
+    pub reconcile_calls_after: String,
+    /// Reconcile an outbound WhatsApp message still queued/sent this long after its last change.
+    #[arg(long, env = "RECONCILE_MESSAGES_AFTER", default_value = "1h")]
+    pub reconcile_messages_after: String,
+    /// Leave calls and messages older than this alone (nothing will change them any more).
+    #[arg(long, env = "RECONCILE_MAX_AGE", default_value = "7d")]
+    pub reconcile_max_age: String,
+    /// At most this many calls, messages and recording look-ups each per reconcile run.
+    #[arg(long, env = "RECONCILE_BATCH", default_value_t = 50)]
+    pub reconcile_batch: u32,
+    /// Pause between two Twilio requests of a reconcile run.
+    #[arg(long, env = "RECONCILE_PACE", default_value = "200ms")]
+    pub reconcile_pace: String,
+    /// Queue lag (oldest due queued job) over which /api/ready says "degraded".
+    #[arg(long, env = "QUEUE_LAG_DEGRADED", default_value = "5m")]
+    pub queue_lag_degraded: String,
+    /// Delete stored recordings (file:// stores) this many days after they were stored; unset
+    /// keeps them for ever.
+    #[arg(long, env = "RECORDING_RETENTION_DAYS")]
+    pub recording_retention_days: Option<String>,
+}
+
+/// Typed settings of the clock's tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskConfig {
+    /// `RECONCILE_CALLS_AFTER`.
+    pub reconcile_calls_after: Duration,
+    /// `RECONCILE_MESSAGES_AFTER`.
+    pub reconcile_messages_after: Duration,
+    /// `RECONCILE_MAX_AGE`.
+    pub reconcile_max_age: Duration,
+    /// `RECONCILE_BATCH`.
+    pub reconcile_batch: u32,
+    /// `RECONCILE_PACE`.
+    pub reconcile_pace: Duration,
+    /// `QUEUE_LAG_DEGRADED`.
+    pub queue_lag_degraded: Duration,
+    /// `RECORDING_RETENTION_DAYS` (None: keep).
+    pub recording_retention_days: Option<u32>,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            reconcile_calls_after: Duration::from_secs(600),
+            reconcile_messages_after: Duration::from_secs(3600),
+            reconcile_max_age: Duration::from_secs(7 * 86_400),
+            reconcile_batch: 50,
+            reconcile_pace: Duration::from_millis(200),
+            queue_lag_degraded: Duration::from_secs(300),
+            recording_retention_days: None,
+        }
+    }
+}
+
+impl TaskArgs {
+    /// Parses and checks the task settings; a bad value names its variable.
+    pub fn into_config(self) -> Result<TaskConfig, ConfigError> {
+        let positive = |var: &'static str, v: &str| {
+            let d = parse_duration(v).map_err(|reason| ConfigError::new(var, reason))?;
+            if d.is_zero() {
+                return Err(ConfigError::new(var, "must be positive"));
+            }
+            Ok(d)
+        };
+        let calls_after = positive("RECONCILE_CALLS_AFTER", &self.reconcile_calls_after)?;
+        let messages_after = positive("RECONCILE_MESSAGES_AFTER", &self.reconcile_messages_after)?;
+        let max_age = positive("RECONCILE_MAX_AGE", &self.reconcile_max_age)?;
+        if max_age <= calls_after.max(messages_after) {
+            return Err(ConfigError::new(
+                "RECONCILE_MAX_AGE",
+                "must be longer than RECONCILE_CALLS_AFTER and RECONCILE_MESSAGES_AFTER",
+            ));
+        }
+        if !(1..=1000).contains(&self.reconcile_batch) {
+            return Err(ConfigError::new("RECONCILE_BATCH", "must be 1..=1000"));
+        }
+        let pace = parse_duration(&self.reconcile_pace)
+            .map_err(|reason| ConfigError::new("RECONCILE_PACE", reason))?;
+        if pace > Duration::from_secs(10) {
+            return Err(ConfigError::new("RECONCILE_PACE", "must be at most 10s"));
+        }
+        let retention = match self
+            .recording_retention_days
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(days) if days >= 1 => Some(days),
+                _ => {
+                    return Err(ConfigError::new(
+                        "RECORDING_RETENTION_DAYS",
+                        format!("`{v}` is not a whole number of days (1 or more)"),
+                    ));
+                }
+            },
+        };
+        Ok(TaskConfig {
+            reconcile_calls_after: calls_after,
+            reconcile_messages_after: messages_after,
+            reconcile_max_age: max_age,
+            reconcile_batch: self.reconcile_batch,
+            reconcile_pace: pace,
+            queue_lag_degraded: positive("QUEUE_LAG_DEGRADED", &self.queue_lag_degraded)?,
+            recording_retention_days: retention,
         })
     }
 }
@@ -268,25 +396,119 @@ pub async fn once(queue: &SharedQueue, task: Task) -> QueueResult<Enqueued> {
     queue.enqueue(task.job(Utc::now())).await
 }
 
-/// Runs the clock until `shutdown` resolves: one catch-up tick per task, then every tick.
+/// One tick handed to the queue, and what the queue said.
+#[derive(Debug)]
+pub struct Fired {
+    /// The tick.
+    pub tick: Tick,
+    /// `Created` when this clock made the job, `Duplicate` when another clock already had.
+    pub result: QueueResult<Enqueued>,
+}
+
+/// One clock's progress through its schedules: fires the ticks that fall between the instants
+/// it is stepped to. [`run_with`] steps it from a real (or virtual) clock; tests step it
+/// directly.
+pub struct Scheduler {
+    config: ClockConfig,
+    queue: SharedQueue,
+    /// Every tick at or before this instant has been dealt with.
+    done_to: DateTime<Utc>,
+    /// The first tick after `done_to` (kept, so a step that reaches no tick costs nothing).
+    next: Option<Tick>,
+}
+
+impl Scheduler {
+    /// A scheduler starting at `now`: fires the catch-up (each task's latest tick at or before
+    /// `now`, deduplicated like any tick) and returns what it fired.
+    pub async fn start(
+        config: ClockConfig,
+        queue: SharedQueue,
+        now: DateTime<Utc>,
+    ) -> (Scheduler, Vec<Fired>) {
+        let mut fired = Vec::new();
+        for tick in config.latest_before(now) {
+            let result = fire(&queue, &tick).await;
+            fired.push(Fired { tick, result });
+        }
+        let next = config.next_after(now);
+        let scheduler = Scheduler {
+            config,
+            queue,
+            done_to: now,
+            next,
+        };
+        (scheduler, fired)
+    }
+
+    /// The next tick to fire, if any schedule ever fires again.
+    pub fn next_tick(&self) -> Option<&Tick> {
+        self.next.as_ref()
+    }
+
+    /// Fires every tick due in `(last step, now]`, oldest first; of several ticks of one task
+    /// only the latest (missed ticks are not replayed). A `now` at or before the last step (the
+    /// system clock went back) fires nothing.
+    pub async fn step(&mut self, now: DateTime<Utc>) -> Vec<Fired> {
+        if now <= self.done_to {
+            return Vec::new();
+        }
+        if self.next.as_ref().is_some_and(|t| t.at > now) {
+            self.done_to = now;
+            return Vec::new();
+        }
+        let due = self.config.ticks_between(self.done_to, now);
+        let mut latest: Vec<Tick> = Vec::new();
+        for tick in due {
+            // `due` is in firing order, so a later tick of a task replaces an earlier one.
+            match latest.iter_mut().find(|t| t.task == tick.task) {
+                Some(slot) => {
+                    warn!(task = tick.task.name(), skipped = %slot.key(), "several ticks of one task due at once; firing only the latest");
+                    *slot = tick;
+                }
+                None => latest.push(tick),
+            }
+        }
+        latest.sort_by(|a, b| a.at.cmp(&b.at).then(a.local.cmp(&b.local)));
+        let mut fired = Vec::with_capacity(latest.len());
+        for tick in latest {
+            let result = fire(&self.queue, &tick).await;
+            fired.push(Fired { tick, result });
+        }
+        self.done_to = now;
+        self.next = self.config.next_after(now);
+        fired
+    }
+}
+
+/// Runs the clock on the system clock until `shutdown` resolves (see [`run_with`]).
 pub async fn run(
     config: ClockConfig,
     queue: SharedQueue,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    run_with(config, queue, Utc::now, shutdown).await;
+}
+
+/// Runs the clock until `shutdown` resolves: the catch-up, then every tick, reading the time
+/// from `now` and waiting for the next tick with `tokio::time::sleep`.
+pub async fn run_with(
+    config: ClockConfig,
+    queue: SharedQueue,
+    now: impl Fn() -> DateTime<Utc> + Send + Sync,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     tokio::pin!(shutdown);
-    for tick in config.latest_before(Utc::now()) {
-        report(&tick, fire(&queue, &tick).await, "catch-up");
-    }
-    info!(tz = %config.tz, "clock started");
+    let tz = config.tz;
+    let (mut scheduler, fired) = Scheduler::start(config, queue, now()).await;
+    report(&fired, "catch-up");
+    info!(%tz, "clock started");
     loop {
-        let now = Utc::now();
-        let Some(tick) = config.next_after(now) else {
+        let Some(next_at) = scheduler.next_tick().map(|t| t.at) else {
             warn!("no schedule ever fires; the clock has nothing to do");
             shutdown.as_mut().await;
             return;
         };
-        let wait = (tick.at - now).to_std().unwrap_or_default();
+        let wait = (next_at - now()).to_std().unwrap_or_default();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = shutdown.as_mut() => {
@@ -294,14 +516,19 @@ pub async fn run(
                 return;
             }
         }
-        // Fire every tick due by now (several tasks can share a second).
-        for t in config.ticks_between(now, Utc::now().max(tick.at)) {
-            report(&t, fire(&queue, &t).await, "tick");
-        }
+        // The timer may wake a hair before the wall clock reaches the tick.
+        let fired = scheduler.step(now().max(next_at)).await;
+        report(&fired, "tick");
     }
 }
 
-fn report(tick: &Tick, result: QueueResult<Enqueued>, what: &str) {
+fn report(fired: &[Fired], what: &str) {
+    for f in fired {
+        report_one(&f.tick, &f.result, what);
+    }
+}
+
+fn report_one(tick: &Tick, result: &QueueResult<Enqueued>, what: &str) {
     match result {
         Ok(Enqueued::Created(id)) => {
             info!(task = tick.task.name(), key = %tick.key(), job_id = %id, "{what} fired")
@@ -414,6 +641,72 @@ mod tests {
         .into_config()
         .unwrap_err();
         assert_eq!(tz.var, "CLOCK_TZ");
+    }
+
+    fn task_args() -> TaskArgs {
+        TaskArgs {
+            reconcile_calls_after: "10m".into(),
+            reconcile_messages_after: "1h".into(),
+            reconcile_max_age: "7d".into(),
+            reconcile_batch: 50,
+            reconcile_pace: "200ms".into(),
+            queue_lag_degraded: "5m".into(),
+            recording_retention_days: None,
+        }
+    }
+
+    #[test]
+    fn task_settings_default_to_the_issue_and_bad_values_name_their_variable() {
+        assert_eq!(task_args().into_config().unwrap(), TaskConfig::default());
+        let retention = TaskArgs {
+            recording_retention_days: Some(" 30 ".into()),
+            ..task_args()
+        };
+        assert_eq!(
+            retention.into_config().unwrap().recording_retention_days,
+            Some(30)
+        );
+        let empty = TaskArgs {
+            recording_retention_days: Some(String::new()),
+            ..task_args()
+        };
+        assert_eq!(empty.into_config().unwrap().recording_retention_days, None);
+        let bad = |args: TaskArgs| args.into_config().unwrap_err().var;
+        assert_eq!(
+            bad(TaskArgs {
+                reconcile_calls_after: "0s".into(),
+                ..task_args()
+            }),
+            "RECONCILE_CALLS_AFTER"
+        );
+        assert_eq!(
+            bad(TaskArgs {
+                reconcile_max_age: "30m".into(),
+                ..task_args()
+            }),
+            "RECONCILE_MAX_AGE"
+        );
+        assert_eq!(
+            bad(TaskArgs {
+                reconcile_batch: 0,
+                ..task_args()
+            }),
+            "RECONCILE_BATCH"
+        );
+        assert_eq!(
+            bad(TaskArgs {
+                queue_lag_degraded: "soon".into(),
+                ..task_args()
+            }),
+            "QUEUE_LAG_DEGRADED"
+        );
+        assert_eq!(
+            bad(TaskArgs {
+                recording_retention_days: Some("0".into()),
+                ..task_args()
+            }),
+            "RECORDING_RETENTION_DAYS"
+        );
     }
 
     #[test]

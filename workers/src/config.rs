@@ -116,6 +116,9 @@ pub struct WorkerArgs {
     /// The voice pipeline's settings (boxed: keeps `moked-worker`'s command enum small).
     #[command(flatten)]
     pub voice: Box<VoiceArgs>,
+    /// Settings of the clock's tasks: reconcile, health, cleanup (boxed, as above).
+    #[command(flatten)]
+    pub tasks: Box<crate::clock::TaskArgs>,
 }
 
 /// Raw settings of the voice pipeline (`recording.process`).
@@ -190,6 +193,8 @@ pub struct WorkerConfig {
     pub whisper_threads: usize,
     /// Where to send the after-recording WhatsApp note, if anywhere.
     pub notify_whatsapp_to: Option<String>,
+    /// Settings of the clock's tasks.
+    pub tasks: crate::clock::TaskConfig,
 }
 
 fn default_name() -> String {
@@ -261,6 +266,7 @@ impl WorkerArgs {
                 format!("`{store}` must start with file://, s3:// or gs://"),
             ));
         }
+        let tasks = self.tasks.into_config()?;
         let voice = *self.voice;
         let whisper_model_path = voice.whisper_model_path.filter(|s| !s.trim().is_empty());
         if self.transcribe_provider == TranscribeProvider::Whisper && whisper_model_path.is_none() {
@@ -302,6 +308,7 @@ impl WorkerArgs {
                 .notify_whatsapp_to
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty()),
+            tasks,
         })
     }
 }
@@ -330,6 +337,7 @@ impl WorkerConfig {
             whisper_concurrency: 1,
             whisper_threads: 2,
             notify_whatsapp_to: None,
+            tasks: crate::clock::TaskConfig::default(),
         }
     }
 }
