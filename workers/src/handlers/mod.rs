@@ -24,6 +24,7 @@ pub mod call_started;
 pub mod call_status;
 pub mod clock_cleanup;
 pub mod clock_health;
+pub mod clock_reconcile;
 pub mod recording_process;
 pub mod whatsapp_inbound;
 pub mod whatsapp_send;
@@ -59,7 +60,8 @@ fn payload<T: JobPayload>(lease: &Lease) -> Result<T, JobError> {
 
 /// Whether this build has a handler for `kind` (the clock schedules only those).
 pub fn handles(kind: JobKind) -> bool {
-    !matches!(kind, JobKind::ClockReconcile)
+    // Every kind has its handler in `dispatch` now.
+    JobKind::ALL.contains(&kind)
 }
 
 /// Runs one claimed job with the handler of its kind.
@@ -75,10 +77,8 @@ pub async fn dispatch(ctx: &Ctx, lease: &Lease) -> Result<(), JobError> {
             let last = lease.attempts >= ctx.core.retry.schedule(kind).max_attempts();
             recording_process::run(ctx, payload(lease)?, last).await
         }
+        JobKind::ClockReconcile => clock_reconcile::run(ctx, payload(lease)?).await,
         JobKind::ClockHealth => clock_health::run(ctx, payload(lease)?).await,
         JobKind::ClockCleanup => clock_cleanup::run(ctx, payload(lease)?).await,
-        other => Err(JobError::Permanent(format!(
-            "no handler for {other} in this build"
-        ))),
     }
 }
