@@ -7,6 +7,7 @@
 #[macro_use]
 mod helpers;
 
+mod clock_ready;
 mod intake_api;
 mod intake_malformed;
 mod intake_rate_limits;
