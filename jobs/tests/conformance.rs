@@ -92,4 +92,5 @@ every_backend!(
     a_job_that_keeps_killing_its_workers_ends_dead,
     prune_deletes_old_done_jobs_and_keeps_dead_ones,
     two_runners_share_a_backlog_and_run_each_job_exactly_once,
+    an_operator_retry_gives_a_dead_job_a_fresh_schedule,
 );

@@ -806,7 +806,7 @@ impl Queue for DbQueue {
 
     async fn retry(&self, id: &str) -> QueueResult<bool> {
         let moved = sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at = $1, state_at = $1, finished_at = NULL \
+            "UPDATE jobs SET state = 'queued', run_at = $1, state_at = $1, finished_at = NULL, attempts = 0 \
              WHERE id = $2 AND state IN ('dead', 'retrying')",
         )
         .bind(now_ms())
@@ -831,7 +831,7 @@ impl Queue for DbQueue {
             "WITH picked AS MATERIALIZED ( \
                  SELECT id FROM jobs WHERE state = $2 {kind_filter} LIMIT $3 {lock} \
              ) \
-             UPDATE jobs SET state = 'queued', run_at = $1, state_at = $1, finished_at = NULL \
+             UPDATE jobs SET state = 'queued', run_at = $1, state_at = $1, finished_at = NULL, attempts = 0 \
              WHERE id IN (SELECT id FROM picked) AND state = $2",
             lock = self.skip_locked()
         );

@@ -377,10 +377,12 @@ pub trait Queue: Send + Sync + 'static {
     /// One job in full.
     async fn get(&self, id: &str) -> QueueResult<Option<JobDetail>>;
 
-    /// Moves a dead or retrying job to queued, due now. Returns whether it moved.
+    /// Moves a dead or retrying job to queued, due now, with a fresh retry schedule (attempts
+    /// back to 0; the history keeps the earlier attempts). Returns whether it moved.
     async fn retry(&self, id: &str) -> QueueResult<bool>;
 
-    /// Moves every job in `state` (dead or retrying), optionally of one kind, to queued.
+    /// Moves every job in `state` (dead or retrying), optionally of one kind, to queued, as
+    /// [`Queue::retry`] does.
     async fn retry_all(&self, state: JobState, kind: Option<JobKind>) -> QueueResult<u64>;
 
     /// Moves a queued, retrying or dead job to discarded. Returns whether it moved.

@@ -733,3 +733,32 @@ pub async fn two_runners_share_a_backlog_and_run_each_job_exactly_once(q: Shared
     assert_eq!((seen.len(), unique.len()), (n, n));
     assert_eq!(q.stats().await.unwrap().count(JobState::Done), n as u64);
 }
+
+pub async fn an_operator_retry_gives_a_dead_job_a_fresh_schedule(q: SharedQueue) {
+    let job = q.enqueue(send_job(1)).await.unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let h = {
+        let runs = runs.clone();
+        handler(move |_l| {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 3 {
+                    Err(JobError::transient("still down"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+    };
+    // Schedule 50ms,100ms: three failing attempts, then dead.
+    drain(Runner::new(q.clone(), "w", fast_config(), h.clone())).await;
+    let dead = q.get(job.id()).await.unwrap().unwrap();
+    assert_eq!((dead.summary.state, dead.summary.attempts), (JobState::Dead, 3));
+    assert!(q.retry(job.id()).await.unwrap());
+    let summary = drain(Runner::new(q.clone(), "w", fast_config(), h)).await;
+    assert_eq!(summary.done, 1, "the retried job runs again");
+    let d = q.get(job.id()).await.unwrap().unwrap();
+    assert_eq!((d.summary.state, d.summary.attempts), (JobState::Done, 1));
+    assert_eq!(d.history.len(), 3, "earlier failures stay in the history");
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+}

@@ -1,4 +1,5 @@
--- retry: operator retry of dead or retrying jobs: queued, due now, history and attempts kept.
+-- retry: operator retry of dead or retrying jobs: queued, due now, with a fresh retry schedule
+-- (attempts back to 0); the history of earlier attempts is kept.
 --
 -- ARGV: 1 prefix, 2 mode ('id' | 'all'), 3 the id (mode id) or the state, dead or retrying
 --       (mode all), 4 kind ('' = any; mode all), 5 batch size (mode all)
@@ -32,7 +33,7 @@ for _, id in ipairs(ids) do
     if st == 'dead' or redis.call('ZREM', p .. ':delayed', id) == 1 then
       redis.call('RPUSH', ready, id)
     end
-    redis.call('HSET', key, 'state', 'queued', 'run_at', now, 'state_at', now)
+    redis.call('HSET', key, 'state', 'queued', 'run_at', now, 'state_at', now, 'attempts', 0)
     redis.call('ZREM', p .. ':s:' .. st, id)
     redis.call('ZREM', p .. ':s:' .. st .. ':' .. kind, id)
     redis.call('ZADD', p .. ':s:queued', now, id)
