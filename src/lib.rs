@@ -54,13 +54,33 @@ pub struct Settings {
 impl Cli {
     /// Parses every part; the error names the variable.
     pub fn into_settings(self) -> Result<Settings, moked_jobs::config::ConfigError> {
+        let core = self.core.into_config()?;
+        let mut intake = self.intake.into_config()?;
+        let worker = self.worker.into_config()?;
+        operator_settings(&mut intake, &worker)?;
         Ok(Settings {
-            core: self.core.into_config()?,
-            intake: self.intake.into_config()?,
-            worker: self.worker.into_config()?,
+            core,
+            intake,
+            worker,
             clock: self.clock.into_config()?,
         })
     }
+}
+
+/// The worker settings the intake's operator API reads (the WhatsApp send's provider, sender
+/// and window, and the recordings store it serves audio from), copied in so both halves of the
+/// process agree.
+pub fn operator_settings(
+    intake: &mut IntakeConfig,
+    worker: &WorkerConfig,
+) -> Result<(), moked_jobs::config::ConfigError> {
+    intake.whatsapp = moked_intake::config::WhatsAppSendConfig::new(
+        moked_jobs::whatsapp::Provider::from(worker.whatsapp_provider),
+        worker.twilio_whatsapp_number.as_deref(),
+        worker.whatsapp.enforce_window,
+    )?;
+    intake.recordings_store = Some(worker.recordings_store.clone());
+    Ok(())
 }
 
 /// Runs everything until `shutdown` resolves: migrates, binds `0.0.0.0:PORT`, calls `ready`

@@ -14,6 +14,13 @@
 //!   Twilio's SharedKey webhook signing (public beta). Requests that announce it in
 //!   `X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=HMAC_SHA256` are checked with
 //!   this secret only; when the id is set, the announced `key=` must equal it.
+//!
+//! The operator API also reads four settings the workers own (`WHATSAPP_PROVIDER`,
+//! `TWILIO_WHATSAPP_NUMBER`, `WHATSAPP_ENFORCE_WINDOW`, `RECORDINGS_STORE`): `POST
+//! /api/whatsapp/send` validates and stores a message exactly as the worker will send it, and
+//! recordings are served from the store the voice pipeline writes. They are not in
+//! [`IntakeArgs`] (the all-in-one `moked` already reads them through the worker's settings and
+//! copies them in); `moked-intake` flattens [`OperatorArgs`] for them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,7 +30,9 @@ use std::time::Duration;
 use clap::Args;
 use http::HeaderValue;
 use moked_jobs::config::ConfigError;
+use moked_jobs::phone::E164;
 use moked_jobs::signature::SharedKey;
+use moked_jobs::whatsapp::Provider;
 use secrecy::SecretString;
 
 /// The `<Say>` voices Twilio lists for he-IL. A bare `<Say language="he-IL">` drew warning
@@ -84,6 +93,107 @@ pub struct IntakeArgs {
     /// The SharedKey id (`key=` in X-Twilio-Webhooks-Signature-Settings). Unset: any id.
     #[arg(long, env = "TWILIO_WEBHOOK_SHARED_KEY_ID")]
     pub twilio_webhook_shared_key_id: Option<String>,
+}
+
+/// The worker-owned settings the operator API reads (flattened into `moked-intake` only; the
+/// all-in-one `moked` takes them from the worker settings). Same names, defaults and meaning as
+/// the worker's.
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    /// WhatsApp provider the workers send with: twilio or baileys (POST /api/whatsapp/send
+    /// validates for it).
+    #[arg(long, env = "WHATSAPP_PROVIDER", value_enum, default_value_t = Provider::Twilio)]
+    pub whatsapp_provider: Provider,
+    /// Our WhatsApp sender number (selects the business of messages sent from the API).
+    #[arg(long, env = "TWILIO_WHATSAPP_NUMBER")]
+    pub twilio_whatsapp_number: Option<String>,
+    /// Refuse free-form text outside the 24-hour window (422) instead of letting Twilio fail it.
+    #[arg(
+        long,
+        env = "WHATSAPP_ENFORCE_WINDOW",
+        default_value = "false",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub whatsapp_enforce_window: bool,
+    /// Where the workers store recordings (file://, s3://, gs://); the operator API serves the
+    /// audio from it.
+    #[arg(
+        long,
+        env = "RECORDINGS_STORE",
+        default_value = "file://data/recordings"
+    )]
+    pub recordings_store: String,
+}
+
+/// How `POST /api/whatsapp/send` checks and stores messages (the worker's WhatsApp settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhatsAppSendConfig {
+    /// The provider the workers send with.
+    pub provider: Provider,
+    /// Our sender number, when configured.
+    pub sender: Option<E164>,
+    /// Refuse free text outside the 24-hour window.
+    pub enforce_window: bool,
+}
+
+impl Default for WhatsAppSendConfig {
+    /// Twilio, no sender number, window not enforced (the workers' defaults).
+    fn default() -> Self {
+        WhatsAppSendConfig {
+            provider: Provider::Twilio,
+            sender: None,
+            enforce_window: false,
+        }
+    }
+}
+
+impl WhatsAppSendConfig {
+    /// Checks the sender number (`TWILIO_WHATSAPP_NUMBER`).
+    pub fn new(
+        provider: Provider,
+        sender: Option<&str>,
+        enforce_window: bool,
+    ) -> Result<Self, ConfigError> {
+        let sender = match sender.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(raw) => Some(
+                E164::parse(raw)
+                    .map_err(|e| ConfigError::new("TWILIO_WHATSAPP_NUMBER", e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(WhatsAppSendConfig {
+            provider,
+            sender,
+            enforce_window,
+        })
+    }
+}
+
+/// Checks a `RECORDINGS_STORE` URL (`file://`, `s3://`, `gs://`, `memory://`).
+pub fn parse_recordings_store(url: &str) -> Result<String, ConfigError> {
+    let url = url.trim();
+    let known = ["file://", "s3://", "gs://", "memory://"];
+    if !known.iter().any(|p| url.starts_with(p)) {
+        return Err(ConfigError::new(
+            "RECORDINGS_STORE",
+            format!("`{url}` must start with file://, s3:// or gs://"),
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+impl OperatorArgs {
+    /// Writes these settings into `intake`.
+    pub fn apply(self, intake: &mut IntakeConfig) -> Result<(), ConfigError> {
+        intake.whatsapp = WhatsAppSendConfig::new(
+            self.whatsapp_provider,
+            self.twilio_whatsapp_number.as_deref(),
+            self.whatsapp_enforce_window,
+        )?;
+        intake.recordings_store = Some(parse_recordings_store(&self.recordings_store)?);
+        Ok(())
+    }
 }
 
 /// A rate: `count` events per `per`.
@@ -203,6 +313,11 @@ pub struct IntakeConfig {
     pub shared_key: Option<SharedKey>,
     /// How long an enqueue may take before the webhook is answered 503.
     pub enqueue_timeout: Duration,
+    /// How the operator API's WhatsApp send checks and stores messages.
+    pub whatsapp: WhatsAppSendConfig,
+    /// The recordings store the operator API serves audio from (`RECORDINGS_STORE`); `None`:
+    /// recordings are listed without a `download_url`.
+    pub recordings_store: Option<String>,
 }
 
 impl Default for IntakeConfig {
@@ -216,6 +331,8 @@ impl Default for IntakeConfig {
             auth_token_secondary: None,
             shared_key: None,
             enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
+            whatsapp: WhatsAppSendConfig::default(),
+            recordings_store: None,
         }
     }
 }
@@ -330,6 +447,8 @@ impl IntakeArgs {
                 .map(SecretString::from),
             shared_key,
             enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
+            whatsapp: WhatsAppSendConfig::default(),
+            recordings_store: None,
         })
     }
 }

@@ -11,8 +11,10 @@
 //! * [`body`] — bounded body reading, content types, the strict form parser.
 //! * [`twiml`] — TwiML answers built with an XML writer.
 //! * [`ratelimit`] — the four keyed limits (per process, or shared through Redis).
-//! * [`routes`] — one module per surface: voice, messaging, Baileys, health (operator later).
-//! * [`error`] — the one error type and its HTTP answers.
+//! * [`routes`] — one module per surface: voice, messaging, Baileys, health, and the
+//!   operator API, its OpenAPI document and the `/ops` page ([`routes::operator`]).
+//! * [`metrics`] — the Prometheus recorder, `GET /metrics` and the webhook outcome counter.
+//! * [`error`] — the webhook error type and its HTTP answers, and the operator API's JSON error.
 //!
 //! Entry points: [`build_state`] connects the database, the queue and the limiter from the
 //! typed settings; [`router`] is the whole HTTP surface; [`run`] serves it until shutdown.
@@ -20,6 +22,7 @@
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
 pub mod signature;
@@ -75,6 +78,8 @@ pub struct AppState {
     pub(crate) keys: Arc<Keys>,
     /// The prebuilt TwiML answers.
     pub(crate) answers: Arc<Answers>,
+    /// The recordings store the operator API serves audio from (`RECORDINGS_STORE`).
+    pub(crate) recordings: Option<routes::operator::recordings::AudioStore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -124,6 +129,8 @@ impl AppState {
             ),
         }
         let answers = Answers::build(&core.public_host, &intake.say_voice, welcome_url.as_deref())?;
+        let recordings = routes::operator::recordings::open_configured(&intake)?;
+        metrics::install();
         Ok(AppState {
             core: Arc::new(core),
             intake: Arc::new(intake),
@@ -132,6 +139,7 @@ impl AppState {
             limiter,
             keys: Arc::new(keys),
             answers: Arc::new(answers),
+            recordings,
         })
     }
 
@@ -139,7 +147,11 @@ impl AppState {
     /// here, once) so that Twilio retries.
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, IntakeError> {
         let kind = job.kind;
-        match tokio::time::timeout(self.intake.enqueue_timeout, self.queue.enqueue(job)).await {
+        let started = std::time::Instant::now();
+        let result =
+            tokio::time::timeout(self.intake.enqueue_timeout, self.queue.enqueue(job)).await;
+        metrics::enqueue_latency(kind, started.elapsed(), matches!(result, Ok(Ok(_))));
+        match result {
             Ok(Ok(enqueued)) => {
                 tracing::info!(
                     kind = %kind,
@@ -236,7 +248,7 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
 /// request goes through (sensitive headers hidden, request id set and echoed, a span, a
 /// panic guard and a timeout).
 pub fn router(state: AppState) -> Router {
-    let mut api = routes::api();
+    let mut api = routes::api(&state);
     if let Some(cors) = cors(&state.intake) {
         api = api.layer(cors);
     }
@@ -259,7 +271,8 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ));
     Router::new()
-        .merge(routes::webhooks())
+        .merge(routes::webhooks().route_layer(axum::middleware::from_fn(metrics::count_webhook)))
+        .merge(routes::operator::pages(&state))
         .nest("/api", api)
         .nest_service("/static", ServeDir::new(&state.intake.static_dir))
         .layer(layers)

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
+use moked_intake::config::OperatorArgs;
 use moked_intake::{IntakeArgs, IntakeConfig};
 use moked_jobs::config::{CoreArgs, CoreConfig};
 
@@ -20,6 +21,9 @@ struct Cli {
     core: CoreArgs,
     #[command(flatten)]
     intake: IntakeArgs,
+    /// Worker settings the operator API reads (WhatsApp send, recordings store).
+    #[command(flatten)]
+    operator: OperatorArgs,
 }
 
 fn main() -> ExitCode {
@@ -30,10 +34,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
-    let settings = cli
-        .core
-        .into_config()
-        .and_then(|core| Ok((core, cli.intake.into_config()?)));
+    let operator = cli.operator;
+    let settings = cli.core.into_config().and_then(|core| {
+        let mut intake = cli.intake.into_config()?;
+        operator.apply(&mut intake)?;
+        Ok((core, intake))
+    });
     let (core, intake) = match settings {
         Ok(settings) => settings,
         Err(error) => {

@@ -16,6 +16,10 @@
 //!    jobs finish for up to `shutdown_grace`, put the unfinished ones back (`release`, attempt
 //!    not counted), remove the session, return.
 //!
+//! Metrics (recorded when the process installed a recorder — the all-in-one `moked` does, see
+//! the intake's `metrics` module): `moked_jobs_total{kind,outcome=done|retry|dead}` per
+//! finished attempt and `moked_job_duration_seconds{kind}` per handler run.
+//!
 //! [`RetrySchedule`]: crate::retry::RetrySchedule
 
 use std::collections::HashSet;
@@ -351,6 +355,7 @@ struct JobTask {
 impl JobTask {
     async fn execute(self, lease: Lease) {
         let id = lease.id.clone();
+        let kind_name = lease.kind.clone();
         let attempts = lease.attempts;
         let kind = lease.kind.parse::<JobKind>();
         let outcome = match &kind {
@@ -372,6 +377,8 @@ impl JobTask {
                         .unwrap_or_else(|| "unknown panic".to_owned());
                     Err(JobError::Transient(format!("handler panicked: {msg}")))
                 });
+                metrics::histogram!("moked_job_duration_seconds", "kind" => kind_name.clone())
+                    .record(started.elapsed().as_secs_f64());
                 debug!(
                     duration_ms = started.elapsed().as_millis() as u64,
                     ok = result.is_ok(),
@@ -383,6 +390,7 @@ impl JobTask {
         let ack = match outcome {
             Ok(()) => {
                 self.counters.done.fetch_add(1, Ordering::Relaxed);
+                job_outcome(&kind_name, "done");
                 self.queue.complete(&self.worker, &id).await
             }
             Err(err) => {
@@ -395,6 +403,7 @@ impl JobTask {
                 match next {
                     Next::RetryIn(delay) => {
                         self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                        job_outcome(&kind_name, "retry");
                         warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
                         let at = Utc::now()
                             + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
@@ -402,6 +411,7 @@ impl JobTask {
                     }
                     Next::Dead => {
                         self.counters.dead.fetch_add(1, Ordering::Relaxed);
+                        job_outcome(&kind_name, "dead");
                         error!(error = %message, "job failed for good; moved to dead");
                         self.queue.bury(&self.worker, &id, &message).await
                     }
@@ -415,6 +425,12 @@ impl JobTask {
             set.remove(&id);
         }
     }
+}
+
+/// Counts one finished attempt of a `kind` job: `done`, `retry` or `dead`.
+fn job_outcome(kind: &str, outcome: &'static str) {
+    metrics::counter!("moked_jobs_total", "kind" => kind.to_owned(), "outcome" => outcome)
+        .increment(1);
 }
 
 async fn heartbeat_loop(

@@ -1,6 +1,12 @@
 //! `moked-worker jobs …`: the operator's queue verbs from a shell, on the same store the
 //! workers use, with no server running. Human tables by default, `--json` for the shapes the
 //! operator API returns ([`moked_jobs::queue::view`]).
+//!
+//! The verbs reach everything the operator API's `/api/jobs…` does: `list` (state, kind,
+//! cursor, limit) ↔ `GET /api/jobs`, `show` ↔ `GET /api/jobs/{id}`, `retry ID…` ↔ `POST
+//! /api/jobs/{id}/retry`, `retry --all-dead|--all-retrying [--kind K]` ↔ `POST
+//! /api/jobs/retry?state=dead|retrying&kind=K`, `discard` ↔ `POST /api/jobs/{id}/discard`,
+//! `stats` ↔ `GET /api/jobs/stats`.
 
 use clap::Subcommand;
 use moked_jobs::kinds::JobKind;
@@ -38,13 +44,16 @@ pub enum JobsCommand {
     /// Queue dead or retrying jobs again, now.
     Retry {
         /// Job ids.
-        #[arg(required_unless_present = "all_dead")]
+        #[arg(required_unless_present_any = ["all_dead", "all_retrying"])]
         ids: Vec<String>,
         /// Every dead job (optionally of one --kind).
-        #[arg(long, conflicts_with = "ids")]
+        #[arg(long, conflicts_with_all = ["ids", "all_retrying"])]
         all_dead: bool,
-        /// With --all-dead: only this kind.
-        #[arg(long, requires = "all_dead")]
+        /// Every retrying job, now instead of at its next attempt (optionally of one --kind).
+        #[arg(long, conflicts_with = "ids")]
+        all_retrying: bool,
+        /// With --all-dead or --all-retrying: only this kind.
+        #[arg(long)]
         kind: Option<JobKind>,
     },
     /// Discard queued, retrying or dead jobs.
@@ -213,11 +222,22 @@ pub async fn execute(queue: &dyn Queue, cmd: JobsCommand) -> Result<String, Jobs
         JobsCommand::Retry {
             ids,
             all_dead,
+            all_retrying,
             kind,
         } => {
-            if all_dead {
-                let n = queue.retry_all(JobState::Dead, kind).await?;
-                return Ok(format!("retried {n} dead job(s)"));
+            if all_dead || all_retrying {
+                let state = if all_dead {
+                    JobState::Dead
+                } else {
+                    JobState::Retrying
+                };
+                let n = queue.retry_all(state, kind).await?;
+                return Ok(format!("retried {n} {state} job(s)"));
+            }
+            if kind.is_some() {
+                return Err(JobsCliError::Partial(
+                    "--kind goes with --all-dead or --all-retrying".into(),
+                ));
             }
             act_on(&ids, "retried", |id| queue.retry(id)).await
         }

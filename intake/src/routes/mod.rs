@@ -5,9 +5,9 @@
 //! * [`messaging`] — Twilio WhatsApp webhooks: inbound message, message status.
 //! * [`baileys`] — inbound messages from the Baileys WhatsApp bridge (JSON, shared secret).
 //! * [`health`] — liveness and readiness under `/api`.
-//! * [`operator`] — the authenticated operator API under `/api` (its own issue; empty until
-//!   then). Operator routes go there and nowhere else, so the webhook modules stay free of
-//!   bearer-token concerns.
+//! * [`operator`] — the authenticated operator API under `/api`, its OpenAPI document, the
+//!   `/ops` page and `/metrics`. Operator routes go there and nowhere else, so the webhook
+//!   modules stay free of bearer-token concerns.
 //!
 //! Every webhook handler has the same shape ("handlers translate, functions decide"): the
 //! extractor verifies, a pure function in the same module turns the fields into a job (unit
@@ -39,11 +39,11 @@ pub fn webhooks() -> Router<AppState> {
 }
 
 /// Everything under `/api` (CORS is applied to this router only).
-pub fn api() -> Router<AppState> {
+pub fn api(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .merge(operator::router())
+        .merge(operator::router(state))
 }
 
 /// The dedupe key of a webhook: Twilio's idempotency token when it sent one (scoped by kind),

@@ -62,7 +62,7 @@ impl Db {
         };
         let url = match kind {
             DbKind::Sqlite => sqlite_url(url)?,
-            DbKind::Postgres => url.to_owned(),
+            DbKind::Postgres => postgres_url(url),
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
@@ -119,6 +119,29 @@ impl Db {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_postgres_skips_tls_unless_asked() {
+        assert_eq!(
+            postgres_url("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+        );
+        assert_eq!(
+            postgres_url("postgres://u@localhost/db?application_name=x"),
+            "postgres://u@localhost/db?application_name=x&sslmode=disable"
+        );
+        for kept in [
+            "postgres://u@127.0.0.1/db?sslmode=require",
+            "postgres://u:p@db.example.com:5432/d",
+        ] {
+            assert_eq!(postgres_url(kept), kept);
+        }
+    }
+}
+
 /// Normalises a SQLite URL: creates the parent folder and asks for create-if-missing.
 fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
@@ -139,6 +162,28 @@ fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
     } else {
         format!("sqlite://{rest}?mode=rwc")
     })
+}
+
+/// A loopback Postgres URL without an explicit `sslmode` gets `sslmode=disable`.
+///
+/// TLS to the same host protects nothing, and sqlx 0.9.0 does not set `TCP_NODELAY`
+/// (launchbadge/sqlx#4335, fixed after 0.9.0): over TLS, Nagle's algorithm meets delayed ACKs
+/// and about a third of round trips stall ~40–100 ms. Remote servers keep sqlx's default
+/// (`prefer`) or whatever the URL says (`sslmode=require` on Heroku).
+fn postgres_url(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let loopback = matches!(
+        parsed.host_str(),
+        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+    );
+    let explicit = parsed.query_pairs().any(|(k, _)| k == "sslmode");
+    if !loopback || explicit {
+        return url.to_owned();
+    }
+    let sep = if parsed.query().is_some() { '&' } else { '?' };
+    format!("{url}{sep}sslmode=disable")
 }
 
 /// Milliseconds since the epoch.

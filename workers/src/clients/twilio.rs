@@ -13,6 +13,9 @@
 //! Media downloads carry credentials, so [`TwilioApi::get_media`] refuses any URL that is not
 //! under `TWILIO_API_BASE` and this account (an SSRF / credential-leak guard, as in Chatwoot's
 //! media download service).
+//!
+//! Every request counts in `moked_twilio_requests_total{method,status}` (the HTTP status, or
+//! `transport_error` when no answer came), visible on `/metrics` where a recorder is installed.
 
 use std::time::Duration;
 
@@ -346,7 +349,14 @@ impl TwilioClient {
             req = req.form(form);
         }
         let shown = path.split('?').next().unwrap_or(path).to_owned();
-        let resp = req.send().await.map_err(|e| {
+        let sent = req.send().await;
+        let status_label = match &sent {
+            Ok(resp) => resp.status().as_u16().to_string(),
+            Err(_) => "transport_error".to_owned(),
+        };
+        metrics::counter!("moked_twilio_requests_total", "method" => name, "status" => status_label)
+            .increment(1);
+        let resp = sent.map_err(|e| {
             // A timeout or a reset after connecting may follow a request Twilio received.
             let maybe_sent = !e.is_connect();
             TwilioError::Transport {

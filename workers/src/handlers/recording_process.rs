@@ -605,6 +605,11 @@ async fn transcribe_stage(
             )
             .await?;
             let elapsed_ms = started.elapsed().as_millis() as u64;
+            // Operator metrics (/metrics): seconds of audio transcribed and the time it took.
+            metrics::counter!("moked_transcription_audio_seconds_total", "provider" => t.provider())
+                .increment(u64::try_from(row.duration_s.unwrap_or(0)).unwrap_or(0));
+            metrics::histogram!("moked_transcription_duration_seconds", "provider" => t.provider())
+                .record(started.elapsed().as_secs_f64());
             let detail = json!({
                 "recording_sid": sid,
                 "provider": t.provider(),

@@ -1,0 +1,233 @@
+//! Prometheus metrics: one recorder per process, rendered on `GET /metrics`.
+//!
+//! [`install`] puts a `metrics-exporter-prometheus` recorder in place (once per process, no
+//! HTTP listener of its own: the intake renders it on request) and starts its upkeep. Every
+//! `metrics::counter!`/`histogram!` in the process lands in it, so in the all-in-one `moked`
+//! the worker runtime's, the Twilio client's and the voice pipeline's metrics show up next to
+//! the intake's. A separate `moked-worker` process installs no recorder (its macros are no-ops)
+//! and has no HTTP port: its work is visible here through the queue gauges, which are sampled
+//! from [`moked_jobs::queue::Queue::stats`] on every scrape and so are the same whichever
+//! process is scraped.
+//!
+//! | metric | type | labels | where |
+//! |---|---|---|---|
+//! | `moked_webhooks_total` | counter | `path`, `outcome` (`accepted`, or the status: `400`, `403`, `413`, `415`, `429`, `503`) | every `/webhook/*` answer ([`count_webhook`]) |
+//! | `moked_enqueue_duration_seconds` | histogram | `kind`, `result` (`ok`, `error`) | [`crate::AppState::enqueue`] |
+//! | `moked_jobs_total` | counter | `kind`, `outcome` (`done`, `retry`, `dead`) | worker runtime (`jobs/src/runner.rs`) |
+//! | `moked_job_duration_seconds` | histogram | `kind` | worker runtime |
+//! | `moked_queue_jobs` | gauge | `state` | sampled on scrape |
+//! | `moked_queue_jobs_by_kind` | gauge | `kind`, `state` | sampled on scrape |
+//! | `moked_queue_oldest_age_seconds` | gauge | `state` (`queued`: the oldest due job's wait) | sampled on scrape |
+//! | `moked_queue_up` | gauge | — | 1 when the last sample worked, 0 when the queue did not answer |
+//! | `moked_twilio_requests_total` | counter | `method`, `status` (HTTP code or `transport_error`) | Twilio REST client (`workers/src/clients/twilio.rs`) |
+//! | `moked_transcription_audio_seconds_total` | counter | `provider` | voice pipeline, per transcript stored |
+//! | `moked_transcription_duration_seconds` | histogram | `provider` | voice pipeline, wall time per transcription |
+//!
+//! `GET /metrics` is part of the operator surface: it answers 404 while `OPERATOR_TOKEN` is unset
+//! and needs `Authorization: Bearer OPERATOR_TOKEN` otherwise (Prometheus: `authorization:
+//! {type: Bearer, credentials: …}` in the scrape config). The intake is usually the public web
+//! process; queue depths and traffic counts are not for everyone.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, header};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use moked_jobs::kinds::JobKind;
+use moked_jobs::queue::JobState;
+
+use crate::AppState;
+
+/// How long a scrape waits for the queue's counts before rendering without them.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the recorder's histograms are folded (bounds their memory between scrapes).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Buckets of the latency histograms (seconds): 1 ms to 2 min.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process's Prometheus recorder (once; later calls return the same handle) and,
+/// inside a Tokio runtime, its upkeep task. `None` when another recorder was installed first
+/// (then `/metrics` renders nothing of ours).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .map(|b| b.upkeep_timeout(UPKEEP_EVERY));
+            let handle = match builder.and_then(PrometheusBuilder::install_recorder) {
+                Ok(handle) => handle,
+                Err(error) => {
+                    tracing::warn!(%error, "no Prometheus recorder: /metrics will be empty");
+                    return None;
+                }
+            };
+            describe();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let upkeep = handle.clone();
+                rt.spawn(async move {
+                    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+                    loop {
+                        tick.tick().await;
+                        upkeep.run_upkeep();
+                    }
+                });
+            }
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Help texts of the metrics this crate and the queue gauges emit.
+fn describe() {
+    metrics::describe_counter!(
+        "moked_webhooks_total",
+        "Twilio/Baileys webhooks answered, by route and outcome"
+    );
+    metrics::describe_histogram!(
+        "moked_enqueue_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to enqueue a webhook's job"
+    );
+    metrics::describe_counter!("moked_jobs_total", "Job runs by kind and outcome");
+    metrics::describe_histogram!(
+        "moked_job_duration_seconds",
+        metrics::Unit::Seconds,
+        "Handler run time per job"
+    );
+    metrics::describe_gauge!("moked_queue_jobs", "Jobs per state (sampled on scrape)");
+    metrics::describe_gauge!(
+        "moked_queue_jobs_by_kind",
+        "Jobs per kind and state (sampled on scrape)"
+    );
+    metrics::describe_gauge!(
+        "moked_queue_oldest_age_seconds",
+        "Seconds the oldest due job of a state has waited (sampled on scrape)"
+    );
+    metrics::describe_gauge!(
+        "moked_queue_up",
+        "1 when the last scrape read the queue's counts, else 0"
+    );
+    metrics::describe_counter!(
+        "moked_twilio_requests_total",
+        "Twilio REST API requests by method and HTTP status"
+    );
+    metrics::describe_counter!(
+        "moked_transcription_audio_seconds_total",
+        "Seconds of call audio transcribed"
+    );
+    metrics::describe_histogram!(
+        "moked_transcription_duration_seconds",
+        metrics::Unit::Seconds,
+        "Wall time of one transcription"
+    );
+}
+
+/// The `outcome` label of a webhook answer: `accepted` for 2xx, else the status code.
+pub fn webhook_outcome(status: http::StatusCode) -> String {
+    if status.is_success() {
+        "accepted".to_owned()
+    } else {
+        status.as_u16().to_string()
+    }
+}
+
+/// Middleware on the webhook routes: counts each answer by route and outcome.
+pub async fn count_webhook(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let path = path
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(req).await;
+    metrics::counter!(
+        "moked_webhooks_total",
+        "path" => path,
+        "outcome" => webhook_outcome(response.status()),
+    )
+    .increment(1);
+    response
+}
+
+/// Records one enqueue's latency.
+pub fn enqueue_latency(kind: JobKind, took: Duration, ok: bool) {
+    metrics::histogram!(
+        "moked_enqueue_duration_seconds",
+        "kind" => kind.as_str(),
+        "result" => if ok { "ok" } else { "error" },
+    )
+    .record(took.as_secs_f64());
+}
+
+/// Samples the queue's counts into the gauges (a failing or slow queue sets `moked_queue_up`
+/// to 0 and leaves the last values).
+async fn sample_queue(state: &AppState) {
+    let stats = match tokio::time::timeout(STATS_TIMEOUT, state.queue.stats()).await {
+        Ok(Ok(stats)) => stats,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "metrics: queue counts unavailable");
+            metrics::gauge!("moked_queue_up").set(0.0);
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("metrics: queue counts timed out");
+            metrics::gauge!("moked_queue_up").set(0.0);
+            return;
+        }
+    };
+    metrics::gauge!("moked_queue_up").set(1.0);
+    for s in JobState::ALL {
+        metrics::gauge!("moked_queue_jobs", "state" => s.as_str()).set(stats.count(s) as f64);
+    }
+    for kind in JobKind::ALL {
+        let per = stats.by_kind.get(kind.as_str());
+        for s in JobState::ALL {
+            let n = per.and_then(|m| m.get(&s)).copied().unwrap_or(0);
+            metrics::gauge!(
+                "moked_queue_jobs_by_kind",
+                "kind" => kind.as_str(),
+                "state" => s.as_str(),
+            )
+            .set(n as f64);
+        }
+    }
+    metrics::gauge!("moked_queue_oldest_age_seconds", "state" => "queued")
+        .set(stats.oldest_queued_age_s.unwrap_or(0.0));
+}
+
+/// `GET /metrics` (behind the operator token): samples the queue, renders the text format.
+/// Scrapes are serialised, so each answer shows the gauges of the queue it sampled (the
+/// recorder is per process; several intakes in one process — tests — each get their own).
+pub async fn render(State(state): State<AppState>) -> Response {
+    static SCRAPE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = SCRAPE.lock().await;
+    sample_queue(&state).await;
+    let body = install().map(PrometheusHandle::render).unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_outcomes_are_accepted_or_the_status_code() {
+        assert_eq!(webhook_outcome(http::StatusCode::NO_CONTENT), "accepted");
+        assert_eq!(webhook_outcome(http::StatusCode::OK), "accepted");
+        assert_eq!(webhook_outcome(http::StatusCode::FORBIDDEN), "403");
+        assert_eq!(webhook_outcome(http::StatusCode::TOO_MANY_REQUESTS), "429");
+    }
+}

@@ -1,0 +1,166 @@
+//! `/api/calls…`: calls for operators.
+//!
+//! * `GET /api/calls?cursor=&limit=` — newest first, keyset-paged
+//!   ([`moked_jobs::store::calls::list_calls`]): `{"calls":[…],"next_cursor"}`.
+//! * `GET /api/calls/{call_sid}` — the call, its business and customer, its history (status
+//!   callbacks and the voice pipeline's steps, oldest first), its recordings (each with a
+//!   `download_url` served by [`super::recordings`] once stored) and its latest transcript.
+//!
+//! Numbers are shown in full: see the module doc of [`super`].
+
+use axum::Json;
+use axum::extract::{Path, State};
+use moked_jobs::store::calls::{self as store_calls, CallDetail, CallEvent};
+use moked_jobs::store::recordings::Recording;
+
+use super::schema::{
+    self, BusinessRef, CallEventView, CallList, CallSummary, CallView, CustomerRef, PageQuery,
+    RecordingView, TranscriptView,
+};
+use super::{ApiQuery, page_size};
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Calls, newest first.
+#[utoipa::path(
+    get,
+    path = "/calls",
+    tag = "calls",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of calls", body = CallList),
+        (status = 400, description = "Bad cursor or limit", body = schema::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = schema::ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<CallList>, ApiError> {
+    let limit = page_size(q.limit)?;
+    let cursor = q.cursor.filter(|c| !c.trim().is_empty());
+    let page = store_calls::list_calls(&state.db, cursor.as_deref(), limit).await?;
+    Ok(Json(CallList {
+        calls: page
+            .calls
+            .into_iter()
+            .map(|c| CallSummary {
+                call_sid: c.call_sid,
+                status: c.status,
+                from: c.from,
+                to: c.to,
+                started_at: c.started_at,
+                ended_at: c.ended_at,
+                duration_s: c.duration_s,
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One call with its history, recordings and transcript.
+#[utoipa::path(
+    get,
+    path = "/calls/{call_sid}",
+    tag = "calls",
+    params(("call_sid" = String, Path, description = "Twilio CallSid")),
+    responses(
+        (status = 200, description = "The call", body = CallView),
+        (status = 404, description = "No such call", body = schema::ErrorBody),
+    )
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(call_sid): Path<String>,
+) -> Result<Json<CallView>, ApiError> {
+    let detail = store_calls::get_call(&state.db, call_sid.trim())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no call with CallSid {call_sid}")))?;
+    Ok(Json(call_view(&state, detail)))
+}
+
+/// The `status` of an event: the call status for status callbacks, the step's name otherwise.
+fn event_view(e: CallEvent) -> CallEventView {
+    let status = match (e.kind.as_str(), e.status) {
+        ("status", Some(status)) => status,
+        _ => e.kind,
+    };
+    CallEventView { status, at: e.at }
+}
+
+/// A recording with its download URL (only once stored, and only when this intake can read the
+/// recordings store).
+pub(crate) fn recording_view(state: &AppState, r: Recording) -> RecordingView {
+    let downloadable =
+        state.recordings.is_some() && r.status == "stored" && r.media_location.is_some();
+    RecordingView {
+        download_url: downloadable.then(|| {
+            format!(
+                "{}/api/recordings/{}/audio",
+                state.core.public_host.trim_end_matches('/'),
+                r.recording_sid
+            )
+        }),
+        recording_sid: r.recording_sid,
+        status: r.status,
+        duration_s: r.duration_s,
+        stored_at: r.stored_at,
+        size_bytes: r.size_bytes,
+    }
+}
+
+fn call_view(state: &AppState, d: CallDetail) -> CallView {
+    CallView {
+        call_sid: d.call.call_sid,
+        status: d.call.status,
+        from: d.call.from,
+        to: d.call.to,
+        business: d.business.map(|b| BusinessRef {
+            id: b.id,
+            name: b.name,
+        }),
+        customer: d.customer.map(|c| CustomerRef {
+            id: c.id,
+            phone: c.phone,
+            name: c.name,
+        }),
+        started_at: d.call.started_at,
+        ended_at: d.call.ended_at,
+        events: d.events.into_iter().map(event_view).collect(),
+        recordings: d
+            .recordings
+            .into_iter()
+            .map(|r| recording_view(state, r))
+            .collect(),
+        transcript: d.transcript.map(|t| TranscriptView {
+            text: t.text,
+            language: t.language,
+            provider: t.provider,
+            model: t.model,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    #[test]
+    fn status_events_show_the_status_and_pipeline_events_their_step() {
+        let status = CallEvent {
+            kind: "status".into(),
+            status: Some("completed".into()),
+            detail: None,
+            at: Utc::now(),
+        };
+        assert_eq!(event_view(status).status, "completed");
+        let step = CallEvent {
+            kind: "recording.stored".into(),
+            status: None,
+            detail: Some("{}".into()),
+            at: Utc::now(),
+        };
+        assert_eq!(event_view(step).status, "recording.stored");
+    }
+}

@@ -1,0 +1,221 @@
+//! `/api/jobs…`: the queue for operators, answered with the shared
+//! [`moked_jobs::queue::view`] (the same JSON `moked-worker jobs … --json` prints).
+//!
+//! * `GET /api/jobs?state=&kind=&cursor=&limit=` — newest first; `total` comes from the
+//!   queue's per-state counts (O(1) on Redis, an indexed count on the database), so polling it
+//!   is cheap.
+//! * `GET /api/jobs/stats` — counts per state, `by_kind`, `oldest_queued_age_s`.
+//! * `GET /api/jobs/{id}` — payload (numbers masked) and attempt history.
+//! * `POST /api/jobs/{id}/retry` — a dead or retrying job queued again now; 409 in any other
+//!   state. `POST /api/jobs/{id}/discard` — a queued, retrying or dead job discarded; 409
+//!   otherwise. Both answer the job as it is afterwards.
+//! * `POST /api/jobs/retry?state=dead&kind=` — every dead (or `state=retrying`) job,
+//!   optionally of one kind, queued again: `{"retried": N}`
+//!   (`moked-worker jobs retry --all-dead [--kind K]` / `--all-retrying`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use moked_jobs::kinds::JobKind;
+use moked_jobs::queue::{JobState, ListQuery, view};
+use serde_json::{Value, json};
+
+use super::schema::{self, BulkRetryQuery, JobListQuery};
+use super::{ApiQuery, page_size};
+use crate::AppState;
+use crate::error::ApiError;
+
+fn parse_state(s: &str) -> Result<JobState, ApiError> {
+    s.trim()
+        .parse::<JobState>()
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn parse_kind(s: &str) -> Result<JobKind, ApiError> {
+    s.trim()
+        .parse::<JobKind>()
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|v| !v.trim().is_empty())
+}
+
+/// List jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    params(JobListQuery),
+    responses(
+        (status = 200, description = "One page of jobs", body = schema::JobList),
+        (status = 400, description = "Unknown state or kind, bad cursor or limit", body = schema::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = schema::ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<JobListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let query = ListQuery {
+        state: non_empty(q.state).as_deref().map(parse_state).transpose()?,
+        kind: non_empty(q.kind).as_deref().map(parse_kind).transpose()?,
+        cursor: non_empty(q.cursor),
+        limit: page_size(q.limit)?,
+    };
+    let page = state.queue.list(&query).await?;
+    Ok(Json(view::page(&page)))
+}
+
+/// Counts per state and kind.
+#[utoipa::path(
+    get,
+    path = "/jobs/stats",
+    tag = "jobs",
+    responses(
+        (status = 200, description = "Counts", body = schema::JobStats),
+        (status = 401, description = "Missing or wrong bearer token", body = schema::ErrorBody),
+    )
+)]
+pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let stats = state.queue.stats().await?;
+    Ok(Json(view::stats(&stats)))
+}
+
+/// One job in full.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = schema::JobDetail),
+        (status = 404, description = "No such job", body = schema::ErrorBody),
+    )
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state.queue.get(&id).await?.ok_or_else(|| no_job(&id))?;
+    Ok(Json(view::detail(&job)))
+}
+
+fn no_job(id: &str) -> ApiError {
+    ApiError::not_found(format!("no job with id {id}"))
+}
+
+/// Runs `act` on job `id` and answers the job afterwards: 404 for an unknown id, 409 (naming
+/// the state) when the job is in none of the `allowed` states.
+async fn act(
+    state: &AppState,
+    id: &str,
+    verb: &str,
+    allowed: &[JobState],
+    moved: bool,
+) -> Result<Json<Value>, ApiError> {
+    let job = state.queue.get(id).await?.ok_or_else(|| no_job(id))?;
+    if !moved {
+        let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+        return Err(ApiError::conflict(format!(
+            "job {id} is {}; only {} jobs can be {verb}",
+            job.summary.state,
+            names.join(" or ")
+        )));
+    }
+    Ok(Json(view::detail(&job)))
+}
+
+/// Queue a dead or retrying job again, now.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/retry",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job, queued again", body = schema::JobDetail),
+        (status = 404, description = "No such job", body = schema::ErrorBody),
+        (status = 409, description = "The job is not dead or retrying", body = schema::ErrorBody),
+    )
+)]
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let moved = state.queue.retry(&id).await?;
+    if moved {
+        tracing::info!(job_id = %id, "operator retried a job");
+    }
+    act(
+        &state,
+        &id,
+        "retried",
+        &[JobState::Dead, JobState::Retrying],
+        moved,
+    )
+    .await
+}
+
+/// Discard a queued, retrying or dead job.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/discard",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job, discarded", body = schema::JobDetail),
+        (status = 404, description = "No such job", body = schema::ErrorBody),
+        (status = 409, description = "The job is running, done or already discarded", body = schema::ErrorBody),
+    )
+)]
+pub async fn discard(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let moved = state.queue.discard(&id).await?;
+    if moved {
+        tracing::info!(job_id = %id, "operator discarded a job");
+    }
+    act(
+        &state,
+        &id,
+        "discarded",
+        &[JobState::Queued, JobState::Retrying, JobState::Dead],
+        moved,
+    )
+    .await
+}
+
+/// Queue every dead (or retrying) job again, optionally of one kind.
+#[utoipa::path(
+    post,
+    path = "/jobs/retry",
+    tag = "jobs",
+    params(BulkRetryQuery),
+    responses(
+        (status = 200, description = "How many jobs were queued again", body = schema::Retried),
+        (status = 400, description = "A state other than dead or retrying, or an unknown kind", body = schema::ErrorBody),
+    )
+)]
+pub async fn retry_all(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<BulkRetryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let job_state = match non_empty(q.state) {
+        None => JobState::Dead,
+        Some(s) => parse_state(&s)?,
+    };
+    if !matches!(job_state, JobState::Dead | JobState::Retrying) {
+        return Err(ApiError::bad_request(format!(
+            "only dead or retrying jobs can be retried in bulk (got state={job_state})"
+        )));
+    }
+    let kind = non_empty(q.kind).as_deref().map(parse_kind).transpose()?;
+    let retried = state.queue.retry_all(job_state, kind).await?;
+    tracing::info!(
+        state = %job_state,
+        kind = kind.map(JobKind::as_str).unwrap_or("*"),
+        retried,
+        "operator retried jobs in bulk"
+    );
+    Ok(Json(json!({ "retried": retried })))
+}

@@ -1,0 +1,264 @@
+//! `GET /api/recordings/{recording_sid}/audio`: a stored recording's audio, behind the bearer
+//! token, streamed from the store the voice pipeline writes (`RECORDINGS_STORE`).
+//!
+//! The intake opens that store read-only with the same rules as the workers'
+//! (`workers/src/clients/audio_store.rs`, which the intake cannot depend on): `file://PATH`
+//! (relative to the working directory), `s3://bucket/prefix` and `gs://bucket/prefix` (cargo
+//! features `s3`, `gcs`, on by default), keys relative to the store's root. `memory://` (tests of
+//! the workers) is a store of its own process, so the intake treats it as no store. Without a
+//! store, calls list their recordings with `download_url: null`.
+//!
+//! A single `Range: bytes=a-b` / `bytes=a-` / `bytes=-n` is honoured (206, so the browser's audio player can
+//! seek); anything else gets the whole file. Twilio's own recording URL is never served or shown.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt as _;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use moked_jobs::store::recordings::get_recording;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::prefix::PrefixStore;
+use object_store::{GetOptions, GetRange, ObjectStore};
+
+use super::schema;
+use crate::AppState;
+use crate::config::IntakeConfig;
+use crate::error::ApiError;
+
+/// The recordings store.
+pub type AudioStore = Arc<dyn ObjectStore>;
+
+/// Opens `RECORDINGS_STORE` when configured. A `file://` folder that does not exist (yet) is
+/// created, as the workers do; a store that cannot be opened is a start-up error.
+pub fn open_configured(intake: &IntakeConfig) -> std::io::Result<Option<AudioStore>> {
+    match intake.recordings_store.as_deref() {
+        None => Ok(None),
+        Some(url) => open(url).map_err(std::io::Error::other),
+    }
+}
+
+/// Opens a store URL (see the module doc); `Ok(None)` for `memory://`.
+pub fn open(url: &str) -> Result<Option<AudioStore>, String> {
+    let err = |reason: String| format!("invalid RECORDINGS_STORE `{url}`: {reason}");
+    if let Some(path) = url.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(err("no folder given".into()));
+        }
+        std::fs::create_dir_all(path).map_err(|e| err(format!("cannot create the folder: {e}")))?;
+        let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| err(e.to_string()))?;
+        return Ok(Some(Arc::new(fs)));
+    }
+    if url.starts_with("memory://") {
+        tracing::info!("RECORDINGS_STORE=memory:// is per process: recordings not served");
+        return Ok(None);
+    }
+    let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
+    let prefix = parsed.path().trim_matches('/').to_owned();
+    let bucket_url = format!(
+        "{}://{}",
+        parsed.scheme(),
+        parsed.host_str().unwrap_or_default()
+    );
+    let store: AudioStore = match parsed.scheme() {
+        "s3" => s3(&bucket_url).map_err(err)?,
+        "gs" => gcs(&bucket_url).map_err(err)?,
+        other => {
+            return Err(err(format!(
+                "scheme `{other}` is not supported (use file://, s3:// or gs://)"
+            )));
+        }
+    };
+    Ok(Some(if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    }))
+}
+
+#[cfg(feature = "s3")]
+fn s3(bucket_url: &str) -> Result<AudioStore, String> {
+    object_store::aws::AmazonS3Builder::from_env()
+        .with_url(bucket_url)
+        .build()
+        .map(|s| Arc::new(s) as AudioStore)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3(_: &str) -> Result<AudioStore, String> {
+    Err("this build has no S3 support (cargo feature `s3` of moked-intake)".into())
+}
+
+#[cfg(feature = "gcs")]
+fn gcs(bucket_url: &str) -> Result<AudioStore, String> {
+    object_store::gcp::GoogleCloudStorageBuilder::from_env()
+        .with_url(bucket_url)
+        .build()
+        .map(|s| Arc::new(s) as AudioStore)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "gcs"))]
+fn gcs(_: &str) -> Result<AudioStore, String> {
+    Err(
+        "this build has no Google Cloud Storage support (cargo feature `gcs` of moked-intake)"
+            .into(),
+    )
+}
+
+/// A single byte range asked for: `bytes=a-b`, `bytes=a-` or `bytes=-n` (the last n bytes).
+fn requested_range(headers: &HeaderMap) -> Option<GetRange> {
+    let value = headers.get(header::RANGE)?.to_str().ok()?.trim();
+    let spec = value.strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    if start.trim().is_empty() {
+        let last: u64 = end.trim().parse().ok()?;
+        return (last > 0).then_some(GetRange::Suffix(last));
+    }
+    let start: u64 = start.trim().parse().ok()?;
+    match end.trim() {
+        "" => Some(GetRange::Offset(start)),
+        end => {
+            let end: u64 = end.parse().ok()?;
+            (end >= start).then(|| GetRange::Bounded(start..end + 1))
+        }
+    }
+}
+
+/// The audio of a stored recording.
+#[utoipa::path(
+    get,
+    path = "/recordings/{recording_sid}/audio",
+    tag = "calls",
+    params(("recording_sid" = String, Path, description = "Twilio RecordingSid")),
+    responses(
+        (status = 200, description = "The audio (audio/x-wav or audio/mpeg)", content_type = "audio/*", body = Vec<u8>),
+        (status = 206, description = "The requested byte range", content_type = "audio/*", body = Vec<u8>),
+        (status = 404, description = "No such recording, not stored yet, or no recordings store", body = schema::ErrorBody),
+    )
+)]
+pub async fn audio(
+    State(state): State<AppState>,
+    Path(recording_sid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let recording = get_recording(&state.db, recording_sid.trim())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no recording {recording_sid}")))?;
+    let Some(store) = &state.recordings else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "recordings_unavailable",
+            "this intake has no recordings store (RECORDINGS_STORE)",
+        ));
+    };
+    let key = match (&recording.media_location, recording.status.as_str()) {
+        (Some(key), "stored") => key.clone(),
+        (_, status) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_stored",
+                format!("recording {recording_sid} is not stored (status {status})"),
+            ));
+        }
+    };
+    let location = StorePath::parse(&key)
+        .map_err(|e| ApiError::unavailable("recordings store", &format!("bad stored key: {e}")))?;
+    let range = requested_range(&headers);
+    let partial = range.is_some();
+    let options = GetOptions {
+        range,
+        ..GetOptions::default()
+    };
+    let got = match store.get_opts(&location, options).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_stored",
+                format!("the audio of recording {recording_sid} is missing from the store"),
+            ));
+        }
+        Err(e) if partial && e.to_string().to_ascii_lowercase().contains("range") => {
+            return Err(ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                e.to_string(),
+            ));
+        }
+        Err(e) => return Err(ApiError::unavailable("recordings store", &e)),
+    };
+    let total = got.meta.size;
+    let served = got.range.clone();
+    let content_type = recording
+        .content_type
+        .clone()
+        .filter(|c| HeaderValue::from_str(c).is_ok())
+        .unwrap_or_else(|| "audio/x-wav".to_owned());
+    let body = Body::from_stream(got.into_stream().map_err(std::io::Error::other));
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("audio/x-wav")),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(served.end - served.start),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    if partial {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "bytes {}-{}/{total}",
+            served.start,
+            served.end.saturating_sub(1)
+        )) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(v: &str) -> Option<GetRange> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(v).ok()?);
+        requested_range(&h)
+    }
+
+    #[test]
+    fn single_byte_ranges_are_read_and_anything_else_means_the_whole_file() {
+        assert_eq!(range("bytes=0-"), Some(GetRange::Offset(0)));
+        assert_eq!(range("bytes=10-19"), Some(GetRange::Bounded(10..20)));
+        assert_eq!(range("bytes=5-1"), None);
+        assert_eq!(range("bytes=0-1,4-5"), None);
+        assert_eq!(range("bytes=-500"), Some(GetRange::Suffix(500)));
+        assert_eq!(range("bytes=-0"), None);
+        assert_eq!(range("items=0-1"), None);
+    }
+
+    #[test]
+    fn stores_open_by_scheme_and_memory_means_none() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("file://{}/rec", dir.path().display());
+        assert!(matches!(open(&url), Ok(Some(_))));
+        assert!(matches!(open("memory://"), Ok(None)));
+        assert!(open("ftp://x/y").is_err());
+        assert!(open("file://").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! `/api/whatsapp/…`: send a WhatsApp message, look one up.
+//!
+//! `POST /api/whatsapp/send` takes `{"to","body"}` (free-form text) or
+//! `{"to","content_sid","content_variables"}` (an approved template), optionally
+//! `"media_urls"`, and an optional `Idempotency-Key` header. It is a thin translation of
+//! [`moked_jobs::whatsapp::request_send`] — the same validation, storage and `whatsapp.send`
+//! job as `moked-worker whatsapp send` — answered:
+//!
+//! | case | answer |
+//! |---|---|
+//! | a new message | 202 `{"id","status":"queued"}` |
+//! | an `Idempotency-Key` seen before, same message | 200 `{"id","status"}` of the first message (its current status); nothing new is sent |
+//! | the same key with a different message | 422 `idempotency_conflict` |
+//! | `to` is not a phone number | 400 `invalid_number` |
+//! | malformed JSON, unknown field, both or neither of body/content_sid, … | 400 `bad_request` / `invalid_request` |
+//! | free text outside the 24-hour window with `WHATSAPP_ENFORCE_WINDOW=true` | 422 `outside_window` |
+//! | the queue or store failing | 503 (the same key can be sent again safely) |
+//!
+//! The body is read as JSON whatever its `Content-Type` (a `curl -d` without `-H` works).
+//!
+//! `GET /api/whatsapp/messages/{id}` answers one message, inbound or outbound, with its
+//! delivery timestamps and the provider's error of a failure.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use moked_jobs::store::messages::get_message;
+use moked_jobs::whatsapp::{SendError, SendRequest, SendSettings, request_send};
+
+use super::schema::{self, MessageView, SendAccepted, SendBody};
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The idempotency header.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+impl From<SendError> for ApiError {
+    /// The send API's own statuses and codes; store and queue trouble is a logged 503.
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Store(store) => store.into(),
+            SendError::Queue(queue) => queue.into(),
+            other => {
+                let status = StatusCode::from_u16(other.http_status())
+                    .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+                ApiError::new(status, other.code(), other.to_string())
+            }
+        }
+    }
+}
+
+/// The request's idempotency key, when it sent one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
+        .trim();
+    if key.is_empty() {
+        return Err(ApiError::bad_request("Idempotency-Key is empty"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Queue one WhatsApp message.
+#[utoipa::path(
+    post,
+    path = "/whatsapp/send",
+    tag = "whatsapp",
+    request_body = SendBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key again returns the first message (200) instead of sending a second one")),
+    responses(
+        (status = 202, description = "Queued", body = SendAccepted),
+        (status = 200, description = "The message this Idempotency-Key already created", body = SendAccepted),
+        (status = 400, description = "Bad JSON, not a phone number, body and template both or neither, …", body = schema::ErrorBody),
+        (status = 422, description = "Outside the 24-hour window (free text), or the key names a different message", body = schema::ErrorBody),
+        (status = 503, description = "Queue or store unavailable; retry with the same key", body = schema::ErrorBody),
+    )
+)]
+pub async fn send(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "body must be a JSON object such as {\"to\":\"+972…\",\"body\":\"…\"}",
+        ));
+    }
+    let body: SendBody = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not a send request: {e}")))?;
+    let request = SendRequest {
+        to: body.to,
+        body: body.body,
+        content_sid: body.content_sid,
+        content_variables: body.content_variables,
+        media_urls: body.media_urls,
+        idempotency_key: idempotency_key(&headers)?,
+        business_id: None,
+    };
+    let settings = SendSettings {
+        provider: state.intake.whatsapp.provider,
+        sender: state.intake.whatsapp.sender.clone(),
+        enforce_window: state.intake.whatsapp.enforce_window,
+        dedupe_ttl: state.core.dedupe_ttl,
+    };
+    let out = request_send(&state.db, state.queue.as_ref(), request, &settings).await?;
+    let status = if out.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(SendAccepted {
+            id: out.message.id,
+            status: out.message.status,
+        }),
+    )
+        .into_response())
+}
+
+/// One WhatsApp message.
+#[utoipa::path(
+    get,
+    path = "/whatsapp/messages/{id}",
+    tag = "whatsapp",
+    params(("id" = String, Path, description = "Our message id")),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        (status = 404, description = "No such message", body = schema::ErrorBody),
+    )
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, ApiError> {
+    let m = get_message(&state.db, id.trim())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no WhatsApp message {id}")))?;
+    Ok(Json(MessageView {
+        id: m.id,
+        provider: m.provider,
+        provider_sid: m.provider_sid,
+        direction: m.direction,
+        to: m.to,
+        from: m.from,
+        body: m.body,
+        status: m.status,
+        error_code: m.error_code,
+        error_message: m.error_message,
+        created_at: m.created_at,
+        sent_at: m.sent_at,
+        delivered_at: m.delivered_at,
+        read_at: m.read_at,
+    }))
+}

@@ -1,0 +1,161 @@
+//! `GET /metrics`: Prometheus text behind the operator token, with the webhook outcomes, the
+//! enqueue latency, the worker runtime's job outcomes and durations (the recorder is per
+//! process, as in the all-in-one `moked`), and the queue's depth sampled on each scrape.
+
+use std::time::Duration;
+
+use moked_jobs::runner::{Runner, RunnerConfig, handler};
+use reqwest::Method;
+
+use crate::helpers::{Backend, call_params, sid, spawn_app};
+use crate::operator_support::{
+    Make, OP_TOKEN, call, clock_health_job, make_jobs, spawn_operator_app, whatsapp_send_job,
+};
+
+/// The value of the sample `name{labels}` (labels in the exporter's order), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn scrape(app: &crate::helpers::TestApp) -> String {
+    let a = call(app, Method::GET, "/metrics", Some(OP_TOKEN), None, &[]).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(
+        a.headers["content-type"]
+            .to_str()
+            .is_ok_and(|v| v.starts_with("text/plain")),
+        "{:?}",
+        a.headers["content-type"]
+    );
+    a.text
+}
+
+#[tokio::test]
+async fn metrics_are_off_without_a_token_and_need_the_bearer() {
+    let off = spawn_app().await;
+    call(&off, Method::GET, "/metrics", None, None, &[])
+        .await
+        .assert_error(404, "operator_api_disabled");
+    let on = spawn_operator_app(Backend::Sqlite).await;
+    call(&on, Method::GET, "/metrics", None, None, &[])
+        .await
+        .assert_error(401, "unauthorized");
+}
+
+async fn metrics_show_webhooks_enqueues_jobs_and_the_queue(backend: Backend) {
+    let app = spawn_operator_app(backend).await;
+    // A refused webhook and an accepted one.
+    let refused = app
+        .webhook("/webhook/call_status")
+        .params(call_params(&sid("CA"), "+972521234567"))
+        .signature(crate::helpers::Signature::Missing)
+        .send()
+        .await;
+    assert_eq!(refused.status, 403);
+    let completed = call_params(&sid("CA"), "+972521234567")
+        .into_iter()
+        .map(|(k, v)| match k {
+            "CallStatus" => (k, "completed".to_owned()),
+            _ => (k, v),
+        });
+    let accepted = app
+        .webhook("/webhook/call_status")
+        .params(completed)
+        .send()
+        .await;
+    assert!(accepted.status < 300, "{accepted:?}");
+
+    // Jobs: two dead, then one run to done by an in-process worker runtime.
+    make_jobs(
+        app.queue.as_ref(),
+        vec![
+            (whatsapp_send_job(), Make::Dead, "e"),
+            (whatsapp_send_job(), Make::Dead, "e"),
+        ],
+    )
+    .await;
+    app.queue
+        .enqueue(clock_health_job())
+        .await
+        .expect("enqueue");
+    let runner = Runner::new(
+        app.queue.clone(),
+        "metrics-test",
+        RunnerConfig {
+            concurrency: 4,
+            fetch_wait: Duration::from_millis(100),
+            ..RunnerConfig::default()
+        },
+        handler(|_lease| async { Ok(()) }),
+    );
+    // The webhook's call.status job runs too (the handler accepts everything).
+    let summary = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner.drain(std::future::pending()),
+    )
+    .await
+    .expect("drained in time")
+    .expect("drain");
+    assert!(summary.done >= 2, "{summary:?}");
+
+    let text = scrape(&app).await;
+    assert!(
+        sample(
+            &text,
+            r#"moked_webhooks_total{path="/webhook/call_status",outcome="403"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            r#"moked_webhooks_total{path="/webhook/call_status",outcome="accepted"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"moked_enqueue_duration_seconds_bucket{kind="call.status",result="ok",le="#
+        ),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            r#"moked_jobs_total{kind="clock.health",outcome="done"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"moked_job_duration_seconds_count{kind="clock.health"}"#),
+        "{text}"
+    );
+    // Gauges are this app's queue, sampled by this scrape.
+    assert_eq!(
+        sample(&text, r#"moked_queue_jobs{state="dead"}"#),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"moked_queue_jobs{state="queued"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"moked_queue_jobs_by_kind{kind="whatsapp.send",state="dead"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(sample(&text, "moked_queue_up"), Some(1.0));
+    assert!(text.contains(r#"moked_queue_oldest_age_seconds{state="queued"}"#));
+    assert!(text.contains("# TYPE moked_jobs_total counter"), "{text}");
+}
+
+backend_tests!(metrics_show_webhooks_enqueues_jobs_and_the_queue);

@@ -1,0 +1,73 @@
+//! The OpenAPI document: generated from the handlers (utoipa), committed as
+//! `docs/openapi.json`, and kept in sync by this test. After changing the API, regenerate it
+//! with `MOKED_UPDATE_OPENAPI=1 cargo test -p moked --test it operator_openapi` and commit the
+//! file with the change.
+
+use std::path::PathBuf;
+
+use reqwest::Method;
+
+use crate::helpers::Backend;
+use crate::operator_support::{call, spawn_operator_app};
+
+fn committed_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json")
+}
+
+#[test]
+fn the_committed_openapi_document_is_the_one_the_code_generates() {
+    let generated = moked_intake::routes::operator::openapi_json();
+    let path = committed_path();
+    if std::env::var_os("MOKED_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).expect("write docs/openapi.json");
+        eprintln!("wrote {}", path.display());
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/openapi.json differs from the document the code generates; regenerate it with \
+         `MOKED_UPDATE_OPENAPI=1 cargo test -p moked --test it operator_openapi` and commit it"
+    );
+}
+
+#[tokio::test]
+async fn the_served_document_describes_every_operator_path_with_bearer_auth() {
+    let app = spawn_operator_app(Backend::Sqlite).await;
+    let a = call(&app, Method::GET, "/api/openapi.json", None, None, &[]).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.text, moked_intake::routes::operator::openapi_json());
+    let spec = &a.json;
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    let paths = spec["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/api/jobs", "get"),
+        ("/api/jobs/stats", "get"),
+        ("/api/jobs/{id}", "get"),
+        ("/api/jobs/{id}/retry", "post"),
+        ("/api/jobs/{id}/discard", "post"),
+        ("/api/jobs/retry", "post"),
+        ("/api/calls", "get"),
+        ("/api/calls/{call_sid}", "get"),
+        ("/api/recordings/{recording_sid}/audio", "get"),
+        ("/api/customers/{phone}", "get"),
+        ("/api/whatsapp/send", "post"),
+        ("/api/whatsapp/messages/{id}", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
+    assert_eq!(paths.len(), 12, "documented paths: {:?}", paths.keys());
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(spec["components"]["schemas"]["JobDetail"].is_object());
+    assert!(spec["components"]["schemas"]["ErrorBody"].is_object());
+}
