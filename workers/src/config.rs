@@ -275,6 +275,15 @@ impl WorkerArgs {
                 "TRANSCRIBE_PROVIDER=whisper needs a ggml model file",
             ));
         }
+        let notify_whatsapp_to = match voice.notify_whatsapp_to.filter(|s| !s.trim().is_empty()) {
+            Some(raw) => Some(
+                moked_jobs::phone::E164::parse(&raw)
+                    .map_err(|e| ConfigError::new("NOTIFY_WHATSAPP_TO", e.to_string()))?
+                    .as_str()
+                    .to_owned(),
+            ),
+            None => None,
+        };
         if voice.whisper_concurrency == 0 || voice.whisper_concurrency > 64 {
             return Err(ConfigError::new("WHISPER_CONCURRENCY", "must be 1..=64"));
         }
@@ -304,10 +313,7 @@ impl WorkerArgs {
             whisper_model_path,
             whisper_concurrency: voice.whisper_concurrency,
             whisper_threads: voice.whisper_threads,
-            notify_whatsapp_to: voice
-                .notify_whatsapp_to
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty()),
+            notify_whatsapp_to,
             tasks,
         })
     }

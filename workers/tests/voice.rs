@@ -305,6 +305,8 @@ struct Seen {
     method: String,
     path: String,
     authorization: Option<String>,
+    /// The form fields of a POST, decoded.
+    form: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -355,6 +357,7 @@ async fn fake_twilio(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Response {
     state.seen.lock().expect("lock").push(Seen {
         method: method.to_string(),
@@ -363,7 +366,24 @@ async fn fake_twilio(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        form: form_urlencoded::parse(&body).into_owned().collect(),
     });
+    if method == Method::POST && uri.path().ends_with("/Messages.json") {
+        let message = serde_json::json!({
+            "sid": format!("SM{}", uuid::Uuid::new_v4().simple()),
+            "status": "queued",
+            "to": null,
+            "from": null,
+            "body": null,
+            "error_code": null,
+            "error_message": null,
+        });
+        return Response::builder()
+            .status(StatusCode::CREATED)
+            .header("content-type", "application/json")
+            .body(Body::from(message.to_string()))
+            .expect("response");
+    }
     if method == Method::DELETE {
         return Response::builder()
             .status(StatusCode::NO_CONTENT)
@@ -1112,6 +1132,50 @@ async fn a_wrong_transcription_key_is_dead_at_once_naming_the_setting() {
     w.close().await;
 }
 
+#[tokio::test]
+async fn notify_whatsapp_to_queues_one_note_with_the_caller_and_the_transcript() {
+    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
+    let mut w = World::new(&twilio.base).await;
+    w.worker.notify_whatsapp_to = Some("+972541112233".into());
+    w.worker.twilio_whatsapp_number = Some(BUSINESS_NUMBER.into());
+    let stt = FakeStt::start(w.dir.path(), &["--text", "אני רוצה לקבוע פגישה"]);
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    // A duplicate run later queues no second note.
+    w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await;
+    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+
+    let posts: Vec<Seen> = twilio
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let field = |name: &str| {
+        posts[0]
+            .form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("To"), "whatsapp:+972541112233");
+    let body = field("Body");
+    assert!(
+        body.contains(CALLER) && body.contains("אני רוצה לקבוע פגישה"),
+        "{body}"
+    );
+    let kinds = event_kinds(&w.timeline(&ca).await);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "notify.queued").count(),
+        1,
+        "{kinds:?}"
+    );
+    w.close().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Postgres, and the intake's order of events.
 
@@ -1186,4 +1250,170 @@ async fn a_recording_that_beats_its_call_started_job_waits_for_the_call_and_file
             .starts_with(&format!("recordings/{business}/"))
     );
     w.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whisper provider (cargo feature `whisper`): real transcription of clips made offline with
+// espeak-ng + sox (workers/tests/data/README.md), models built from PyPI wheels by
+// workers/tests/whisper/fetch_models.sh.
+
+#[cfg(feature = "whisper")]
+mod whisper {
+    use super::*;
+    use moked_workers::clients::whisper::WhisperTranscriber;
+
+    /// `$MOKED_WHISPER_MODEL_DIR/ggml-{name}.bin`; in CI its absence is a failure.
+    fn model(name: &str) -> Option<String> {
+        match std::env::var("MOKED_WHISPER_MODEL_DIR") {
+            Ok(dir) if !dir.trim().is_empty() => {
+                let path = Path::new(dir.trim()).join(format!("ggml-{name}.bin"));
+                assert!(
+                    path.is_file(),
+                    "{} is missing: run workers/tests/whisper/fetch_models.sh",
+                    path.display()
+                );
+                Some(path.display().to_string())
+            }
+            _ if flag("CI") => panic!(
+                "MOKED_WHISPER_MODEL_DIR is unset in CI: export MOKED_WHISPER_MODEL_DIR=$(bash workers/tests/whisper/fetch_models.sh)"
+            ),
+            _ => {
+                eprintln!(
+                    "SKIPPED: MOKED_WHISPER_MODEL_DIR is unset; export MOKED_WHISPER_MODEL_DIR=$(bash workers/tests/whisper/fetch_models.sh)"
+                );
+                None
+            }
+        }
+    }
+
+    fn clip(name: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data")
+                .join(name),
+        )
+        .expect("clip")
+    }
+
+    /// Lowercase letters and digits (niqqud and punctuation dropped), words single-spaced.
+    fn normalise(text: &str) -> String {
+        text.chars()
+            .filter(|c| !('\u{0591}'..='\u{05C7}').contains(c))
+            .map(|c| {
+                if c.is_alphanumeric() {
+                    c.to_lowercase().next().unwrap_or(c)
+                } else {
+                    ' '
+                }
+            })
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Character error rate: edit distance over the reference length.
+    fn cer(reference: &str, hypothesis: &str) -> f64 {
+        let (r, h): (Vec<char>, Vec<char>) =
+            (reference.chars().collect(), hypothesis.chars().collect());
+        let mut prev: Vec<usize> = (0..=h.len()).collect();
+        for (i, rc) in r.iter().enumerate() {
+            let mut cur = vec![i + 1; h.len() + 1];
+            for (j, hc) in h.iter().enumerate() {
+                cur[j + 1] = (prev[j] + usize::from(rc != hc))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1);
+            }
+            prev = cur;
+        }
+        prev[h.len()] as f64 / r.len().max(1) as f64
+    }
+
+    /// Runs one recording of `audio` through the whole job with `transcriber`: the transcript
+    /// and the time it took, or the job's error when it died (only allowed when `!must_succeed`).
+    async fn transcribe_call(
+        audio: Vec<u8>,
+        transcriber: WhisperTranscriber,
+        must_succeed: bool,
+    ) -> Result<(String, Duration), String> {
+        let twilio = FakeTwilio::start(vec![Reply::Wav(audio)]).await;
+        let w = World::new(&twilio.base).await;
+        let (re, ca) = (sid("RE"), sid("CA"));
+        w.call(&ca).await;
+        let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+        let started = Instant::now();
+        w.drain(w.ctx(Arc::new(transcriber))).await;
+        let took = started.elapsed();
+        let detail = w.job(&job).await;
+        if detail.summary.state != JobState::Done && !must_succeed {
+            w.close().await;
+            return Err(detail.summary.last_error.unwrap_or_default());
+        }
+        assert_eq!(detail.summary.state, JobState::Done, "{:?}", detail.history);
+        let t = w.timeline(&ca).await.transcript.expect("transcript");
+        assert_eq!(
+            (t.provider.as_str(), t.duration_s.is_some()),
+            ("whisper", true)
+        );
+        w.close().await;
+        Ok((t.text, took))
+    }
+
+    #[tokio::test]
+    async fn whisper_transcribes_an_english_call_word_for_word() {
+        let Some(path) = model("tiny.en") else { return };
+        let t = WhisperTranscriber::load(&path, 1, 2)
+            .expect("model loads")
+            .with_language("en");
+        let (text, took) = transcribe_call(clip("en_call.8k.wav"), t, true)
+            .await
+            .expect("transcribed");
+        let reference = "hello my name is yossi cohen please call me back about the apartment on herzl street thank you very much goodbye";
+        let got = normalise(&text);
+        let rate = cer(reference, &got);
+        eprintln!("whisper tiny.en, 9.0 s English call: {took:?} end to end, CER {rate:.3}: {got}");
+        // What tiny.en gets right on this clip every time (it hears "call me Mac, I'm out in the
+        // apartment"): asserted word for word; the rest is held to the character error rate.
+        for words in [
+            "hello my name is",
+            "please call me",
+            "the apartment",
+            "thank you very much",
+            "goodbye",
+        ] {
+            assert!(got.contains(words), "`{words}` missing from `{got}`");
+        }
+        assert!(rate < 0.25, "CER {rate:.3}: {got}");
+    }
+
+    #[tokio::test]
+    async fn whisper_runs_the_hebrew_clips_and_prints_their_character_error_rate() {
+        let Some(path) = model("base") else { return };
+        let clips = [
+            (
+                "he_1.8k.wav",
+                "שלום אני רוצה לקבוע פגישה לראות דירה ברחוב הרצל",
+            ),
+            ("he_5.8k.wav", "תודה רבה להתראות"),
+        ];
+        for (name, reference) in clips {
+            let t = WhisperTranscriber::load(&path, 1, 2).expect("model loads");
+            // Whisper base is weak at Hebrew (notes/asr.md: CER ≈ 0.5–0.6 on synthetic 8 kHz
+            // speech, and some clips loop); the rate is reported, not asserted, and the text is
+            // stored as it came. A decode that runs past its deadline counts as CER 1.
+            match transcribe_call(clip(name), t, false).await {
+                Ok((text, took)) => {
+                    let got = normalise(&text);
+                    eprintln!(
+                        "whisper base, {name}: {took:?} end to end, CER {:.3}: {got}",
+                        cer(reference, &got)
+                    );
+                }
+                Err(error) => {
+                    assert!(error.contains("ran away"), "{error}");
+                    eprintln!("whisper base, {name}: CER 1.000 ({error})");
+                }
+            }
+        }
+    }
 }

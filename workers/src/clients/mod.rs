@@ -7,3 +7,5 @@ pub mod baileys;
 pub mod transcriber;
 pub mod twilio;
 pub mod whatsapp;
+#[cfg(feature = "whisper")]
+pub mod whisper;

@@ -5,7 +5,7 @@
 //!   default, or `whisper-1`), or a self-hosted Whisper server — as multipart `file` (the stored
 //!   bytes as they are, streamed from disk), `model`, `language=he`, `response_format=json`, with
 //!   `Authorization: Bearer TRANSCRIBE_API_KEY`.
-//! * `whisper`: whisper-rs on this machine (cargo feature `whisper`; not in this build yet).
+//! * `whisper` (cargo feature `whisper`, `clients/whisper.rs`): whisper-rs on this machine.
 //! * `none` ([`NoTranscriber`]): nothing is transcribed; the handler marks the recording
 //!   `not_transcribed` and never writes a placeholder transcript.
 //!
@@ -444,6 +444,20 @@ pub fn from_config(config: &WorkerConfig) -> anyhow::Result<SharedTranscriber> {
     })
 }
 
+#[cfg(feature = "whisper")]
+fn whisper(config: &WorkerConfig) -> anyhow::Result<SharedTranscriber> {
+    let path = config
+        .whisper_model_path
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("TRANSCRIBE_PROVIDER=whisper needs WHISPER_MODEL_PATH"))?;
+    Ok(Arc::new(super::whisper::WhisperTranscriber::load(
+        path,
+        config.whisper_concurrency,
+        config.whisper_threads,
+    )?))
+}
+
+#[cfg(not(feature = "whisper"))]
 fn whisper(_: &WorkerConfig) -> anyhow::Result<SharedTranscriber> {
     anyhow::bail!(
         "TRANSCRIBE_PROVIDER=whisper needs a build with the `whisper` cargo feature \

@@ -39,8 +39,8 @@
 //! `recording.not_transcribed`, `recording.failed`, `transcript.failed`. Logs and event details
 //! carry ids, sizes and durations only — never the RecordingUrl, a phone number or the text.
 //!
-//! **Follow-up.** When `NOTIFY_WHATSAPP_TO` is set, [`notify_whatsapp`] is the seam for a
-//! WhatsApp note (caller and transcript); it is not wired yet (see its doc).
+//! **Follow-up.** When `NOTIFY_WHATSAPP_TO` is set, [`notify_whatsapp`] queues one WhatsApp note
+//! per recording (the caller's number and the transcript) through the WhatsApp send API.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ use moked_jobs::retry::JobError;
 use moked_jobs::store::business::default_business;
 use moked_jobs::store::calls::get_call_row;
 use moked_jobs::store::now_ms;
-use moked_jobs::store::recordings::{Recording, get_recording};
+use moked_jobs::store::recordings::{Recording, get_recording, transcripts_for_call};
 use moked_jobs::store::voice::{
     self, NewCallEvent, NewRecording, NewTranscript, StoredCopy, TranscriptionEnd,
 };
@@ -109,8 +109,8 @@ pub async fn run(ctx: &Ctx, job: RecordingProcess, last_attempt: bool) -> Result
         }
     };
     let deleted = delete_stage(ctx, &job).await;
-    let transcript = transcribe_stage(ctx, &job, &row, local, last_attempt).await?;
-    notify_whatsapp(ctx, &job, transcript.as_deref()).await?;
+    transcribe_stage(ctx, &job, &row, local, last_attempt).await?;
+    notify_whatsapp(ctx, &job).await?;
     deleted
 }
 
@@ -531,14 +531,14 @@ async fn delete_stage(ctx: &Ctx, job: &RecordingProcess) -> Result<(), JobError>
     }
 }
 
-/// Claims and runs the transcription; returns the text when one was stored by this job.
+/// Claims and runs the transcription.
 async fn transcribe_stage(
     ctx: &Ctx,
     job: &RecordingProcess,
     row: &Recording,
     local: Option<NamedTempFile>,
     last_attempt: bool,
-) -> Result<Option<String>, JobError> {
+) -> Result<(), JobError> {
     let sid = job.recording_sid.as_str();
     let t: &dyn Transcriber = ctx.transcriber.as_ref();
     let now = now_ms();
@@ -551,12 +551,12 @@ async fn transcribe_stage(
             event(ctx, job, "recording.not_transcribed", &detail, now).await?;
             tracing::info!("no transcriber configured; recording marked not transcribed");
         }
-        return Ok(None);
+        return Ok(());
     }
     if !voice::claim_transcription(&ctx.db, sid, true, now, stale).await? {
         let current = get_recording(&ctx.db, sid).await?;
         return match current.as_ref().map(|r| r.transcription_status.as_str()) {
-            Some("done") => Ok(None),
+            Some("done") => Ok(()),
             _ => Err(JobError::Transient(format!(
                 "recording {sid} is being transcribed by another job; trying again later"
             ))),
@@ -626,7 +626,7 @@ async fn transcribe_stage(
                 transcribe_ms = elapsed_ms,
                 "transcript stored"
             );
-            Ok(Some(tr.text))
+            Ok(())
         }
         Err(e) => {
             let given_up = matches!(e, JobError::Permanent(_)) || last_attempt;
@@ -714,28 +714,66 @@ async fn event(
     Ok(())
 }
 
-/// The seam for `NOTIFY_WHATSAPP_TO`: a WhatsApp note to the operator with the caller's number
-/// and the transcript, through the `whatsapp.send` job.
+/// The WhatsApp note of `NOTIFY_WHATSAPP_TO`: the caller's number and the transcript (or
+/// "not transcribed"), through the WhatsApp send API ([`moked_jobs::whatsapp::request_send`],
+/// which stores the message and enqueues `whatsapp.send`).
 ///
-/// Not wired yet: the outbound-message store API and the `whatsapp.send` handler are being
-/// written (WhatsApp issue). Wiring it is: create the outbound message row (idempotency key
-/// `notify:{RecordingSid}`, so a re-run creates one message) and enqueue
-/// `WhatsAppSend { message_id }` with dedupe key `whatsapp.send:{message_id}`. Until then a
-/// configured `NOTIFY_WHATSAPP_TO` is logged once per recording and the job succeeds.
-pub async fn notify_whatsapp(
-    ctx: &Ctx,
-    job: &RecordingProcess,
-    transcript: Option<&str>,
-) -> Result<(), JobError> {
-    if ctx.config.notify_whatsapp_to.is_none() || transcript.is_none() {
+/// Once per recording: the idempotency key `notify:{RecordingSid}` makes a re-run return the
+/// first message instead of queueing another. Store and queue trouble is retried with the job; a
+/// refusal (bad number, the 24-hour window with `WHATSAPP_ENFORCE_WINDOW=true`) does not undo
+/// the stored recording and transcript — it is logged and put on the call as `notify.failed`.
+pub async fn notify_whatsapp(ctx: &Ctx, job: &RecordingProcess) -> Result<(), JobError> {
+    use moked_jobs::whatsapp::{SendError, SendRequest, request_send};
+    let Some(to) = ctx.config.notify_whatsapp_to.clone() else {
         return Ok(());
+    };
+    let sid = job.recording_sid.as_str();
+    let caller = get_call_row(&ctx.db, &job.call_sid)
+        .await?
+        .and_then(|c| c.from)
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let transcript = transcripts_for_call(&ctx.db, &job.call_sid)
+        .await?
+        .into_iter()
+        .find(|t| t.recording_sid == sid);
+    let text = match &transcript {
+        Some(t) if !t.text.trim().is_empty() => {
+            t.text.chars().take(NOTIFY_TEXT_CHARS).collect::<String>()
+        }
+        Some(_) => "(silence)".to_owned(),
+        None => "(not transcribed)".to_owned(),
+    };
+    let settings = crate::whatsapp::send_settings(&ctx.core, &ctx.config)
+        .map_err(|e| JobError::Permanent(format!("NOTIFY_WHATSAPP_TO: {e}")))?;
+    let request = SendRequest {
+        to,
+        body: Some(format!("New voice message from {caller}:\n{text}")),
+        idempotency_key: Some(format!("notify:{sid}")),
+        ..SendRequest::default()
+    };
+    match request_send(&ctx.db, ctx.queue.as_ref(), request, &settings).await {
+        Ok(out) => {
+            let detail = json!({"recording_sid": sid, "message_id": out.message.id}).to_string();
+            event(ctx, job, "notify.queued", &detail, now_ms()).await?;
+            tracing::info!(message_id = %out.message.id, created = out.created, "WhatsApp note queued");
+            Ok(())
+        }
+        Err(e @ (SendError::Store(_) | SendError::Queue(_))) => Err(JobError::Transient(format!(
+            "queueing the WhatsApp note for recording {sid}: {e}"
+        ))),
+        Err(refused) => {
+            let reason = refused.to_string();
+            tracing::warn!(error = %reason, "WhatsApp note refused; recording and transcript kept");
+            let detail = json!({"recording_sid": sid, "error": reason}).to_string();
+            event(ctx, job, "notify.failed", &detail, now_ms()).await?;
+            Ok(())
+        }
     }
-    tracing::warn!(
-        recording_sid = %job.recording_sid,
-        "NOTIFY_WHATSAPP_TO is set but this build cannot send the note yet (whatsapp.send not wired)"
-    );
-    Ok(())
 }
+
+/// The longest transcript quoted in a WhatsApp note (the body limit is 1600 characters).
+pub const NOTIFY_TEXT_CHARS: usize = 1400;
 
 #[cfg(test)]
 mod tests {
