@@ -231,8 +231,15 @@ async fn an_operator_signs_in_sees_a_dead_job_retries_it_and_sees_it_done() {
     );
     let job = app.queue.get(&job).await.expect("get").expect("job");
     assert_eq!(job.summary.state, JobState::Done);
-    assert_eq!(job.history.len(), 1, "the failed attempt stays in the history");
-    assert_eq!(job.summary.attempts, 1, "an operator retry starts a fresh schedule");
+    assert_eq!(
+        job.history.len(),
+        1,
+        "the failed attempt stays in the history"
+    );
+    assert_eq!(
+        job.summary.attempts, 1,
+        "an operator retry starts a fresh schedule"
+    );
     for shot in [
         "ops-jobs-dead.png",
         "ops-job-done.png",
