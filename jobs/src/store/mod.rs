@@ -119,29 +119,6 @@ impl Db {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_postgres_skips_tls_unless_asked() {
-        assert_eq!(
-            postgres_url("postgres://postgres@127.0.0.1:5432/test"),
-            "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-        );
-        assert_eq!(
-            postgres_url("postgres://u@localhost/db?application_name=x"),
-            "postgres://u@localhost/db?application_name=x&sslmode=disable"
-        );
-        for kept in [
-            "postgres://u@127.0.0.1/db?sslmode=require",
-            "postgres://u:p@db.example.com:5432/d",
-        ] {
-            assert_eq!(postgres_url(kept), kept);
-        }
-    }
-}
-
 /// Normalises a SQLite URL: creates the parent folder and asks for create-if-missing.
 fn sqlite_url(url: &str) -> Result<String, sqlx::Error> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
@@ -199,4 +176,27 @@ pub fn from_ms(ms: i64) -> DateTime<Utc> {
 /// Now, in milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     to_ms(Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_postgres_skips_tls_unless_asked() {
+        assert_eq!(
+            postgres_url("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+        );
+        assert_eq!(
+            postgres_url("postgres://u@localhost/db?application_name=x"),
+            "postgres://u@localhost/db?application_name=x&sslmode=disable"
+        );
+        for kept in [
+            "postgres://u@127.0.0.1/db?sslmode=require",
+            "postgres://u:p@db.example.com:5432/d",
+        ] {
+            assert_eq!(postgres_url(kept), kept);
+        }
+    }
 }

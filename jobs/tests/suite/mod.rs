@@ -753,7 +753,10 @@ pub async fn an_operator_retry_gives_a_dead_job_a_fresh_schedule(q: SharedQueue)
     // Schedule 50ms,100ms: three failing attempts, then dead.
     drain(Runner::new(q.clone(), "w", fast_config(), h.clone())).await;
     let dead = q.get(job.id()).await.unwrap().unwrap();
-    assert_eq!((dead.summary.state, dead.summary.attempts), (JobState::Dead, 3));
+    assert_eq!(
+        (dead.summary.state, dead.summary.attempts),
+        (JobState::Dead, 3)
+    );
     assert!(q.retry(job.id()).await.unwrap());
     let summary = drain(Runner::new(q.clone(), "w", fast_config(), h)).await;
     assert_eq!(summary.done, 1, "the retried job runs again");
