@@ -267,7 +267,7 @@ impl Limiter {
         prefix: &str,
         limits: RateLimits,
     ) -> Result<Limiter, redis::RedisError> {
-        let client = redis::Client::open(url)?;
+        let client = moked_jobs::queue::redis::client(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_connection_timeout(Some(REDIS_TIMEOUT));

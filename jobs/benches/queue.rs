@@ -1,9 +1,10 @@
 //! Queue benchmarks (not tests): drain throughput, a large due backlog, idle pickup latency.
 //!
 //! ```text
-//! cargo bench -p moked-jobs --bench queue -- drain   [--jobs 50000] [--concurrency 50]
+//! cargo bench -p moked-jobs --bench queue -- drain   [--jobs 50000] [--concurrency 50] [--runners 1]
 //! cargo bench -p moked-jobs --bench queue -- backlog [--jobs 300000]
 //! cargo bench -p moked-jobs --bench queue -- pickup  [--samples 200] [--gap-ms 50]
+//! cargo bench -p moked-jobs --bench queue -- raw     [--jobs 50000]   # backend without the runner
 //! ```
 //! Environment: `REDIS_URL` (default redis://127.0.0.1:6391/0, the bench harness's Redis) or
 //! `DATABASE_URL` (sqlite:// or postgres://) to bench the database backend instead.
@@ -147,15 +148,24 @@ async fn drain(t: &Target, n: u64, concurrency: usize) -> String {
         concurrency,
         ..RunnerConfig::default()
     };
-    let summary = Runner::new(
-        t.queue.clone(),
-        "bench",
-        config,
-        handler(|_l| async { Ok(()) }),
-    )
-    .drain(std::future::pending())
-    .await
-    .expect("drain");
+    let runners = arg("--runners", 1).max(1);
+    let mut handles = Vec::new();
+    for r in 0..runners {
+        let runner = Runner::new(
+            t.queue.clone(),
+            &format!("bench-{r}"),
+            RunnerConfig {
+                concurrency: concurrency / runners as usize,
+                ..config.clone()
+            },
+            handler(|_l| async { Ok(()) }),
+        );
+        handles.push(tokio::spawn(runner.drain(std::future::pending())));
+    }
+    let mut summary = moked_jobs::runner::RunSummary::default();
+    for h in handles {
+        summary.done += h.await.expect("runner task").expect("drain").done;
+    }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let rc = redis_cpu(t).await - rc0;
@@ -229,7 +239,7 @@ async fn pickup(t: &Target, samples: u64, gap: Duration) -> String {
 async fn main() {
     let mode = std::env::args()
         .skip(1)
-        .find(|a| ["drain", "backlog", "pickup"].contains(&a.as_str()))
+        .find(|a| ["drain", "backlog", "pickup", "raw"].contains(&a.as_str()))
         .unwrap_or_else(|| "drain".into());
     let t = target().await;
     let line = match mode.as_str() {
@@ -241,6 +251,11 @@ async fn main() {
                 t.name,
                 drain(&t, n, arg("--concurrency", 50) as usize).await
             )
+        }
+        "raw" => {
+            let n = arg("--jobs", 50_000);
+            fill(&t.queue, n, None).await;
+            raw(&t, n).await
         }
         "backlog" => {
             // Every job is scheduled a moment ahead, so all of them sit in the delayed set and
@@ -272,4 +287,35 @@ async fn main() {
     if let Some(q) = t.cleanup {
         q.delete_all().await.expect("cleanup");
     }
+}
+
+/// The backend's own ceiling, without the runner: fetch 50 at a time, acknowledge each job
+/// concurrently (at most 50 outstanding); reports batches and fetch round-trip time.
+async fn raw(t: &Target, n: u64) -> String {
+    let w = moked_jobs::queue::WorkerId::new("raw");
+    t.queue.heartbeat(&w).await.expect("hb");
+    let start = Instant::now();
+    let (mut fetches, mut got, mut fetch_time) = (0u64, 0u64, Duration::ZERO);
+    let mut acks = tokio::task::JoinSet::new();
+    while got < n {
+        let f = Instant::now();
+        let leases = t.queue.fetch(&w, 50, Duration::ZERO).await.expect("fetch");
+        fetch_time += f.elapsed();
+        fetches += 1;
+        got += leases.len() as u64;
+        for l in leases {
+            let (q, w) = (t.queue.clone(), w.clone());
+            acks.spawn(async move { q.complete(&w, &l.id).await.expect("ack") });
+        }
+        while acks.len() > 50 {
+            acks.join_next().await;
+        }
+    }
+    while acks.join_next().await.is_some() {}
+    format!(
+        "raw jobs={got} fetches={fetches} avg_batch={:.1} avg_fetch_ms={:.3} jobs_per_s={:.0}",
+        got as f64 / fetches as f64,
+        fetch_time.as_secs_f64() * 1000.0 / fetches as f64,
+        got as f64 / start.elapsed().as_secs_f64()
+    )
 }

@@ -180,7 +180,7 @@ impl Pacer {
                 rate,
                 max_wait,
                 backend: Backend::Redis(Box::new(RedisBackend {
-                    client: redis::Client::open(url)?,
+                    client: crate::queue::redis::client(url)?,
                     conn: OnceCell::new(),
                     prefix: prefix.to_owned(),
                 })),
