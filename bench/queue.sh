@@ -48,6 +48,9 @@ bullmq() { (cd "$SHARED/bench/peers/express-bullmq" && REDIS_PORT=$REDIS_PORT NO
     log "rep $rep: moked drain of $JOBS"
     echo "rep=$rep peer=moked $(ours drain --jobs "$JOBS" --concurrency "$CONC")"
     redis-cli -p "$REDIS_PORT" flushall >/dev/null
+    log "rep $rep: moked backend alone (no runner) on $JOBS"
+    echo "rep=$rep peer=moked-backend $(ours raw --jobs "$JOBS")"
+    redis-cli -p "$REDIS_PORT" flushall >/dev/null
   done
   log "moked backlog of $BACKLOG due jobs"
   echo "peer=moked $(ours backlog --jobs "$BACKLOG" --concurrency "$CONC")"

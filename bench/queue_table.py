@@ -27,8 +27,15 @@ def main(path):
         med[peer] = statistics.median(rate)
         redis_us = statistics.median(1e6 * float(r["redis_cpu_s"]) / float(r["jobs"]) for r in rs)
         cpu = statistics.median(float(r["cpu_ms_per_job"]) for r in rs)
-        print(f"| {peer} | {rs[0]['jobs']} | {med[peer]:,.0f} [{rate[0]:,.0f}..{rate[-1]:,.0f}] | {cpu:.3f} | {redis_us:.1f} | "
-              f"{med[peer] / med['bullmq']:.2f} |" if "bullmq" in med else "| - |")
+        ratio = f"{med[peer] / med['bullmq']:.2f}" if "bullmq" in med else "-"
+        print(f"| {peer} | {rs[0]['jobs']} | {med[peer]:,.0f} [{rate[0]:,.0f}..{rate[-1]:,.0f}] | "
+              f"{cpu:.3f} | {redis_us:.1f} | {ratio} |")
+    raw = sorted(float(r["jobs_per_s"]) for r in rows if r.get("peer") == "moked-backend")
+    if raw:
+        m = statistics.median(raw)
+        ratio = f"{m / med['bullmq']:.2f}" if "bullmq" in med else "-"
+        print(f"| moked backend alone (fetch 50, concurrent acks, no runner) | {rows[0].get('jobs', '')} | "
+              f"{m:,.0f} [{raw[0]:,.0f}..{raw[-1]:,.0f}] | - | - | {ratio} |")
     for r in rows:
         if r.get("mode") == "backlog":
             print(f"\nBacklog: {int(r['jobs']):,} due jobs drained: done={r['done']} in {r['drain_s']} s "
