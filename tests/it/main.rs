@@ -8,6 +8,7 @@
 mod helpers;
 
 mod clock_ready;
+mod deploy_files;
 mod intake_api;
 mod intake_malformed;
 mod intake_rate_limits;
