@@ -201,6 +201,40 @@ async fn sample_queue(state: &AppState) {
         .set(stats.oldest_queued_age_s.unwrap_or(0.0));
 }
 
+/// Exports the clock's latest health result (`clock.health`, stored in the database):
+/// `moked_health_check{check}` is 1 when a check passed, 0 when it failed (skipped checks are
+/// left out), `moked_health_ok` is 1 when the stored verdict is ok now, and
+/// `moked_health_age_seconds` tells how old the result is.
+async fn sample_health(state: &AppState) {
+    use moked_jobs::store::health::{CLOCK_HEALTH, Verdict, latest_health};
+    let record =
+        match tokio::time::timeout(STATS_TIMEOUT, latest_health(&state.db, CLOCK_HEALTH)).await {
+            Ok(Ok(Some(record))) => record,
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "metrics: health result unavailable");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("metrics: health result timed out");
+                return;
+            }
+        };
+    let now = chrono::Utc::now();
+    for (check, status) in record.checks() {
+        let value = match status.as_str() {
+            "ok" => 1.0,
+            "error" => 0.0,
+            _ => continue,
+        };
+        metrics::gauge!("moked_health_check", "check" => check).set(value);
+    }
+    let ok = matches!(record.verdict(now), Verdict::Ok);
+    metrics::gauge!("moked_health_ok").set(if ok { 1.0 } else { 0.0 });
+    metrics::gauge!("moked_health_age_seconds")
+        .set((now - record.checked_at).num_milliseconds() as f64 / 1000.0);
+}
+
 /// `GET /metrics` (behind the operator token): samples the queue, renders the text format.
 /// Scrapes are serialised, so each answer shows the gauges of the queue it sampled (the
 /// recorder is per process; several intakes in one process — tests — each get their own).
@@ -208,6 +242,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     static SCRAPE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = SCRAPE.lock().await;
     sample_queue(&state).await;
+    sample_health(&state).await;
     let body = install().map(PrometheusHandle::render).unwrap_or_default();
     (
         [(

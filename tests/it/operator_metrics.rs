@@ -159,3 +159,37 @@ async fn metrics_show_webhooks_enqueues_jobs_and_the_queue(backend: Backend) {
 }
 
 backend_tests!(metrics_show_webhooks_enqueues_jobs_and_the_queue);
+
+#[tokio::test]
+async fn metrics_export_the_clocks_latest_health_checks() {
+    use moked_jobs::store::health::{CLOCK_HEALTH, HealthRecord, record_health};
+    let app = spawn_operator_app(Backend::Sqlite).await;
+    let record = HealthRecord {
+        status: "degraded".into(),
+        checked_at: chrono::Utc::now(),
+        queue_lag: Some(Duration::from_secs(1)),
+        lag_degraded: Duration::from_secs(300),
+        detail: r#"{"database":{"status":"ok"},"queue":{"status":"ok"},"twilio":{"status":"error"},"storage":{"status":"skipped"}}"#.into(),
+    };
+    record_health(&app.db, CLOCK_HEALTH, &record)
+        .await
+        .expect("store the health result");
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(&text, r#"moked_health_check{check="database"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"moked_health_check{check="twilio"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, r#"moked_health_check{check="storage"}"#),
+        None,
+        "skipped checks are left out"
+    );
+    assert_eq!(sample(&text, "moked_health_ok"), Some(0.0));
+    assert!(
+        sample(&text, "moked_health_age_seconds").is_some_and(|age| (0.0..60.0).contains(&age))
+    );
+}
