@@ -148,9 +148,15 @@ async fn drain(t: &Target, n: u64, concurrency: usize) -> String {
         concurrency,
         ..RunnerConfig::default()
     };
+    // Timed like BullMQ's drain.js: until the n-th job has completed (the runner's drain
+    // helper would add the idle wait by which it learns that the queue is empty).
+    let handled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (all_tx, all_rx) = tokio::sync::watch::channel(false);
+
     let runners = arg("--runners", 1).max(1);
     let mut handles = Vec::new();
     for r in 0..runners {
+        let (handled, all_tx) = (handled.clone(), all_tx.clone());
         let runner = Runner::new(
             t.queue.clone(),
             &format!("bench-{r}"),
@@ -158,17 +164,33 @@ async fn drain(t: &Target, n: u64, concurrency: usize) -> String {
                 concurrency: concurrency / runners as usize,
                 ..config.clone()
             },
-            handler(|_l| async { Ok(()) }),
+            handler(move |_l| {
+                if handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == n {
+                    let _ = all_tx.send(true);
+                }
+                async { Ok(()) }
+            }),
         );
-        handles.push(tokio::spawn(runner.drain(std::future::pending())));
+        let mut stop = all_rx.clone();
+        handles.push(tokio::spawn(runner.run(async move {
+            let _ = stop.wait_for(|all| *all).await;
+        })));
     }
-    let mut summary = moked_jobs::runner::RunSummary::default();
-    for h in handles {
-        summary.done += h.await.expect("runner task").expect("drain").done;
+    // Then wait until every job is acknowledged (done in the queue), as BullMQ counts
+    // `completed`, checking every millisecond. The runners' own shutdown is not timed: a
+    // fetch blocked on the then empty queue ends only at its wait limit.
+    let mut all = all_rx.clone();
+    let _ = all.wait_for(|all| *all).await;
+    while t.queue.stats().await.expect("stats").count(JobState::Done) < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let rc = redis_cpu(t).await - rc0;
+    let mut summary = moked_jobs::runner::RunSummary::default();
+    for h in handles {
+        summary.done += h.await.expect("runner task").expect("run").done;
+    }
     let done = t.queue.stats().await.expect("stats").count(JobState::Done);
     format!(
         "jobs={n} done={done} concurrency={concurrency} drain_s={secs:.3} jobs_per_s={:.1} worker_cpu_s={cpu:.2} cpu_ms_per_job={:.4} redis_cpu_s={rc:.2} redis_cpu_us_per_job={:.1} completed={}",

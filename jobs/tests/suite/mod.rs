@@ -569,9 +569,11 @@ pub async fn the_runner_never_exceeds_its_concurrency(q: SharedQueue) {
         ..fast_config()
     };
     let run = tokio::spawn(drain(Runner::new(q.clone(), "w", config, h)));
-    // Wait until four run at once, let a few fetch cycles pass, then open the gate.
+    // Wait until four run at once, then open the gate. Up to four more may be claimed ahead
+    // (the runner's prefetch), but they do not start.
     while full_rx.recv().await.unwrap() < 4 {}
-    assert_eq!(q.stats().await.unwrap().count(JobState::Running), 4);
+    let running = q.stats().await.unwrap().count(JobState::Running);
+    assert!((4..=8).contains(&running), "claimed: {running}");
     gate.add_permits(1000);
     let summary = run.await.unwrap();
     assert_eq!(summary.done, 40);
