@@ -8,6 +8,7 @@
 //! The WhatsApp send API ([`whatsapp`]) is shared by the operator API and the CLI; [`pacing`]
 //! paces sends per sender across every worker.
 
+pub mod audio_store;
 pub mod config;
 pub mod kinds;
 pub mod pacing;

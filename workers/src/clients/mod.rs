@@ -2,7 +2,7 @@
 //! live in tests. Handlers see only the traits (through [`crate::handlers::Ctx`]).
 
 pub mod audio;
-pub mod audio_store;
+pub use moked_jobs::audio_store;
 pub mod baileys;
 pub mod transcriber;
 pub mod twilio;

@@ -1,8 +1,7 @@
 //! `GET /api/recordings/{recording_sid}/audio`: a stored recording's audio, behind the bearer
 //! token, streamed from the store the voice pipeline writes (`RECORDINGS_STORE`).
 //!
-//! The intake opens that store read-only with the same rules as the workers'
-//! (`workers/src/clients/audio_store.rs`, which the intake cannot depend on): `file://PATH`
+//! The intake opens that store with the workers' rules (`moked_jobs::audio_store`): `file://PATH`
 //! (relative to the working directory), `s3://bucket/prefix` and `gs://bucket/prefix` (cargo
 //! features `s3`, `gcs`, on by default), keys relative to the store's root. `memory://` (tests of
 //! the workers) is a store of its own process, so the intake treats it as no store. Without a
@@ -11,17 +10,13 @@
 //! A single `Range: bytes=a-b` / `bytes=a-` / `bytes=-n` is honoured (206, so the browser's audio player can
 //! seek); anything else gets the whole file. Twilio's own recording URL is never served or shown.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt as _;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use moked_jobs::store::recordings::get_recording;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::prefix::PrefixStore;
 use object_store::{GetOptions, GetRange, ObjectStore};
 
 use super::schema;
@@ -29,8 +24,7 @@ use crate::AppState;
 use crate::config::IntakeConfig;
 use crate::error::ApiError;
 
-/// The recordings store.
-pub type AudioStore = Arc<dyn ObjectStore>;
+pub use moked_jobs::audio_store::AudioStore;
 
 /// Opens `RECORDINGS_STORE` when configured. A `file://` folder that does not exist (yet) is
 /// created, as the workers do; a store that cannot be opened is a start-up error.
@@ -41,73 +35,16 @@ pub fn open_configured(intake: &IntakeConfig) -> std::io::Result<Option<AudioSto
     }
 }
 
-/// Opens a store URL (see the module doc); `Ok(None)` for `memory://`.
+/// Opens a store URL with the workers' rules ([`moked_jobs::audio_store::open`]); `Ok(None)`
+/// for `memory://`, which is a store of its own process.
 pub fn open(url: &str) -> Result<Option<AudioStore>, String> {
-    let err = |reason: String| format!("invalid RECORDINGS_STORE `{url}`: {reason}");
-    if let Some(path) = url.strip_prefix("file://") {
-        if path.is_empty() {
-            return Err(err("no folder given".into()));
-        }
-        std::fs::create_dir_all(path).map_err(|e| err(format!("cannot create the folder: {e}")))?;
-        let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| err(e.to_string()))?;
-        return Ok(Some(Arc::new(fs)));
-    }
     if url.starts_with("memory://") {
         tracing::info!("RECORDINGS_STORE=memory:// is per process: recordings not served");
         return Ok(None);
     }
-    let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
-    let prefix = parsed.path().trim_matches('/').to_owned();
-    let bucket_url = format!(
-        "{}://{}",
-        parsed.scheme(),
-        parsed.host_str().unwrap_or_default()
-    );
-    let store: AudioStore = match parsed.scheme() {
-        "s3" => s3(&bucket_url).map_err(err)?,
-        "gs" => gcs(&bucket_url).map_err(err)?,
-        other => {
-            return Err(err(format!(
-                "scheme `{other}` is not supported (use file://, s3:// or gs://)"
-            )));
-        }
-    };
-    Ok(Some(if prefix.is_empty() {
-        store
-    } else {
-        Arc::new(PrefixStore::new(store, prefix))
-    }))
-}
-
-#[cfg(feature = "s3")]
-fn s3(bucket_url: &str) -> Result<AudioStore, String> {
-    object_store::aws::AmazonS3Builder::from_env()
-        .with_url(bucket_url)
-        .build()
-        .map(|s| Arc::new(s) as AudioStore)
+    moked_jobs::audio_store::open(url)
+        .map(Some)
         .map_err(|e| e.to_string())
-}
-
-#[cfg(not(feature = "s3"))]
-fn s3(_: &str) -> Result<AudioStore, String> {
-    Err("this build has no S3 support (cargo feature `s3` of moked-intake)".into())
-}
-
-#[cfg(feature = "gcs")]
-fn gcs(bucket_url: &str) -> Result<AudioStore, String> {
-    object_store::gcp::GoogleCloudStorageBuilder::from_env()
-        .with_url(bucket_url)
-        .build()
-        .map(|s| Arc::new(s) as AudioStore)
-        .map_err(|e| e.to_string())
-}
-
-#[cfg(not(feature = "gcs"))]
-fn gcs(_: &str) -> Result<AudioStore, String> {
-    Err(
-        "this build has no Google Cloud Storage support (cargo feature `gcs` of moked-intake)"
-            .into(),
-    )
 }
 
 /// A single byte range asked for: `bytes=a-b`, `bytes=a-` or `bytes=-n` (the last n bytes).

@@ -14,6 +14,10 @@
 //! do). A build without them (`--no-default-features`) rejects `s3://`/`gs://` at start-up with a
 //! message naming the missing feature, rather than failing on the first recording.
 //!
+//! It lives in the shared crate because both the workers (which write recordings) and the
+//! intake (which serves them to operators) open it by the same rules; it is the one outside
+//! client this crate holds.
+//!
 //! A bucket URL's path is a prefix: every key (`recordings/{business}/{yyyy}/{mm}/{sid}.wav`) is
 //! stored under it.
 
@@ -88,7 +92,7 @@ fn s3(bucket_url: &str) -> Result<AudioStore, String> {
 
 #[cfg(not(feature = "s3"))]
 fn s3(_: &str) -> Result<AudioStore, String> {
-    Err("this build has no S3 support (cargo feature `s3` of moked-workers)".into())
+    Err("this build has no S3 support (cargo feature `s3` of moked-jobs)".into())
 }
 
 #[cfg(feature = "gcs")]
@@ -102,10 +106,7 @@ fn gcs(bucket_url: &str) -> Result<AudioStore, String> {
 
 #[cfg(not(feature = "gcs"))]
 fn gcs(_: &str) -> Result<AudioStore, String> {
-    Err(
-        "this build has no Google Cloud Storage support (cargo feature `gcs` of moked-workers)"
-            .into(),
-    )
+    Err("this build has no Google Cloud Storage support (cargo feature `gcs` of moked-jobs)".into())
 }
 
 #[cfg(test)]
