@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::Context as _;
 use clap::Parser;
 use moked_intake::{AppState, IntakeArgs, IntakeConfig, ratelimit::Limiter};
-use moked_jobs::config::{CoreArgs, CoreConfig, QueueBackend};
+use moked_jobs::config::{CoreArgs, CoreConfig};
 use moked_jobs::store::Db;
 use moked_workers::clock::{ClockArgs, ClockConfig};
 use moked_workers::config::{WorkerArgs, WorkerConfig};
@@ -104,14 +104,9 @@ pub async fn run(
     let queue = moked_jobs::queue::connect(&core, &db)
         .await
         .context("cannot connect the queue")?;
-    let limiter = match &core.queue {
-        QueueBackend::Redis(url) => {
-            Limiter::redis(url.expose_secret(), &core.queue_prefix, intake.limits)
-                .await
-                .context("cannot connect the rate limiter to Redis")?
-        }
-        QueueBackend::Database => Limiter::local(intake.limits),
-    };
+    let limiter = Limiter::connect(&core, intake.limits)
+        .await
+        .context("cannot connect the rate limiter to Redis")?;
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, core.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
