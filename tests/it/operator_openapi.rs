@@ -64,6 +64,17 @@ async fn the_served_document_describes_every_operator_path_with_bearer_auth() {
         );
     }
     assert_eq!(paths.len(), 12, "documented paths: {:?}", paths.keys());
+    // Every path is behind the bearer token, so every operation documents its 401 (schemathesis
+    // checks each answer's status against the document).
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            assert!(
+                operation["responses"]["401"]["content"]["application/json"]["schema"]["$ref"]
+                    == "#/components/schemas/ErrorBody",
+                "{method} {path} does not document its 401"
+            );
+        }
+    }
     assert_eq!(
         spec["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

@@ -30,7 +30,6 @@ use crate::error::ApiError;
     responses(
         (status = 200, description = "One page of calls", body = CallList),
         (status = 400, description = "Bad cursor or limit", body = schema::ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = schema::ErrorBody),
     )
 )]
 pub async fn list(

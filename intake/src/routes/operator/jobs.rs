@@ -49,7 +49,6 @@ fn non_empty(s: Option<String>) -> Option<String> {
     responses(
         (status = 200, description = "One page of jobs", body = schema::JobList),
         (status = 400, description = "Unknown state or kind, bad cursor or limit", body = schema::ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = schema::ErrorBody),
     )
 )]
 pub async fn list(
@@ -73,7 +72,6 @@ pub async fn list(
     tag = "jobs",
     responses(
         (status = 200, description = "Counts", body = schema::JobStats),
-        (status = 401, description = "Missing or wrong bearer token", body = schema::ErrorBody),
     )
 )]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -79,9 +79,11 @@ fn documented() -> OpenApiRouter<AppState> {
 /// The OpenAPI document of the operator API, generated from the handlers (what
 /// `GET /api/openapi.json` serves and `docs/openapi.json` must equal).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<AppState>::with_openapi(schema::ApiDoc::openapi())
+    let mut doc = OpenApiRouter::<AppState>::with_openapi(schema::ApiDoc::openapi())
         .nest("/api", documented())
-        .into_openapi()
+        .into_openapi();
+    schema::document_unauthorized(&mut doc);
+    doc
 }
 
 /// The document as served: pretty JSON with a trailing newline (the committed file's form).

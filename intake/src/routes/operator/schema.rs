@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 /// The operator API's document: metadata, the bearer scheme, the shared schemas. Paths come
@@ -51,6 +52,41 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// Adds the 401 answer to every operation of `doc`. Every documented path sits behind the
+/// bearer token (one layer, [`super::router`]), so every operation can answer 401; it is
+/// documented here, once, rather than on each handler, so a new path cannot forget it.
+pub fn document_unauthorized(doc: &mut utoipa::openapi::OpenApi) {
+    let unauthorized: RefOr<Response> = ResponseBuilder::new()
+        .description("Missing or wrong bearer token")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry("401".to_owned())
+                .or_insert_with(|| unauthorized.clone());
+        }
     }
 }
 
