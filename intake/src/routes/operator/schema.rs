@@ -500,6 +500,14 @@ pub struct MessageView {
 /// approved template (`content_sid` + `content_variables`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"to": "+972521234567", "body": "שלום דנה, התור שלך מחר ב־10:00"}),
+    json!({
+        "to": "052-123-4567",
+        "content_sid": "HX0123456789abcdef0123456789abcdef",
+        "content_variables": {"1": "דנה", "2": "10:00"}
+    })
+))]
 pub struct SendBody {
     /// Recipient in any common form (`050-123-4567`, `+972501234567`, `whatsapp:+972…`).
     #[schema(example = "+972521234567")]
