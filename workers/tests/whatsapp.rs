@@ -2,10 +2,11 @@
 //! `whatsapp.send`, `whatsapp.status` and `whatsapp.inbound` handlers, and the store.
 //!
 //! Three stand-ins for the outside world:
-//! * a **scripted fake Twilio** in this file (axum on 127.0.0.1:0) that answers each
-//!   `POST Messages.json` as scripted (201, 4xx/5xx with a Twilio error body, create-then-500,
-//!   create-then-hang) and counts the messages it created per recipient, so "exactly one
-//!   WhatsApp" is a count, not a hope; it also serves the list endpoint the lookup uses;
+//! * the **scripted fake Twilio** of `common/fake_twilio.rs` (axum on 127.0.0.1:0, shared with
+//!   the fault-injection tests) that answers each `POST Messages.json` as scripted (201,
+//!   4xx/5xx with a Twilio error body, create-then-500, create-then-hang) and counts the
+//!   messages it created per recipient, so "exactly one WhatsApp" is a count, not a hope; it
+//!   also serves the list endpoint the lookup uses;
 //! * the **Prism mock** of Twilio's official OpenAPI spec (`MOKED_PRISM_URL`, started by
 //!   `scripts/test`) for the request shape; in CI a missing mock fails, locally it is skipped;
 //! * `../shared/twilio/fake_baileys.py` as a child process (port 0) for the bridge.
@@ -14,18 +15,15 @@
 //! Nothing sleeps to wait for work: [`Runner::drain`] returns when no job is left; retry
 //! schedules are a few milliseconds so retries take no time.
 
-use std::collections::VecDeque;
+#[path = "common/fake_twilio.rs"]
+mod fake_twilio;
+
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Form, Json, Router};
 use chrono::Utc;
+use fake_twilio::{FakeTwilio, MEDIA_BYTES, Step, field};
 use moked_jobs::config::{CoreConfig, QueueBackend};
 use moked_jobs::kinds::{WhatsAppInbound, WhatsAppSend, WhatsAppStatus};
 use moked_jobs::pacing::{Pacer, Rate};
@@ -44,268 +42,6 @@ use serde_json::{Value, json};
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const SENDER: &str = "+14155238886";
 const PUBLIC_HOST: &str = "https://moked.example.com";
-
-// ---------------------------------------------------------------------------------------------
-// The scripted fake Twilio.
-
-/// How the fake answers one `POST Messages.json`.
-#[derive(Debug, Clone)]
-enum Step {
-    /// 201 with a fresh sid.
-    Create,
-    /// 201 with this sid.
-    CreateWithSid(&'static str),
-    /// An error status with a Twilio error body; `create` first creates the message (the
-    /// error came after Twilio accepted it).
-    Fail {
-        status: u16,
-        code: i64,
-        retry_after: Option<u64>,
-        create: bool,
-    },
-    /// Never answers (the client times out); `create` first creates the message.
-    Hang { create: bool },
-}
-
-#[derive(Debug, Clone)]
-struct Created {
-    sid: String,
-    to: String,
-    from: String,
-    body: String,
-    at: chrono::DateTime<Utc>,
-}
-
-#[derive(Default)]
-struct FakeState {
-    script: VecDeque<Step>,
-    /// Scripts for one recipient (`To`), used before `script`.
-    per_to: std::collections::HashMap<String, VecDeque<Step>>,
-    /// Every POST: when, and its form.
-    posts: Vec<(Instant, Vec<(String, String)>)>,
-    /// Messages that exist at "Twilio".
-    created: Vec<Created>,
-    /// List calls (lookups).
-    lists: usize,
-    /// Requests without Basic auth.
-    unauthenticated: usize,
-    /// Media downloads answered (any status), and whether the first one is a 404.
-    media_gets: usize,
-    media_404_first: bool,
-}
-
-#[derive(Clone)]
-struct FakeTwilio {
-    state: Arc<Mutex<FakeState>>,
-    url: String,
-}
-
-impl FakeTwilio {
-    async fn start(script: Vec<Step>) -> FakeTwilio {
-        let state = Arc::new(Mutex::new(FakeState {
-            script: script.into(),
-            ..FakeState::default()
-        }));
-        let app = Router::new()
-            .route(
-                "/2010-04-01/Accounts/{sid}/Messages.json",
-                post(fake_create).get(fake_list),
-            )
-            .route(
-                "/2010-04-01/Accounts/{sid}/Messages/{message}/Media/{media}",
-                axum::routing::get(fake_media),
-            )
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeTwilio { state, url }
-    }
-
-    /// Scripts the answers to `POST`s for recipient `to` (E.164).
-    fn script_for(&self, to: &str, steps: Vec<Step>) {
-        self.state
-            .lock()
-            .unwrap()
-            .per_to
-            .insert(format!("whatsapp:{to}"), steps.into());
-    }
-
-    fn posts(&self) -> Vec<Vec<(String, String)>> {
-        self.state
-            .lock()
-            .unwrap()
-            .posts
-            .iter()
-            .map(|(_, f)| f.clone())
-            .collect()
-    }
-
-    fn post_times(&self) -> Vec<Instant> {
-        self.state
-            .lock()
-            .unwrap()
-            .posts
-            .iter()
-            .map(|(t, _)| *t)
-            .collect()
-    }
-
-    fn created(&self) -> Vec<Created> {
-        self.state.lock().unwrap().created.clone()
-    }
-
-    /// Messages created for recipient `to` (E.164).
-    fn created_to(&self, to: &str) -> usize {
-        let to = format!("whatsapp:{to}");
-        self.created().iter().filter(|c| c.to == to).count()
-    }
-
-    fn lists(&self) -> usize {
-        self.state.lock().unwrap().lists
-    }
-}
-
-fn new_sid() -> String {
-    format!("SM{}", uuid::Uuid::new_v4().simple())
-}
-
-fn message_json(c: &Created, status: &str) -> Value {
-    json!({
-        "sid": c.sid, "status": status, "to": c.to, "from": c.from, "body": c.body,
-        "date_created": c.at.to_rfc2822(), "error_code": null, "error_message": null,
-        "direction": "outbound-api", "num_media": "0", "num_segments": "1",
-    })
-}
-
-fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    form.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-async fn fake_create(
-    State(state): State<Arc<Mutex<FakeState>>>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let step = {
-        let mut s = state.lock().unwrap();
-        if !headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("Basic "))
-        {
-            s.unauthenticated += 1;
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"code": 20003, "message": "Authenticate", "status": 401})),
-            )
-                .into_response();
-        }
-        s.posts.push((Instant::now(), form.clone()));
-        let to = field(&form, "To").unwrap_or_default().to_owned();
-        match s.per_to.get_mut(&to).and_then(VecDeque::pop_front) {
-            Some(step) => step,
-            None => s.script.pop_front().unwrap_or(Step::Create),
-        }
-    };
-    let create = |sid: String| {
-        let c = Created {
-            sid,
-            to: field(&form, "To").unwrap_or_default().to_owned(),
-            from: field(&form, "From").unwrap_or_default().to_owned(),
-            body: field(&form, "Body").unwrap_or_default().to_owned(),
-            at: Utc::now(),
-        };
-        state.lock().unwrap().created.push(c.clone());
-        c
-    };
-    match step {
-        Step::Create => {
-            let c = create(new_sid());
-            (StatusCode::CREATED, Json(message_json(&c, "queued"))).into_response()
-        }
-        Step::CreateWithSid(sid) => {
-            let c = create(sid.to_owned());
-            (StatusCode::CREATED, Json(message_json(&c, "queued"))).into_response()
-        }
-        Step::Fail {
-            status,
-            code,
-            retry_after,
-            create: first,
-        } => {
-            if first {
-                create(new_sid());
-            }
-            let status = StatusCode::from_u16(status).unwrap();
-            let body = Json(json!({
-                "code": code,
-                "message": format!("scripted {}", status.as_u16()),
-                "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
-                "status": status.as_u16(),
-            }));
-            match retry_after {
-                Some(s) => (status, [("retry-after", s.to_string())], body).into_response(),
-                None => (status, body).into_response(),
-            }
-        }
-        Step::Hang { create: first } => {
-            if first {
-                create(new_sid());
-            }
-            std::future::pending::<()>().await;
-            StatusCode::OK.into_response()
-        }
-    }
-}
-
-/// The bytes the fake serves as every inbound media file.
-const MEDIA_BYTES: &[u8] = b"\xff\xd8\xff\xe0 not really a jpeg";
-
-async fn fake_media(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderMap) -> Response {
-    let mut s = state.lock().unwrap();
-    if !headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Basic "))
-    {
-        s.unauthenticated += 1;
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    s.media_gets += 1;
-    if s.media_404_first && s.media_gets == 1 {
-        // Twilio's media can lag the webhook that announced it.
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"code": 20404, "message": "not found", "status": 404})),
-        )
-            .into_response();
-    }
-    ([("content-type", "image/jpeg")], MEDIA_BYTES).into_response()
-}
-
-async fn fake_list(
-    State(state): State<Arc<Mutex<FakeState>>>,
-    Query(query): Query<Vec<(String, String)>>,
-) -> Response {
-    let mut s = state.lock().unwrap();
-    s.lists += 1;
-    let to = field(&query, "To").unwrap_or_default().to_owned();
-    // Twilio's list does not return StatusCallback: neither does this one.
-    let messages: Vec<Value> = s
-        .created
-        .iter()
-        .rev()
-        .filter(|c| c.to == to)
-        .map(|c| message_json(c, "sent"))
-        .collect();
-    Json(json!({"messages": messages, "next_page_uri": null, "page": 0, "page_size": 50}))
-        .into_response()
-}
 
 // ---------------------------------------------------------------------------------------------
 // A world: a store, a queue, the worker context.
