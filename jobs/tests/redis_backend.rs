@@ -369,6 +369,61 @@ async fn a_dedupe_key_inside_its_ttl_returns_the_first_job() {
     assert_eq!(q.stats().await.expect("stats").count(JobState::Queued), 2);
 }
 
+/// Concurrent enqueues share script calls (see `redis_enqueue.rs`); each caller must still get
+/// its own answer, a key repeated inside one batch must still make one job, and every created
+/// job must carry its creator's payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_each_get_their_own_answer() {
+    let q = queue().await;
+    let ttl = Duration::from_secs(3600);
+    let answers = futures::future::join_all((0..1_000).map(|n| {
+        let q = q.queue.clone();
+        async move {
+            // 800 jobs on 400 keys (each key twice), 200 without a key.
+            let mut new = job(n);
+            if n < 800 {
+                new = new.dedupe(format!("k{}", n % 400), ttl);
+            }
+            (n, q.enqueue(new).await.expect("enqueue"))
+        }
+    }))
+    .await;
+
+    let mut owner_of_key = std::collections::HashMap::new();
+    let mut created = std::collections::HashMap::new();
+    for (n, answer) in &answers {
+        if answer.is_created() {
+            assert!(created.insert(answer.id().to_owned(), *n).is_none());
+        }
+        if *n < 800 {
+            let owner = owner_of_key
+                .entry(n % 400)
+                .or_insert_with(|| answer.id().to_owned());
+            assert_eq!(owner, answer.id(), "key k{} has two owners", n % 400);
+        }
+    }
+    assert_eq!(created.len(), 600, "400 keyed jobs and 200 unkeyed");
+    assert_eq!(owner_of_key.len(), 400);
+    assert_eq!(q.stats().await.expect("stats").count(JobState::Queued), 600);
+    let ready: usize = raw()
+        .await
+        .llen(format!("{}:ready", q.prefix()))
+        .await
+        .expect("llen");
+    assert_eq!(ready, 600);
+
+    let worker = WorkerId::new("batch");
+    let leases = q
+        .fetch(&worker, 1_000, Duration::ZERO)
+        .await
+        .expect("fetch");
+    assert_eq!(leases.len(), 600);
+    for lease in &leases {
+        let n = created[&lease.id];
+        assert_eq!(lease.payload, format!("{{\"v\":1,\"data\":{n}}}"));
+    }
+}
+
 #[tokio::test]
 async fn an_id_popped_but_never_marked_is_returned_by_recovery() {
     let q = queue().await;

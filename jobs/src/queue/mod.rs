@@ -21,6 +21,7 @@
 
 pub mod database;
 pub mod redis;
+mod redis_enqueue;
 pub mod view;
 
 use std::collections::BTreeMap;

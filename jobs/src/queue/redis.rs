@@ -48,6 +48,13 @@
 //! * AOF (`appendfsync everysec`) if jobs must survive a Redis restart; at most the last second
 //!   of transitions is lost, and each lost transition is one whole script (never half of one).
 //!
+//! # Enqueue
+//!
+//! Concurrent enqueues of one process are gathered into batches, each one call of
+//! `lua/enqueue.lua` (see `redis_enqueue.rs`): under load one call creates dozens of jobs, with
+//! one `RPUSH` and one `ZADD` per index for the whole batch, and every caller still answers
+//! only once the call that created its job has returned. Alone, a job goes at once.
+//!
 //! # Fetch
 //!
 //! 1. The claim script registers the session as alive, promotes due delayed jobs (bounded),
@@ -134,6 +141,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::redis_enqueue::{Enqueuer, JobArgs};
 use super::{
     Attempt, Enqueued, JobDetail, JobPage, JobState, JobSummary, Lease, ListQuery, NewJob, Queue,
     QueueError, QueueResult, Stats, WorkerId, new_job_id, page_limit,
@@ -154,7 +162,6 @@ pub const MAX_CLAIM: usize = 1_000;
 /// Jobs (or in-flight ids) one call of a bulk script handles: `retry_all`, `prune`, recovery.
 pub const BATCH: usize = 500;
 
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
 static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/ack.lua")));
 static HEARTBEAT: LazyLock<Script> =
@@ -181,6 +188,8 @@ struct Inner {
     client: Client,
     /// Every non-blocking command.
     conn: ConnectionManager,
+    /// Enqueues, gathered into batches on `conn`.
+    enqueuer: Enqueuer,
     /// Idle connections for blocking pops: one per concurrent blocked fetch. A connection is
     /// returned only after a clean pop, so a cancelled fetch closes its connection and Redis
     /// abandons the pop.
@@ -278,6 +287,7 @@ impl RedisQueue {
             inner: Arc::new(Inner {
                 prefix: prefix.to_owned(),
                 client,
+                enqueuer: Enqueuer::start(conn.clone(), prefix.to_owned()),
                 conn,
                 blocking: Mutex::new(Vec::new()),
                 lost: Mutex::new(HashMap::new()),
@@ -557,31 +567,23 @@ impl Queue for RedisQueue {
     }
 
     async fn enqueue(&self, job: NewJob) -> QueueResult<Enqueued> {
-        let id = new_job_id();
-        let (dedupe_key, dedupe_ttl_ms) = match &job.dedupe {
+        let (dedupe_key, dedupe_ttl_ms) = match job.dedupe {
             // PX needs at least 1 ms.
-            Some(d) => (d.key.as_str(), d.ttl.as_millis().max(1)),
-            None => ("", 0),
+            Some(d) => (d.key, d.ttl.as_millis().max(1)),
+            None => (String::new(), 0),
         };
-        let run_at = job
-            .run_at
-            .map(|at| at.timestamp_millis().to_string())
-            .unwrap_or_default();
-        let (created, owner): (i64, String) = ENQUEUE
-            .arg(&self.inner.prefix)
-            .arg(&id)
-            .arg(job.kind.as_str())
-            .arg(&job.payload)
-            .arg(run_at)
-            .arg(dedupe_key)
-            .arg(u64::try_from(dedupe_ttl_ms).unwrap_or(u64::MAX))
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(if created == 1 {
-            Enqueued::Created(owner)
-        } else {
-            Enqueued::Duplicate(owner)
-        })
+        let args = JobArgs {
+            id: new_job_id(),
+            kind: job.kind.as_str(),
+            payload: job.payload,
+            run_at: job
+                .run_at
+                .map(|at| at.timestamp_millis().to_string())
+                .unwrap_or_default(),
+            dedupe_key,
+            dedupe_ttl_ms: u64::try_from(dedupe_ttl_ms).unwrap_or(u64::MAX),
+        };
+        self.inner.enqueuer.enqueue(args).await
     }
 
     async fn fetch(

@@ -1,41 +1,70 @@
--- enqueue: create one job, or return the job that owns its dedupe key.
+-- enqueue: create a batch of jobs in one call, or, for each job whose dedupe key is taken,
+-- return the job that owns it (nothing is created for that one).
 --
--- ARGV: 1 prefix, 2 id, 3 kind, 4 payload, 5 run_at ms ('' = due now),
---       6 dedupe key ('' = none), 7 dedupe ttl ms
--- Returns {1, id} when the job was created, {0, existing id} when the dedupe key was taken
--- (nothing is created then).
-local p, id, kind = ARGV[1], ARGV[2], ARGV[3]
+-- ARGV: 1 prefix, then six per job:
+--       id, kind, payload, run_at ms ('' = due now), dedupe key ('' = none), dedupe ttl ms
+-- Returns one {created, id} pair per job, in order: {1, id} when the job was created,
+-- {0, owner id} when its dedupe key was taken.
+--
+-- Jobs are handled in ARGV order, so a dedupe key repeated within one batch goes to the first
+-- job that carries it. The list and set writes are gathered and made once per batch (one RPUSH
+-- keeps the batch's FIFO order): most of a single job's cost was the per-command overhead.
+local p = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
--- SET NX GET (Redis >= 7.0) claims the key and tells us its owner in one step; a taken key
--- leaves everything untouched.
-if ARGV[6] ~= '' then
-  local owner = redis.call('SET', p .. ':dedupe:' .. ARGV[6], id, 'NX', 'PX', ARGV[7], 'GET')
+local out, ready, delayed, queued, by_kind = {}, {}, {}, {}, {}
+for i = 2, #ARGV, 6 do
+  local id, kind, payload, at, key, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+    ARGV[i + 4], ARGV[i + 5]
+  -- SET NX GET (Redis >= 7.0) claims the key and tells us its owner in one step.
+  local owner = false
+  if key ~= '' then
+    owner = redis.call('SET', p .. ':dedupe:' .. key, id, 'NX', 'PX', ttl, 'GET')
+  end
   if owner then
-    return {0, owner}
+    out[#out + 1] = {0, owner}
+  else
+    local run_at = now
+    if at ~= '' then
+      run_at = tonumber(at)
+    end
+    redis.call('HSET', p .. ':job:' .. id,
+      'kind', kind, 'payload', payload, 'state', 'queued', 'attempts', 0,
+      'created_at', now, 'run_at', run_at, 'state_at', now)
+    -- Due jobs go straight to the tail of the ready list (FIFO, and it wakes blocked
+    -- fetchers); future ones wait in the delayed set until a fetch promotes them.
+    if run_at <= now then
+      ready[#ready + 1] = id
+    else
+      delayed[#delayed + 1] = run_at
+      delayed[#delayed + 1] = id
+    end
+    -- The queued index is scored by run_at (not state_at): its lowest member is the most
+    -- overdue job, which gives `oldest_queued_age_s` in O(log n).
+    queued[#queued + 1] = run_at
+    queued[#queued + 1] = id
+    local of_kind = by_kind[kind]
+    if not of_kind then
+      of_kind = {}
+      by_kind[kind] = of_kind
+    end
+    of_kind[#of_kind + 1] = run_at
+    of_kind[#of_kind + 1] = id
+    out[#out + 1] = {1, id}
   end
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local run_at = now
-if ARGV[5] ~= '' then
-  run_at = tonumber(ARGV[5])
+if #ready > 0 then
+  redis.call('RPUSH', p .. ':ready', unpack(ready))
 end
-
-redis.call('HSET', p .. ':job:' .. id,
-  'kind', kind, 'payload', ARGV[4], 'state', 'queued', 'attempts', 0,
-  'created_at', now, 'run_at', run_at, 'state_at', now)
-
--- Due jobs go straight to the tail of the ready list (FIFO, and it wakes blocked fetchers);
--- future ones wait in the delayed set until a fetch promotes them.
-if run_at <= now then
-  redis.call('RPUSH', p .. ':ready', id)
-else
-  redis.call('ZADD', p .. ':delayed', run_at, id)
+if #delayed > 0 then
+  redis.call('ZADD', p .. ':delayed', unpack(delayed))
 end
-
--- The queued index is scored by run_at (not state_at): its lowest member is the most
--- overdue job, which gives `oldest_queued_age_s` in O(log n).
-redis.call('ZADD', p .. ':s:queued', run_at, id)
-redis.call('ZADD', p .. ':s:queued:' .. kind, run_at, id)
-return {1, id}
+if #queued > 0 then
+  redis.call('ZADD', p .. ':s:queued', unpack(queued))
+  for kind, of_kind in pairs(by_kind) do
+    redis.call('ZADD', p .. ':s:queued:' .. kind, unpack(of_kind))
+  end
+end
+return out
