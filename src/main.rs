@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use moked::Cli;
 
+/// mimalloc instead of glibc malloc: the intake allocates a little per request on every
+/// worker thread, and glibc's arenas made allocation about a seventh of its CPU under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     if let Err(error) = dotenvy::dotenv()
         && !error.not_found()
