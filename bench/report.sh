@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --from) shift; while [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; do FROM+=("$1"); shift; done
             [ ${#FROM[@]} -gt 0 ] || { echo "--from needs a folder or file" >&2; exit 2; } ;;
-    --out) OUT_DIR=$2; shift 2 ;;
+    --out) [ $# -ge 2 ] || { echo "--out needs a folder" >&2; exit 2; }; OUT_DIR=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1 (see bench/report.sh --help)" >&2; exit 2 ;;
   esac
