@@ -566,7 +566,7 @@ def harness_workers_section(it, lines):
     if not it.workers:
         return
     lines.append("## Workers in the shared harness\n")
-    lines.append(f"Drains of {it.knobs.get('WORKER_JOBS', '?')} no-op jobs (time cap {it.knobs.get('WORKER_MAX_S', '?')} s), "
+    lines.append(f"Drains of {fmt_num(num(it.knobs.get('WORKER_JOBS')))} no-op jobs (time cap {it.knobs.get('WORKER_MAX_S', '?')} s), "
                  "same Redis, same run as the intake table.\n")
     lines.append("| worker | jobs/s steady, median [min..max] | jobs/s incl. start-up | worker CPU ms/job "
                  "| Redis CPU µs/job | jobs done |")
@@ -579,7 +579,7 @@ def harness_workers_section(it, lines):
         for r in rs:
             c, d = num(r.get("redis_cpu_s") or r.get("cpu_redis_s")), num(r.get("done"))
             rcpu.append(1e6 * c / d if c is not None and d else None)
-        done = ", ".join(f"{r.get('done', '?')}{'*' if r.get('partial') == '1' else ''}" for r in rs)
+        done = ", ".join(f"{fmt_num(num(r.get('done')))}{'*' if r.get('partial') == '1' else ''}" for r in rs)
         lines.append(f"| {WORKER_NAMES.get(peer, peer)} | {steady.fmt(0)} | {whole.fmt(0)} | {cpu.fmt(3)} | "
                      f"{Stat(rcpu).fmt(1)} | {done} |")
     lines.append("\n`*` = stopped at the time cap before the queue was empty.\n")
