@@ -5,6 +5,9 @@
 //! the store until a deadline: the binary runs in another process, so there is no in-process
 //! drain to await.
 
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,6 +15,7 @@ use moked_jobs::config::{CoreConfig, QueueBackend};
 use moked_jobs::kinds::CallStarted;
 use moked_jobs::queue::{self, JobState, NewJob, SharedQueue};
 use moked_jobs::store::Db;
+use wait::eventually;
 
 struct World {
     _dir: tempfile::TempDir,
@@ -68,26 +72,6 @@ impl World {
 
     async fn count(&self, state: JobState) -> u64 {
         self.queue.stats().await.unwrap().count(state)
-    }
-}
-
-/// Re-checks `cond` every 20 ms until it holds or `limit` passes; returns the time it took.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    loop {
-        tick.tick().await;
-        if cond().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
     }
 }
 

@@ -28,12 +28,16 @@
 mod common;
 #[path = "../common/fake_twilio.rs"]
 mod fake_twilio;
+#[path = "../common/wait.rs"]
+mod wait;
 
 mod postgres_restart;
 mod redis_restart;
 mod sigkill;
 mod sigterm;
 mod twilio_faults;
+
+pub use wait::eventually;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -152,26 +156,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
         .port()
-}
-
-/// Re-checks `cond` every 20 ms until it holds or `limit` passes; returns the time it took.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    loop {
-        tick.tick().await;
-        if cond().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
