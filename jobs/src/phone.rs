@@ -20,29 +20,21 @@ pub struct PhoneError(pub String);
 
 impl E164 {
     /// Parses a number in any common form, defaulting to Israel.
+    ///
+    /// The result is stable: parsing it again gives it back (it is a key in the store). The
+    /// `phonenumber` crate can keep a zero after the country code for odd inputs (`0001432` →
+    /// `+97201432`, which then reads back differently or not at all); such a result is read once
+    /// more and kept only if that reading is stable, else the input is refused.
     pub fn parse(input: &str) -> Result<Self, PhoneError> {
         let raw = input.trim();
-        let stripped = raw.strip_prefix("whatsapp:").unwrap_or(raw).trim();
-        // Baileys JIDs: 972501234567@s.whatsapp.net
-        let stripped = stripped.split('@').next().unwrap_or(stripped);
-        let digits = stripped.chars().filter(char::is_ascii_digit).count();
         let bad = || PhoneError(raw.to_owned());
-        if !(7..=17).contains(&digits) || stripped.contains('*') {
-            return Err(bad());
-        }
-        // A bare international number without its plus (972…, Baileys/WaId style).
-        let candidate = if stripped.starts_with("972") && digits >= 11 {
-            format!("+{stripped}")
+        let once = parse_once(raw).ok_or_else(bad)?;
+        let twice = parse_once(&once).ok_or_else(bad)?;
+        if twice == once || parse_once(&twice).is_some_and(|thrice| thrice == twice) {
+            Ok(E164(twice))
         } else {
-            stripped.to_owned()
-        };
-        let parsed = phonenumber::parse(Some(Id::IL), &candidate).map_err(|_| bad())?;
-        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
-        let n = e164.len() - 1;
-        if !(8..=15).contains(&n) {
-            return Err(bad());
+            Err(bad())
         }
-        Ok(E164(e164))
     }
 
     /// The E.164 text.
@@ -70,6 +62,27 @@ impl fmt::Display for E164 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// One reading of `raw` through `phonenumber`: its E.164 text, when it has 8–15 digits.
+fn parse_once(raw: &str) -> Option<String> {
+    let stripped = raw.strip_prefix("whatsapp:").unwrap_or(raw).trim();
+    // Baileys JIDs: 972501234567@s.whatsapp.net
+    let stripped = stripped.split('@').next().unwrap_or(stripped);
+    let digits = stripped.chars().filter(char::is_ascii_digit).count();
+    if !(7..=17).contains(&digits) || stripped.contains('*') {
+        return None;
+    }
+    // A bare international number without its plus (972…, Baileys/WaId style).
+    let candidate = if stripped.starts_with("972") && digits >= 11 {
+        format!("+{stripped}")
+    } else {
+        stripped.to_owned()
+    };
+    let parsed = phonenumber::parse(Some(Id::IL), &candidate).ok()?;
+    let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+    let n = e164.len() - 1;
+    (8..=15).contains(&n).then_some(e164)
 }
 
 /// Masks anything that looks like a phone number: keeps the first 5 and last 4 characters of the
@@ -150,6 +163,26 @@ mod tests {
         for input in ["", "hello", "*2345", "12", "+"] {
             assert!(E164::parse(input).is_err(), "{input}");
         }
+    }
+
+    #[test]
+    fn normalising_is_stable() {
+        // Found by the `phone` fuzz target: these used to normalise to a number that does not
+        // read back as itself (`0001432` → `+97201432`, which is then refused).
+        for input in [
+            "0001432",
+            "00018433462",
+            "0000128433462",
+            "+972 050-123-4567",
+            "00972 050 123 4567",
+            "050-123-4567",
+            "+14155550100",
+        ] {
+            if let Ok(n) = E164::parse(input) {
+                assert_eq!(E164::parse(n.as_str()), Ok(n.clone()), "{input} → {n}");
+            }
+        }
+        assert!(E164::parse("0001432").is_err());
     }
 
     #[test]
