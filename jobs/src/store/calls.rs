@@ -40,7 +40,7 @@ use super::business::{Business, business_for_called, get_business};
 use super::customers::{Customer, Number, get_customer, upsert_customer};
 use super::error::StoreError;
 use super::recordings::{Recording, Transcript, recordings_for_call, transcripts_for_call};
-use super::{Db, from_ms, to_ms};
+use super::{Db, from_ms, returned, to_ms};
 
 /// Call statuses and their ranks; the single source of both [`call_status_rank`] and the SQL.
 pub const CALL_STATUS_RANKS: &[(&str, u8)] = &[
@@ -249,8 +249,9 @@ pub async fn record_call_started(db: &Db, start: &CallStart) -> Result<Call, Sto
         .bind(status.as_str())
         .bind(at)
         .bind(ended_at)
-        .fetch_one(db.pool())
+        .fetch_all(db.pool())
         .await?;
+    let row = returned(row).ok_or(sqlx::Error::RowNotFound)?;
     insert_event(
         db,
         &start.call_sid,
@@ -373,9 +374,9 @@ async fn apply_status(
         .bind(change.duration_s)
         .bind(at)
         .bind(ended_at)
-        .fetch_optional(db.pool())
+        .fetch_all(db.pool())
         .await?;
-    Ok(match advanced {
+    Ok(match returned(advanced) {
         Some(row) => CallStatusOutcome {
             event_recorded,
             advanced: true,

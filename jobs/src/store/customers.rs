@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::error::StoreError;
-use super::{Db, from_ms, now_ms, to_ms};
+use super::{Db, from_ms, now_ms, returned, to_ms};
 use crate::phone::E164;
 
 /// A customer of one business.
@@ -81,9 +81,9 @@ pub async fn upsert_customer(
     .bind(phone.as_str())
     .bind(name.filter(|n| !n.trim().is_empty()))
     .bind(now_ms())
-    .fetch_one(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    Ok(row.into())
+    Ok(returned(row).ok_or(sqlx::Error::RowNotFound)?.into())
 }
 
 /// The customer with this id.

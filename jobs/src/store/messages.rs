@@ -48,7 +48,7 @@ use super::business::{business_for_called, default_business};
 use super::calls::rank_sql;
 use super::customers::{Number, touch_last_inbound, upsert_customer};
 use super::error::StoreError;
-use super::{Db, from_ms, now_ms, to_ms};
+use super::{Db, from_ms, now_ms, returned, to_ms};
 use crate::phone::E164;
 
 /// Message statuses and their ranks; the single source of [`message_status_rank`] and the SQL.
@@ -473,9 +473,9 @@ pub async fn create_outbound(db: &Db, new: &NewOutbound) -> Result<Stored, Store
     .bind(OUTBOUND_INITIAL_STATUS)
     .bind(new.idempotency_key.as_deref())
     .bind(now)
-    .fetch_optional(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    if let Some(row) = inserted {
+    if let Some(row) = returned(inserted) {
         return Ok(Stored {
             message: row.try_into()?,
             created: true,

@@ -163,6 +163,19 @@ fn postgres_url(url: &str) -> String {
     format!("{url}{sep}sslmode=disable")
 }
 
+/// The row a write's `RETURNING` gave, read once the statement has finished.
+///
+/// Writes read their `RETURNING` rows with `fetch_all` and this, never with `fetch_one` or
+/// `fetch_optional`: sqlx 0.9.0's `Any` driver answers those at the first row (sqlx-postgres
+/// `any.rs`, unlike its native connection), before Postgres's `ReadyForQuery` — that is, before
+/// the statement's implicit transaction has committed — and SQLite commits an autocommit
+/// statement only when it is reset. A crash right then loses a write the caller already took
+/// as done: the fault test `postgres_restart` lost one call row of 2,000 to exactly that, with
+/// its job marked done. `fetch_all` reads the reply to its end.
+pub(crate) fn returned<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
 /// Milliseconds since the epoch.
 pub fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()

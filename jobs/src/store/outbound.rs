@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 
 use super::error::StoreError;
-use super::{Db, from_ms, now_ms, to_ms};
+use super::{Db, from_ms, now_ms, returned, to_ms};
 
 /// Marks the start of a send attempt of outbound message `id`. Returns the value the column had
 /// before (pass it to [`end_send_attempt_unsent`]) and the value it has now (the start of the
@@ -27,15 +27,15 @@ pub async fn begin_send_attempt(
 ) -> Result<(Option<DateTime<Utc>>, DateTime<Utc>), StoreError> {
     let before = send_attempt_started_at(db, id).await?;
     let now = now_ms();
-    let row: Option<(Option<i64>,)> = sqlx::query_as(
+    let row: Vec<(Option<i64>,)> = sqlx::query_as(
         "UPDATE whatsapp_message SET attempt_started_at = COALESCE(attempt_started_at, $2) \
          WHERE id = $1 AND direction = 'outbound' RETURNING attempt_started_at",
     )
     .bind(id)
     .bind(now)
-    .fetch_optional(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    let (Some(started),) = row.ok_or(StoreError::NotFound)? else {
+    let (Some(started),) = returned(row).ok_or(StoreError::NotFound)? else {
         return Err(StoreError::Invalid(format!(
             "message {id} has no attempt start after marking it"
         )));

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use super::error::StoreError;
-use super::{Db, from_ms, to_ms};
+use super::{Db, from_ms, returned, to_ms};
 
 /// A stored recording old enough to expire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub async fn mark_recording_expired(
 ) -> Result<bool, StoreError> {
     let at = to_ms(now);
     let reason = format!("audio deleted after RECORDING_RETENTION_DAYS={retention_days}");
-    let call_sid: Option<String> = sqlx::query_scalar(
+    let call_sid: Vec<String> = sqlx::query_scalar(
         "UPDATE recording SET status = 'expired', media_location = NULL, error = $2, \
                 updated_at = $3 \
          WHERE recording_sid = $1 AND status = 'stored' RETURNING call_sid",
@@ -78,9 +78,9 @@ pub async fn mark_recording_expired(
     .bind(recording_sid)
     .bind(reason.as_str())
     .bind(at)
-    .fetch_optional(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    let Some(call_sid) = call_sid else {
+    let Some(call_sid) = returned(call_sid) else {
         return Ok(false);
     };
     let detail = serde_json::json!({
