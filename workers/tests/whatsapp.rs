@@ -17,6 +17,8 @@
 
 #[path = "common/fake_twilio.rs"]
 mod fake_twilio;
+#[path = "common/teardown.rs"]
+mod teardown;
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -27,7 +29,6 @@ use fake_twilio::{FakeTwilio, MEDIA_BYTES, Step, field};
 use moked_jobs::config::{CoreConfig, QueueBackend};
 use moked_jobs::kinds::{WhatsAppInbound, WhatsAppSend, WhatsAppStatus};
 use moked_jobs::pacing::{Pacer, Rate};
-use moked_jobs::queue::redis::RedisQueue;
 use moked_jobs::queue::{self, JobState, NewJob, SharedQueue};
 use moked_jobs::retry::{RetryPolicy, RetrySchedule};
 use moked_jobs::runner::{RunSummary, Runner, RunnerConfig};
@@ -176,20 +177,7 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         if let Some((url, prefix)) = self.redis.take() {
-            // A thread with its own runtime: Drop cannot await, and the test's runtime may be
-            // shutting down.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(q) = RedisQueue::connect(&url, &prefix).await {
-                        let _ = q.delete_all().await;
-                    }
-                });
-            })
-            .join();
+            teardown::delete_prefix(url, prefix);
         }
     }
 }

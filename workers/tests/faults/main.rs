@@ -28,6 +28,8 @@
 mod common;
 #[path = "../common/fake_twilio.rs"]
 mod fake_twilio;
+#[path = "../common/teardown.rs"]
+mod teardown;
 #[path = "../common/wait.rs"]
 mod wait;
 
@@ -47,7 +49,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use moked_jobs::config::{CoreConfig, QueueBackend};
 use moked_jobs::phone::E164;
-use moked_jobs::queue::redis::RedisQueue;
 use moked_jobs::queue::{self, JobState, SharedQueue};
 use moked_jobs::store::Db;
 use moked_jobs::whatsapp::{Provider, SendRequest, SendSettings, request_send};
@@ -271,23 +272,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        let (url, prefix) = (self.redis_url.clone(), self.prefix.clone());
-        // A thread with its own runtime: Drop cannot await, and the test's runtime may be
-        // shutting down. The Redis may be one of ours, already stopped: then there is nothing
-        // to delete.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let connect = RedisQueue::connect(&url, &prefix);
-                if let Ok(Ok(q)) = tokio::time::timeout(Duration::from_secs(2), connect).await {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), q.delete_all()).await;
-                }
-            });
-        })
-        .join();
+        teardown::delete_prefix(self.redis_url.clone(), self.prefix.clone());
     }
 }
 
