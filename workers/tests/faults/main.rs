@@ -41,7 +41,6 @@ mod twilio_faults;
 
 pub use wait::eventually;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -245,17 +244,15 @@ impl World {
             .await
     }
 
-    /// Our outbound messages: id → (provider sid, status).
-    pub async fn outbound(&self) -> HashMap<String, (Option<String>, String)> {
-        let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
-            "SELECT id, provider_sid, status FROM whatsapp_message WHERE direction = 'outbound'",
+    /// Our outbound messages, as stored.
+    pub async fn outbound(&self) -> Vec<Outbound> {
+        sqlx::query_as(
+            "SELECT id, to_phone, provider_sid, status FROM whatsapp_message \
+             WHERE direction = 'outbound'",
         )
         .fetch_all(self.db.pool())
         .await
-        .expect("read messages");
-        rows.into_iter()
-            .map(|(id, sid, status)| (id, (sid, status)))
-            .collect()
+        .expect("read messages")
     }
 
     /// How many of our outbound messages carry a provider sid.
@@ -268,6 +265,19 @@ impl World {
         .await
         .expect("count sent messages")
     }
+}
+
+/// One stored outbound message ([`World::outbound`]).
+#[derive(sqlx::FromRow)]
+pub struct Outbound {
+    /// Our id.
+    pub id: String,
+    /// The recipient, E.164.
+    pub to_phone: String,
+    /// Twilio's sid, once known.
+    pub provider_sid: Option<String>,
+    /// Its status.
+    pub status: String,
 }
 
 impl Drop for World {

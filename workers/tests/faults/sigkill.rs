@@ -130,19 +130,19 @@ async fn a_worker_sigkilled_mid_drain_of_5000_sends_loses_and_duplicates_nothing
         .map(|c| (c.to.trim_start_matches("whatsapp:").to_owned(), c.sid))
         .collect();
     let ours = w.outbound().await;
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, to_phone FROM whatsapp_message WHERE direction = 'outbound'")
-            .fetch_all(w.db.pool())
-            .await
-            .unwrap();
-    assert_eq!(rows.len(), SENDS as usize);
-    for (id, to) in rows {
-        let (sid, status) = &ours[&id];
-        assert_eq!(sid.as_ref(), sid_of.get(&to), "message {id}");
+    assert_eq!(ours.len(), SENDS as usize);
+    for m in ours {
+        let id = &m.id;
+        assert_eq!(
+            m.provider_sid.as_ref(),
+            sid_of.get(&m.to_phone),
+            "message {id}"
+        );
         // Twilio answers a create `queued`; a lookup lists the message `sent`.
         assert!(
-            matches!(status.as_str(), "queued" | "sent"),
-            "message {id}: {status}"
+            matches!(m.status.as_str(), "queued" | "sent"),
+            "message {id}: {}",
+            m.status
         );
     }
     eprintln!(

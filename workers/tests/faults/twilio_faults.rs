@@ -128,14 +128,9 @@ async fn storms_of_429_5xx_timeouts_and_resets_end_with_one_message_each() {
             .push(c.sid.as_str());
     }
     let ours = w.outbound().await;
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, to_phone FROM whatsapp_message WHERE direction = 'outbound'")
-            .fetch_all(w.db.pool())
-            .await
-            .unwrap();
-    assert_eq!(rows.len() as u64, total);
-    for (id, to) in &rows {
-        let twilio_to = format!("whatsapp:{to}");
+    assert_eq!(ours.len() as u64, total);
+    for m in &ours {
+        let twilio_to = format!("whatsapp:{}", m.to_phone);
         let name = classes[class_of[&twilio_to]].name;
         let sids = &created_per_to[twilio_to.as_str()];
         assert_eq!(
@@ -143,11 +138,15 @@ async fn storms_of_429_5xx_timeouts_and_resets_end_with_one_message_each() {
             1,
             "{name}: messages at Twilio for one recipient"
         );
-        let (sid, status) = &ours[id];
-        assert_eq!(sid.as_deref(), Some(sids[0]), "{name}: the stored sid");
+        assert_eq!(
+            m.provider_sid.as_deref(),
+            Some(sids[0]),
+            "{name}: the stored sid"
+        );
         assert!(
-            matches!(status.as_str(), "queued" | "sent"),
-            "{name}: status {status}"
+            matches!(m.status.as_str(), "queued" | "sent"),
+            "{name}: status {}",
+            m.status
         );
     }
 
