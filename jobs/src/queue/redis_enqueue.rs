@@ -131,22 +131,23 @@ async fn send(mut conn: ConnectionManager, prefix: &str, batch: Vec<Pending>) {
             .arg(&job.dedupe_key)
             .arg(job.dedupe_ttl_ms);
     }
-    let result: Result<Vec<(i64, String)>, RedisError> = call.invoke_async(&mut conn).await;
+    let result: Result<Vec<(usize, String)>, RedisError> = call.invoke_async(&mut conn).await;
     match result {
-        Ok(replies) if replies.len() == batch.len() => {
-            for (pending, (created, owner)) in batch.into_iter().zip(replies) {
-                let enqueued = if created == 1 {
-                    Enqueued::Created(owner)
-                } else {
-                    Enqueued::Duplicate(owner)
-                };
+        Ok(taken) if taken.iter().all(|(at, _)| *at < batch.len()) => {
+            let mut answers: Vec<Enqueued> = batch
+                .iter()
+                .map(|p| Enqueued::Created(p.job.id.clone()))
+                .collect();
+            for (at, owner) in taken {
+                answers[at] = Enqueued::Duplicate(owner);
+            }
+            for (pending, enqueued) in batch.into_iter().zip(answers) {
                 let _ = pending.reply.send(Ok(enqueued));
             }
         }
-        Ok(replies) => {
+        Ok(taken) => {
             let error = format!(
-                "the enqueue script answered {} results for {} jobs",
-                replies.len(),
+                "the enqueue script named a job beyond its batch of {}: {taken:?}",
                 batch.len()
             );
             for pending in batch {

@@ -3,8 +3,9 @@
 --
 -- ARGV: 1 prefix, then six per job:
 --       id, kind, payload, run_at ms ('' = due now), dedupe key ('' = none), dedupe ttl ms
--- Returns one {created, id} pair per job, in order: {1, id} when the job was created,
--- {0, owner id} when its dedupe key was taken.
+-- Returns the jobs whose dedupe key was taken, flat: {position, owner id, ...} (position
+-- 0-based in the batch); every job not named was created. Naming only those keeps the usual
+-- answer (nothing taken) an empty array, which the caller reads for free.
 --
 -- Jobs are handled in ARGV order, so a dedupe key repeated within one batch goes to the first
 -- job that carries it. The list and set writes are gathered and made once per batch (one RPUSH
@@ -13,7 +14,7 @@ local p = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local out, ready, delayed, queued, by_kind = {}, {}, {}, {}, {}
+local taken, ready, delayed, queued, by_kind = {}, {}, {}, {}, {}
 for i = 2, #ARGV, 6 do
   local id, kind, payload, at, key, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
     ARGV[i + 4], ARGV[i + 5]
@@ -23,7 +24,8 @@ for i = 2, #ARGV, 6 do
     owner = redis.call('SET', p .. ':dedupe:' .. key, id, 'NX', 'PX', ttl, 'GET')
   end
   if owner then
-    out[#out + 1] = {0, owner}
+    taken[#taken + 1] = (i - 2) / 6
+    taken[#taken + 1] = owner
   else
     local run_at = now
     if at ~= '' then
@@ -51,7 +53,6 @@ for i = 2, #ARGV, 6 do
     end
     of_kind[#of_kind + 1] = run_at
     of_kind[#of_kind + 1] = id
-    out[#out + 1] = {1, id}
   end
 end
 
@@ -67,4 +68,4 @@ if #queued > 0 then
     redis.call('ZADD', p .. ':s:queued:' .. kind, unpack(of_kind))
   end
 end
-return out
+return taken
