@@ -7,7 +7,8 @@ Each PATH is one of (in any order):
   - a report folder written by bench/report.sh (machine.txt, queue.txt, intake/results.txt);
   - a bench/queue.sh result file (bench/results/queue-*.txt);
   - a shared-harness run folder (bench/results/intake-*/, holding results.txt), or that
-    results.txt itself.
+    results.txt itself;
+  - a bench/floor.sh run folder (bench/results/floor-*/, holding floor-push/ and floor-verify/).
 
 Every figure, ratio and goal verdict in the document is computed here from those files; the
 prose around them is the template below. Writes BENCHMARKS.md and bench.png into --out-dir
@@ -260,10 +261,25 @@ class Intake:
         return Stat(num(r.get("rps")) for r in self.redis.get((test, pipeline), []))
 
 
+FLOOR_MODES = {
+    "push": "floor: verify + batched RPUSH, then answer",
+    "verify": "floor: verify only, no Redis",
+}
+
+
+def floors_in(folder):
+    """{mode: Intake} of the bench/floor.sh passes kept in `folder` (floor-<mode>/results.txt)."""
+    return {mode: Intake(folder / f"floor-{mode}") for mode in FLOOR_MODES
+            if (folder / f"floor-{mode}" / "results.txt").exists()}
+
+
 def classify(paths):
     queue = intake = None
     machine = Machine()
+    floors = {}
     for p in map(Path, paths):
+        if p.is_dir():
+            floors.update(floors_in(p))
         if p.is_dir() and (p / "machine.txt").exists():
             machine.read(p / "machine.txt")
         if p.is_dir() and (p / "queue.txt").exists():
@@ -278,27 +294,42 @@ def classify(paths):
             queue = Queue(p)
         elif not p.exists():
             sys.exit(f"report.py: {p} does not exist")
-    return machine, queue, intake
+    return machine, queue, intake, floors
 
 
 # ------------------------------------------------------------------------------ goals
 
-def goals(queue, intake):
+def floor_ratio(floors, mode):
+    """The floor's rate over bare axum's in the same pass, or None."""
+    f = floors.get(mode)
+    return ratio(f.stat("ours", "rps").med, f.stat("axum-hello", "rps").med) if f else None
+
+
+def goals(queue, intake, floors):
     """[(goal, measured, met)] for what the run measured."""
     out = []
     if intake:
         ours = intake.stat("ours", "rps").med
         axum = intake.stat("axum-hello", "rps").med
         express = intake.stat("express-bullmq", "rps").med
+        push = floor_ratio(floors, "push")
         r = ratio(ours, axum)
         if r is not None:
-            out.append((f"intake ≥ {INTAKE_VS_AXUM}× bare axum", f"{fmt_ratio(r)}×", r >= INTAKE_VS_AXUM))
+            floor_txt = f" (the stack's floor: {fmt_ratio(push)}×)" if push is not None else ""
+            out.append((f"intake ≥ {INTAKE_VS_AXUM}× bare axum", f"{fmt_ratio(r)}×{floor_txt}", r >= INTAKE_VS_AXUM))
         r = ratio(ours, express)
         if r is not None:
-            out.append((f"intake ≥ {INTAKE_VS_EXPRESS:g}× Express+BullMQ", f"{fmt_ratio(r)}×", r >= INTAKE_VS_EXPRESS))
+            floor_txt = ""
+            if push is not None and axum and express:
+                floor_txt = f" (the stack's floor: {fmt_ratio(push * axum / express)}×)"
+            out.append((f"intake ≥ {INTAKE_VS_EXPRESS:g}× Express+BullMQ", f"{fmt_ratio(r)}×{floor_txt}",
+                        r >= INTAKE_VS_EXPRESS))
         p99 = intake.stat("ours", "p99_ms").med
         if p99 is not None:
-            out.append((f"intake p99 < {INTAKE_P99_MS:g} ms (under saturation)", f"{p99:.2f} ms", p99 < INTAKE_P99_MS))
+            axum_p99 = intake.stat("axum-hello", "p99_ms").med
+            ref = f" (bare axum's own: {axum_p99:.2f} ms)" if axum_p99 is not None else ""
+            out.append((f"intake p99 < {INTAKE_P99_MS:g} ms (under saturation)", f"{p99:.2f} ms{ref}",
+                        p99 < INTAKE_P99_MS))
         if "ours" in intake.peers:
             non2xx = intake.total("ours", "non2xx")
             out.append(("intake: no non-2xx answer", f"{non2xx:,}", non2xx == 0))
@@ -557,6 +588,54 @@ def intake_section(it, lines):
     lines.append("")
 
 
+def floor_section(floors, intake, lines):
+    """The intake floor (bench/floor.sh) beside bare axum, and moked's distance from it."""
+    if not floors:
+        return
+    first = next(iter(floors.values()))
+    lines.append(f"## The floor under the intake (`bench/floor.sh`, {when_text(first.when)})\n")
+    lines.append(
+        "How fast can *any* intake on this stack (axum, HMAC-SHA1, Redis) check a signed webhook and queue "
+        "it, on this machine? `bench/floor/` is the least such program: it reads the form, checks the "
+        "signature (one URL variant, one token) and, in `push` mode, appends a short line per webhook to a "
+        "Redis list in batched `RPUSH`es (as moked batches its enqueues) before answering 204 or a fixed "
+        "TwiML. It leaves out what moked must do: no deduplication of Twilio's redeliveries, no job record, "
+        "no state indexes for workers and operators, no strict form errors, request ids, spans, metrics, "
+        "rate limits or timeouts. Each mode is one harness pass with bare axum in the same pass, same "
+        "load as the intake table.\n")
+    lines.append("| program | rps median [min..max] | × bare axum (same pass) | p99 ms | program CPU µs/req "
+                 "| Redis CPU µs/req | wrk CPU µs/req | non-2xx | enqueued / expected |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    rows = [(FLOOR_MODES[m], f) for m, f in floors.items()]
+    if intake and "ours" in intake.peers:
+        rows.insert(0, ("**moked-intake** (the intake table's pass)", intake))
+    for name, it in rows:
+        rps = it.stat("ours", "rps")
+        enq = it.enqueued("ours")
+        lines.append(
+            f"| {name} | {rps.fmt(0)} | {fmt_ratio(ratio(rps.med, it.stat('axum-hello', 'rps').med))} | "
+            f"{it.stat('ours', 'p99_ms').fmt(2)} | {it.per_req_us('ours', 'cpu_peer_s').fmt(1)} | "
+            f"{it.per_req_us('ours', 'cpu_redis_s').fmt(1)} | {it.per_req_us('ours', 'cpu_wrk_s').fmt(1)} | "
+            f"{it.total('ours', 'non2xx'):,} | {', '.join(f'{a:,}/{b:,}' for a, b in enq) if enq else '–'} |")
+    lines.append("")
+    push, verify = floor_ratio(floors, "push"), floor_ratio(floors, "verify")
+    mine = ratio(intake.stat("ours", "rps").med, intake.stat("axum-hello", "rps").med) if intake else None
+    if push is not None:
+        txt = (f"- On this machine the floor of a durable intake is **{fmt_ratio(push)}× bare axum**"
+               + (f" (reading and checking alone: {fmt_ratio(verify)}×)" if verify is not None else "") + ". ")
+        if mine is not None:
+            txt += (f"moked-intake's {fmt_ratio(mine)}× is {mine / push:.0%} of that floor; the rest of the distance "
+                    "is what the floor leaves out: a deduplicated job record with its indexes in one Lua script "
+                    "(most of moked's Redis CPU per request) and the request's id, span, metrics and strict "
+                    "parsing in the intake. ")
+        if push < INTAKE_VS_AXUM:
+            txt += (f"**The goal of {INTAKE_VS_AXUM}× bare axum is above the floor itself here**: no intake that "
+                    "checks and queues a webhook on this stack reaches it on this machine, where the load "
+                    "generator shares the cores.")
+        lines.append(txt)
+    lines.append("")
+
+
 def os_cores(it):
     m = re.search(r"x (\d+)\s*$", it.head.get("cpu", ""))
     return int(m.group(1)) if m else os.cpu_count()
@@ -601,7 +680,7 @@ def small_run(machine, queue, intake):
     return why
 
 
-def document(machine, queue, intake, png_name):
+def document(machine, queue, intake, floors, png_name):
     lines = ["# Benchmarks", ""]
     lines.append("<!-- Generated by bench/report.sh (bench/report.py) from the raw results of one run; "
                  "edit the generator, not this file. -->\n")
@@ -625,11 +704,11 @@ def document(machine, queue, intake, png_name):
                  "the raw results under `bench/results/` (not committed), and `--from` rebuilds this page from "
                  "a kept run without measuring again:\n")
     lines.append("```bash")
-    lines.append("bench/report.sh                                  # queue + intake, then docs/BENCHMARKS.md and docs/bench.png (~10 min)")
+    lines.append("bench/report.sh                                  # queue, intake, floor, then docs/BENCHMARKS.md and docs/bench.png (~15 min)")
     lines.append("bench/report.sh --from bench/results/report-…    # the page again from a kept run, no measuring")
     lines.append("```\n")
 
-    gs = goals(queue, intake)
+    gs = goals(queue, intake, floors)
     if gs:
         lines.append("## Goals\n")
         lines.append("| goal | measured | |")
@@ -642,6 +721,8 @@ def document(machine, queue, intake, png_name):
         queue_section(queue, lines)
     if intake:
         intake_section(intake, lines)
+    floor_section(floors, intake, lines)
+    if intake:
         harness_workers_section(intake, lines)
     lines.append("## Not in this report\n")
     if not (intake and "ours" in intake.workers):
@@ -673,7 +754,7 @@ def wrap(text, width=100):
 
 # ------------------------------------------------------------------------------ plot
 
-def plot(queue, intake, out, subtitle=""):
+def plot(queue, intake, floors, out, subtitle=""):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -732,8 +813,14 @@ def plot(queue, intake, out, subtitle=""):
         stats = [intake.stat(p, "rps") for p in order]
         axum = intake.stat("axum-hello", "rps").med
         notes = [f"({fmt_ratio(ratio(s.med, axum))}× axum)" if axum and p != "axum-hello" else "" for p, s in zip(order, stats)]
-        hbars(ax, names, stats, [ours_c if p == "ours" else peer_c for p in order],
-              "requests/s (log scale); bar = median, whisker = min..max", notes=notes)
+        colours = [ours_c if p == "ours" else peer_c for p in order]
+        # The floor passes have their own bare axum: their note gives that pass's ratio.
+        for mode, f in floors.items():
+            names.append(f"floor: {mode}")
+            stats.append(f.stat("ours", "rps"))
+            notes.append(f"({fmt_ratio(floor_ratio(floors, mode))}× axum, own pass)")
+            colours.append("#c9ada7")
+        hbars(ax, names, stats, colours, "requests/s (log scale); bar = median, whisker = min..max", notes=notes)
         express = intake.stat("express-bullmq", "rps").med
         for val, label, style in ((axum and INTAKE_VS_AXUM * axum, f"goal: {INTAKE_VS_AXUM}× bare axum", "--"),
                                   (express and INTAKE_VS_EXPRESS * express, f"goal: {INTAKE_VS_EXPRESS:g}× Express+BullMQ", ":")):
@@ -816,7 +903,7 @@ def main():
     ap.add_argument("paths", nargs="+", help="report folder, queue-*.txt, harness run folder or results.txt")
     ap.add_argument("--out-dir", default=str(ROOT / "docs"), help="where BENCHMARKS.md and bench.png go")
     a = ap.parse_args()
-    machine, queue, intake = classify(a.paths)
+    machine, queue, intake, floors = classify(a.paths)
     if not queue and not intake:
         sys.exit("report.py: no queue or intake results among the paths given")
     out = Path(a.out_dir)
@@ -829,8 +916,8 @@ def main():
     small = small_run(machine, queue, intake)
     if small:
         subtitle = f"SMOKE RUN ({', '.join(small)}): not for comparison\n{subtitle}"
-    plot(queue, intake, out / "bench.png", subtitle)
-    (out / "BENCHMARKS.md").write_text(document(machine, queue, intake, "bench.png"), encoding="utf-8")
+    plot(queue, intake, floors, out / "bench.png", subtitle)
+    (out / "BENCHMARKS.md").write_text(document(machine, queue, intake, floors, "bench.png"), encoding="utf-8")
     print(f"wrote {out / 'BENCHMARKS.md'} and {out / 'bench.png'}", file=sys.stderr)
 
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark report in one command: runs bench/queue.sh (moked's queue against BullMQ,
-# a due backlog, idle pickup) and then bench/intake.sh (moked-intake against bare axum,
-# Express+BullMQ and Flask+RQ in the shared harness) on this machine, keeps both runs' raw
-# results in one folder, and writes docs/BENCHMARKS.md and docs/bench.png from them with
-# bench/report.py (matplotlib in a venv inside the clone, target/bench-venv).
+# a due backlog, idle pickup), bench/intake.sh (moked-intake against bare axum,
+# Express+BullMQ and Flask+RQ in the shared harness) and bench/floor.sh (the least possible
+# intake on the same stack beside bare axum) on this machine, keeps the runs' raw results in
+# one folder, and writes docs/BENCHMARKS.md and docs/bench.png from them with bench/report.py
+# (matplotlib in a venv inside the clone, target/bench-venv).
 #
-#   bench/report.sh                      full run: about 10 minutes on 2 cores (queue ~1.5 min,
-#                                        intake ~8 min); writes docs/BENCHMARKS.md, docs/bench.png
+#   bench/report.sh                      full run: about 15 minutes on 2 cores (queue ~1.5 min,
+#                                        intake ~8 min, floor ~5 min); writes docs/BENCHMARKS.md,
+#                                        docs/bench.png
 #   QUICK=1 bench/report.sh              smoke run, about 3 minutes (2,000-job drains, 5 s loads,
 #                                        one repetition); the report goes into the run's folder,
 #                                        not docs/ (its numbers are not for comparison)
@@ -18,7 +20,8 @@
 #
 # Raw results: bench/results/report-<UTC time>/ (not committed): machine.txt (machine,
 # versions, load average), queue.txt (bench/queue.sh's file), intake/ (the shared harness's
-# run folder: results.txt, table.md, every wrk output and peer log). The two benchmarks'
+# run folder: results.txt, table.md, every wrk output and peer log), floor-push/ and
+# floor-verify/ (bench/floor.sh's harness passes; FLOOR_MODES="" skips them). The benchmarks'
 # knobs pass through the environment (REPS, JOBS, BACKLOG for the queue; PEERS, DURATION, …
 # for the harness; REDIS_PORT for both). Everything they start they stop by PID.
 set -euo pipefail
@@ -87,6 +90,11 @@ mv "$QFILE" "$RUN/queue.txt"; rm -f "$MARK"
 log "intake benchmark (bench/intake.sh) -> $RUN/intake"
 OUT=$RUN/intake bench/intake.sh >&2
 [ -s "$RUN/intake/results.txt" ] || { log "bench/intake.sh left no results.txt"; exit 1; }
+
+if [ -n "${FLOOR_MODES-push verify}" ]; then
+  log "intake floor (bench/floor.sh) -> $RUN/floor-*"
+  OUT=$RUN bench/floor.sh >&2
+fi
 
 CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moked-bench}
 {
