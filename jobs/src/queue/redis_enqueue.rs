@@ -134,15 +134,16 @@ async fn send(mut conn: ConnectionManager, prefix: &str, batch: Vec<Pending>) {
     let result: Result<Vec<(usize, String)>, RedisError> = call.invoke_async(&mut conn).await;
     match result {
         Ok(taken) if taken.iter().all(|(at, _)| *at < batch.len()) => {
-            let mut answers: Vec<Enqueued> = batch
-                .iter()
-                .map(|p| Enqueued::Created(p.job.id.clone()))
-                .collect();
+            let mut owners: Vec<Option<String>> = vec![None; batch.len()];
             for (at, owner) in taken {
-                answers[at] = Enqueued::Duplicate(owner);
+                owners[at] = Some(owner);
             }
-            for (pending, enqueued) in batch.into_iter().zip(answers) {
-                let _ = pending.reply.send(Ok(enqueued));
+            for (Pending { job, reply }, owner) in batch.into_iter().zip(owners) {
+                let enqueued = match owner {
+                    Some(owner) => Enqueued::Duplicate(owner),
+                    None => Enqueued::Created(job.id),
+                };
+                let _ = reply.send(Ok(enqueued));
             }
         }
         Ok(taken) => {
