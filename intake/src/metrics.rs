@@ -28,14 +28,13 @@
 //! {type: Bearer, credentials: …}` in the scrape config). The intake is usually the public web
 //! process; queue depths and traffic counts are not for everyone.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use moked_jobs::kinds::JobKind;
 use moked_jobs::queue::JobState;
 
@@ -44,46 +43,14 @@ use crate::AppState;
 /// How long a scrape waits for the queue's counts before rendering without them.
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How often the recorder's histograms are folded (bounds their memory between scrapes).
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// Buckets of the latency histograms (seconds): 1 ms to 2 min.
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0,
-];
-
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// Installs the process's Prometheus recorder (once; later calls return the same handle) and,
-/// inside a Tokio runtime, its upkeep task. `None` when another recorder was installed first
-/// (then `/metrics` renders nothing of ours).
+/// Installs the process's Prometheus recorder ([`moked_jobs::telemetry::prometheus`]) and
+/// describes the intake's metrics. `None` when another recorder was installed first (then
+/// `/metrics` renders nothing of ours).
 pub fn install() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
-                .map(|b| b.upkeep_timeout(UPKEEP_EVERY));
-            let handle = match builder.and_then(PrometheusBuilder::install_recorder) {
-                Ok(handle) => handle,
-                Err(error) => {
-                    tracing::warn!(%error, "no Prometheus recorder: /metrics will be empty");
-                    return None;
-                }
-            };
-            describe();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let upkeep = handle.clone();
-                rt.spawn(async move {
-                    let mut tick = tokio::time::interval(UPKEEP_EVERY);
-                    loop {
-                        tick.tick().await;
-                        upkeep.run_upkeep();
-                    }
-                });
-            }
-            Some(handle)
-        })
-        .as_ref()
+    let handle = moked_jobs::telemetry::prometheus();
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(describe);
+    handle
 }
 
 /// Help texts of the metrics this crate and the queue gauges emit.
@@ -97,12 +64,6 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to enqueue a webhook's job"
     );
-    metrics::describe_counter!("moked_jobs_total", "Job runs by kind and outcome");
-    metrics::describe_histogram!(
-        "moked_job_duration_seconds",
-        metrics::Unit::Seconds,
-        "Handler run time per job"
-    );
     metrics::describe_gauge!("moked_queue_jobs", "Jobs per state (sampled on scrape)");
     metrics::describe_gauge!(
         "moked_queue_jobs_by_kind",
@@ -115,19 +76,6 @@ fn describe() {
     metrics::describe_gauge!(
         "moked_queue_up",
         "1 when the last scrape read the queue's counts, else 0"
-    );
-    metrics::describe_counter!(
-        "moked_twilio_requests_total",
-        "Twilio REST API requests by method and HTTP status"
-    );
-    metrics::describe_counter!(
-        "moked_transcription_audio_seconds_total",
-        "Seconds of call audio transcribed"
-    );
-    metrics::describe_histogram!(
-        "moked_transcription_duration_seconds",
-        metrics::Unit::Seconds,
-        "Wall time of one transcription"
     );
 }
 

@@ -83,7 +83,14 @@ pub struct CoreArgs {
     #[arg(long, env = "REDIS_TLS_URL", hide_env_values = true)]
     pub redis_tls_url: Option<String>,
     /// Accept a self-signed certificate on a rediss:// URL (Heroku Key-Value Store). Off by default.
-    #[arg(long, env = "REDIS_TLS_INSECURE", default_value_t = false)]
+    /// Same spellings as the other switches (true/false, yes/no, on/off, 1/0).
+    #[arg(
+        long,
+        env = "REDIS_TLS_INSECURE",
+        default_value = "false",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub redis_tls_insecure: bool,
     /// Key prefix of every Redis key (lets several deployments or tests share one Redis).
     #[arg(long, env = "QUEUE_PREFIX", default_value = "moked")]

@@ -64,16 +64,31 @@ impl RecordingFormat {
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// Jobs run at once by this process.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 32)]
+    #[arg(
+        long = "worker-concurrency",
+        alias = "concurrency",
+        env = "WORKER_CONCURRENCY",
+        default_value_t = 32
+    )]
     pub concurrency: usize,
     /// Stable worker name (jobs are owned by a session under it). Default: $DYNO, else the host name.
     #[arg(long, env = "WORKER_NAME")]
     pub worker_name: Option<String>,
     /// How often a worker session heartbeats.
-    #[arg(long, env = "WORKER_HEARTBEAT", default_value = "5s")]
+    #[arg(
+        long = "worker-heartbeat",
+        alias = "heartbeat",
+        env = "WORKER_HEARTBEAT",
+        default_value = "5s"
+    )]
     pub heartbeat: String,
     /// A session silent this long is dead; its running jobs are re-queued.
-    #[arg(long, env = "WORKER_STALE_AFTER", default_value = "20s")]
+    #[arg(
+        long = "worker-stale-after",
+        alias = "stale-after",
+        env = "WORKER_STALE_AFTER",
+        default_value = "20s"
+    )]
     pub stale_after: String,
     /// How long SIGTERM waits for running jobs before putting them back.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "25s")]
@@ -197,11 +212,16 @@ pub struct WorkerConfig {
     pub tasks: crate::clock::TaskConfig,
 }
 
+/// `$DYNO` (Heroku), else the host's name as the kernel knows it (`$HOSTNAME` is a shell
+/// variable: systemd and most supervisors do not set it), else `worker`.
 fn default_name() -> String {
     std::env::var("DYNO")
         .ok()
         .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            let host = gethostname::gethostname().to_string_lossy().into_owned();
+            (!host.is_empty()).then_some(host)
+        })
         .unwrap_or_else(|| "worker".to_owned())
 }
 

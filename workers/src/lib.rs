@@ -7,6 +7,7 @@
 //! * [`handlers`] — one file per job kind; [`handlers::dispatch`] is the one registration list.
 //! * [`clock`] — `moked-worker clock`: scheduled tasks, exactly once per tick.
 //! * [`sign`] — `moked-worker sign`: Twilio-style signatures for hand tests.
+//! * [`status`] — `METRICS_PORT` (`/metrics`, `/health`, `/ready`) and `moked-worker health`.
 //! * [`config`] — worker settings.
 //! * [`inbound_media`] — copies inbound WhatsApp media into the recordings object store.
 //! * [`whatsapp`] — WhatsApp settings and `moked-worker whatsapp send` (the send API from the shell).
@@ -19,6 +20,7 @@ pub mod inbound_media;
 pub mod jobs_cli;
 pub mod run;
 pub mod sign;
+pub mod status;
 pub mod whatsapp;
 
 use moked_jobs::config::CoreConfig;
@@ -37,21 +39,25 @@ pub async fn migrate(core: &CoreConfig) -> anyhow::Result<()> {
 pub async fn jobs(core: &CoreConfig, command: jobs_cli::JobsCommand) -> anyhow::Result<String> {
     let db = Db::connect(core.database_url.expose_secret()).await?;
     let queue = moked_jobs::queue::connect(core, &db).await?;
-    Ok(jobs_cli::execute(queue.as_ref(), command).await?)
+    Ok(jobs_cli::execute(queue.as_ref(), &db, command).await?)
 }
 
-/// `moked-worker clock [--once TASK]`: runs the clock until SIGTERM, or enqueues one task now
-/// and returns a line saying so.
+/// `moked-worker clock [--once TASK]`: runs the clock until SIGTERM (with `metrics_port`, also
+/// the status endpoint), or enqueues one task now and returns a line saying so.
 pub async fn clock_command(
     core: &CoreConfig,
     config: clock::ClockConfig,
     once: Option<clock::Task>,
+    metrics_port: Option<u16>,
 ) -> anyhow::Result<Option<String>> {
     let db = Db::connect(core.database_url.expose_secret()).await?;
     let queue = moked_jobs::queue::connect(core, &db).await?;
     if let Some(task) = once {
         let job = clock::once(&queue, task).await?;
         return Ok(Some(format!("enqueued {} job {}", task.kind(), job.id())));
+    }
+    if let Some(port) = metrics_port {
+        status::spawn(port, "clock", queue.clone()).await?;
     }
     clock::run(config, queue, moked_jobs::shutdown::signal()).await;
     Ok(None)

@@ -6,6 +6,7 @@ use moked_workers::clock::{ClockArgs, Task};
 use moked_workers::config::WorkerArgs;
 use moked_workers::jobs_cli::JobsCommand;
 use moked_workers::sign::SignArgs;
+use moked_workers::status::{HealthArgs, StatusArgs};
 use moked_workers::whatsapp::WhatsAppCommand;
 
 /// mimalloc instead of glibc malloc: the intake allocates a little per request on every
@@ -32,6 +33,8 @@ enum Command {
         core: CoreArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        #[command(flatten)]
+        status: StatusArgs,
     },
     /// Fire scheduled tasks (reconcile, health, cleanup) as jobs, exactly once per tick across replicas.
     Clock {
@@ -39,6 +42,8 @@ enum Command {
         core: CoreArgs,
         #[command(flatten)]
         clock: ClockArgs,
+        #[command(flatten)]
+        status: StatusArgs,
         /// Enqueue one run of TASK now and exit.
         #[arg(long, value_enum, value_name = "TASK")]
         once: Option<Task>,
@@ -55,6 +60,9 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Ask the moked process in this container for its /health and exit 0 (healthy) or 1 (the
+    /// HEALTHCHECK of the container images, which have no curl).
+    Health(HealthArgs),
     /// Print the X-Twilio-Signature of a webhook (or a ready curl command with --curl).
     Sign(SignArgs),
     /// Queue WhatsApp messages from the shell (the send API without HTTP).
@@ -75,23 +83,45 @@ fn fail(message: impl std::fmt::Display) -> ! {
 
 #[tokio::main]
 async fn main() {
-    let _ = dotenvy::dotenv();
+    // A .env that exists but does not parse stops start-up, as in moked and moked-intake: a
+    // half-read file would run with settings nobody chose.
+    if let Err(error) = dotenvy::dotenv()
+        && !error.not_found()
+    {
+        fail(format!("cannot read .env: {error}"));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run { core, worker } => {
+        Command::Run {
+            core,
+            worker,
+            status,
+        } => {
             let core = core.into_config().unwrap_or_else(|e| fail(e));
             let worker = worker.into_config().unwrap_or_else(|e| fail(e));
             moked_jobs::telemetry::init(core.log_format);
-            match moked_workers::run::run(core, worker, moked_jobs::shutdown::signal()).await {
+            match moked_workers::run::run(
+                core,
+                worker,
+                status.metrics_port,
+                moked_jobs::shutdown::signal(),
+            )
+            .await
+            {
                 Ok(_) => 0,
                 Err(e) => fail(format!("{e:#}")),
             }
         }
-        Command::Clock { core, clock, once } => {
+        Command::Clock {
+            core,
+            clock,
+            status,
+            once,
+        } => {
             let core = core.into_config().unwrap_or_else(|e| fail(e));
             let clock = clock.into_config().unwrap_or_else(|e| fail(e));
             moked_jobs::telemetry::init(core.log_format);
-            match moked_workers::clock_command(&core, clock, once).await {
+            match moked_workers::clock_command(&core, clock, once, status.metrics_port).await {
                 Ok(Some(line)) => {
                     println!("{line}");
                     0
@@ -100,6 +130,16 @@ async fn main() {
                 Err(e) => fail(format!("{e:#}")),
             }
         }
+        Command::Health(args) => match moked_workers::status::probe(&args).await {
+            Ok(line) => {
+                println!("{line}");
+                0
+            }
+            Err(reason) => {
+                eprintln!("moked-worker: {reason}");
+                1
+            }
+        },
         Command::Sign(args) => match moked_workers::sign::execute(&args) {
             Ok(out) => {
                 println!("{out}");

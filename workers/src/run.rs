@@ -80,14 +80,18 @@ pub async fn run_on(
     Ok(runner.run(shutdown).await?)
 }
 
-/// `moked-worker run`.
+/// `moked-worker run`; with `metrics_port`, also the status endpoint ([`crate::status`]).
 pub async fn run(
     core: CoreConfig,
     worker: WorkerConfig,
+    metrics_port: Option<u16>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunSummary> {
     use secrecy::ExposeSecret;
     let db = Db::connect(core.database_url.expose_secret()).await?;
     let queue = queue::connect(&core, &db).await?;
+    if let Some(port) = metrics_port {
+        crate::status::spawn(port, "worker", queue.clone()).await?;
+    }
     run_on(&core, &worker, db, queue, shutdown).await
 }

@@ -159,3 +159,111 @@ async fn a_sigkilled_worker_on_redis_loses_nothing_and_restarts_under_its_name()
 async fn a_sigkilled_worker_on_sqlite_loses_nothing_and_restarts_under_its_name() {
     sigkill_mid_drain_then_restart_under_the_same_name(false).await;
 }
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `moked-worker health` with `METRICS_PORT`: its exit status and what it printed.
+fn health(port: u16) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_moked-worker"))
+        .arg("health")
+        .env_clear()
+        .env("METRICS_PORT", port.to_string())
+        .output()
+        .expect("moked-worker health");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_its_own_metrics_health_and_readiness_on_metrics_port() {
+    let w = World::new(false).await;
+    let port = free_port();
+    let n = 25u64;
+    for i in 0..n {
+        let job = CallStarted {
+            call_sid: format!("CA{i:032x}"),
+            from: format!("+97252{:07}", i),
+            to: "+97231234567".into(),
+            status: Some("ringing".into()),
+            received_at: chrono::Utc::now().to_rfc3339(),
+        };
+        w.queue.enqueue(NewJob::new(&job)).await.unwrap();
+    }
+    let mut worker = {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_moked-worker"));
+        cmd.arg("run")
+            .env_clear()
+            .env("DATABASE_URL", &w.db_url)
+            .env("WORKER_NAME", "metrics.1")
+            .env("METRICS_PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().expect("start moked-worker")
+    };
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let get = |path: &'static str| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            let r = http.get(url).send().await.ok()?;
+            Some((r.status().as_u16(), r.text().await.ok()?))
+        }
+    };
+    eventually(Duration::from_secs(30), "every job done", || async {
+        w.count(JobState::Done).await == n
+    })
+    .await;
+    // The runner counts an outcome just before it acknowledges, so the scrape may lag the
+    // store by a moment: wait for the counter rather than read it once.
+    let wanted = format!("moked_jobs_total{{kind=\"call.started\",outcome=\"done\"}} {n}");
+    eventually(
+        Duration::from_secs(10),
+        "the done counter on /metrics",
+        || async {
+            get("/metrics")
+                .await
+                .is_some_and(|(s, body)| s == 200 && body.lines().any(|l| l == wanted))
+        },
+    )
+    .await;
+    let (status, body) = get("/metrics").await.expect("/metrics answers");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("moked_job_duration_seconds_count{kind=\"call.started\"}"),
+        "{body}"
+    );
+    assert!(body.contains("moked_build_info{"), "{body}");
+    let (status, body) = get("/health").await.expect("/health answers");
+    assert_eq!(
+        (status, body.contains("\"role\":\"worker\"")),
+        (200, true),
+        "{body}"
+    );
+    let (status, body) = get("/ready").await.expect("/ready answers");
+    assert_eq!(
+        (status, body.contains("\"queue\":\"ok\"")),
+        (200, true),
+        "{body}"
+    );
+
+    let (ok, said) = health(port);
+    assert!(ok, "healthy worker: {said}");
+    assert!(said.contains("200"), "{said}");
+
+    worker.kill().expect("SIGKILL");
+    worker.wait().unwrap();
+    let (ok, said) = health(port);
+    assert!(!ok, "a dead worker is unhealthy: {said}");
+    assert!(said.contains("unhealthy"), "{said}");
+}
