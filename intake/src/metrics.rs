@@ -15,8 +15,8 @@
 //! | `moked_enqueue_duration_seconds` | histogram | `kind`, `result` (`ok`, `error`) | [`crate::AppState::enqueue`] |
 //! | `moked_jobs_total` | counter | `kind`, `outcome` (`done`, `retry`, `dead`) | worker runtime (`jobs/src/runner.rs`) |
 //! | `moked_job_duration_seconds` | histogram | `kind` | worker runtime |
-//! | `moked_queue_jobs` | gauge | `state` | sampled on scrape |
-//! | `moked_queue_jobs_by_kind` | gauge | `kind`, `state` | sampled on scrape |
+//! | `moked_webhook_duration_seconds` | histogram | `path` | every `/webhook/*` answer ([`count_webhook`]) |
+//! | `moked_queue_jobs` | gauge | `kind`, `state` | sampled on scrape (`sum by (state)` for totals) |
 //! | `moked_queue_oldest_age_seconds` | gauge | `state` (`queued`: the oldest due job's wait) | sampled on scrape |
 //! | `moked_queue_up` | gauge | — | 1 when the last sample worked, 0 when the queue did not answer |
 //! | `moked_twilio_requests_total` | counter | `method`, `status` (HTTP code or `transport_error`) | Twilio REST client (`workers/src/clients/twilio.rs`) |
@@ -64,9 +64,13 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to enqueue a webhook's job"
     );
-    metrics::describe_gauge!("moked_queue_jobs", "Jobs per state (sampled on scrape)");
+    metrics::describe_histogram!(
+        "moked_webhook_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer a webhook, by route"
+    );
     metrics::describe_gauge!(
-        "moked_queue_jobs_by_kind",
+        "moked_queue_jobs",
         "Jobs per kind and state (sampled on scrape)"
     );
     metrics::describe_gauge!(
@@ -88,12 +92,15 @@ pub fn webhook_outcome(status: http::StatusCode) -> String {
     }
 }
 
-/// Middleware on the webhook routes: counts each answer by route and outcome.
+/// Middleware on the webhook routes: times and counts each answer by route and outcome.
 pub async fn count_webhook(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
     let path = path
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let started = std::time::Instant::now();
     let response = next.run(req).await;
+    metrics::histogram!("moked_webhook_duration_seconds", "path" => path.clone())
+        .record(started.elapsed().as_secs_f64());
     metrics::counter!(
         "moked_webhooks_total",
         "path" => path,
@@ -130,15 +137,14 @@ async fn sample_queue(state: &AppState) {
         }
     };
     metrics::gauge!("moked_queue_up").set(1.0);
-    for s in JobState::ALL {
-        metrics::gauge!("moked_queue_jobs", "state" => s.as_str()).set(stats.count(s) as f64);
-    }
+    // One series per kind and state (every known kind, zeros included, so a rate never starts
+    // from a missing series); `sum by (state)` gives the totals.
     for kind in JobKind::ALL {
         let per = stats.by_kind.get(kind.as_str());
         for s in JobState::ALL {
             let n = per.and_then(|m| m.get(&s)).copied().unwrap_or(0);
             metrics::gauge!(
-                "moked_queue_jobs_by_kind",
+                "moked_queue_jobs",
                 "kind" => kind.as_str(),
                 "state" => s.as_str(),
             )

@@ -136,22 +136,35 @@ async fn metrics_show_webhooks_enqueues_jobs_and_the_queue(backend: Backend) {
         text.contains(r#"moked_job_duration_seconds_count{kind="clock.health"}"#),
         "{text}"
     );
-    // Gauges are this app's queue, sampled by this scrape.
+    // Gauges are this app's queue, sampled by this scrape: one series per kind and state.
     assert_eq!(
-        sample(&text, r#"moked_queue_jobs{state="dead"}"#),
+        sample(
+            &text,
+            r#"moked_queue_jobs{kind="whatsapp.send",state="dead"}"#
+        ),
         Some(2.0),
         "{text}"
     );
     assert_eq!(
-        sample(&text, r#"moked_queue_jobs{state="queued"}"#),
-        Some(0.0)
-    );
-    assert_eq!(
         sample(
             &text,
-            r#"moked_queue_jobs_by_kind{kind="whatsapp.send",state="dead"}"#
+            r#"moked_queue_jobs{kind="call.started",state="queued"}"#
         ),
-        Some(2.0)
+        Some(0.0)
+    );
+    let dead_total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("moked_queue_jobs{") && l.contains(r#"state="dead""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(dead_total, 2.0, "sum by (state) is the total: {text}");
+    assert!(
+        !text.contains("moked_queue_jobs_by_kind"),
+        "one gauge, not two overlapping ones"
+    );
+    assert!(
+        text.contains("moked_webhook_duration_seconds_bucket{path=\"/webhook/call_status\",le="),
+        "{text}"
     );
     assert_eq!(sample(&text, "moked_queue_up"), Some(1.0));
     assert!(text.contains(r#"moked_queue_oldest_age_seconds{state="queued"}"#));
