@@ -1,13 +1,13 @@
 //! Prometheus metrics: one recorder per process, rendered on `GET /metrics`.
 //!
-//! [`install`] puts a `metrics-exporter-prometheus` recorder in place (once per process, no
-//! HTTP listener of its own: the intake renders it on request) and starts its upkeep. Every
-//! `metrics::counter!`/`histogram!` in the process lands in it, so in the all-in-one `moked`
-//! the worker runtime's, the Twilio client's and the voice pipeline's metrics show up next to
-//! the intake's. A separate `moked-worker` process installs no recorder (its macros are no-ops)
-//! and has no HTTP port: its work is visible here through the queue gauges, which are sampled
-//! from [`moked_jobs::queue::Queue::stats`] on every scrape and so are the same whichever
-//! process is scraped.
+//! [`install`] puts the process's recorder in place ([`moked_jobs::telemetry::prometheus`], no
+//! HTTP listener of its own: the intake renders it on request) and describes the intake's
+//! metrics. Every `metrics::counter!`/`histogram!` in the process lands in it, so in the
+//! all-in-one `moked` the worker runtime's, the Twilio client's and the voice pipeline's
+//! metrics show up next to the intake's. A separate `moked-worker` serves its own on
+//! `METRICS_PORT`; the whole fleet's work shows here too, through the queue gauges (sampled
+//! from [`moked_jobs::queue::Queue::stats`] on every scrape) and `moked_cluster_jobs_total` (the
+//! outcome counters every worker flushes into the queue), the same whichever intake is scraped.
 //!
 //! | metric | type | labels | where |
 //! |---|---|---|---|
@@ -17,6 +17,7 @@
 //! | `moked_job_duration_seconds` | histogram | `kind` | worker runtime |
 //! | `moked_webhook_duration_seconds` | histogram | `path` | every `/webhook/*` answer ([`count_webhook`]) |
 //! | `moked_queue_jobs` | gauge | `kind`, `state` | sampled on scrape (`sum by (state)` for totals) |
+//! | `moked_cluster_jobs_total` | counter | `kind`, `outcome` (`done`, `retry`, `dead`) | the fleet's finished attempts, from the counters workers keep in the queue (`queue::outcomes`), read on scrape |
 //! | `moked_queue_oldest_age_seconds` | gauge | `state` (`queued`: the oldest due job's wait) | sampled on scrape |
 //! | `moked_queue_up` | gauge | — | 1 when the last sample worked, 0 when the queue did not answer |
 //! | `moked_twilio_requests_total` | counter | `method`, `status` (HTTP code or `transport_error`) | Twilio REST client (`workers/src/clients/twilio.rs`) |
@@ -72,6 +73,10 @@ fn describe() {
     metrics::describe_gauge!(
         "moked_queue_jobs",
         "Jobs per kind and state (sampled on scrape)"
+    );
+    metrics::describe_counter!(
+        "moked_cluster_jobs_total",
+        "Finished job attempts of the whole fleet by kind and outcome (counters kept in the queue)"
     );
     metrics::describe_gauge!(
         "moked_queue_oldest_age_seconds",
@@ -153,6 +158,24 @@ async fn sample_queue(state: &AppState) {
     }
     metrics::gauge!("moked_queue_oldest_age_seconds", "state" => "queued")
         .set(stats.oldest_queued_age_s.unwrap_or(0.0));
+    // The whole fleet's finished attempts, from the counters every worker flushes into the
+    // queue: the same numbers whichever intake is scraped, whichever worker ran the jobs.
+    match tokio::time::timeout(STATS_TIMEOUT, state.queue.outcome_totals()).await {
+        Ok(Ok(totals)) => {
+            for (kind, per) in totals {
+                for (outcome, n) in per {
+                    metrics::counter!(
+                        "moked_cluster_jobs_total",
+                        "kind" => kind.clone(),
+                        "outcome" => outcome.as_str(),
+                    )
+                    .absolute(n);
+                }
+            }
+        }
+        Ok(Err(error)) => tracing::warn!(%error, "metrics: outcome counters unavailable"),
+        Err(_) => tracing::warn!("metrics: outcome counters timed out"),
+    }
 }
 
 /// Exports the clock's latest health result (`clock.health`, stored in the database):

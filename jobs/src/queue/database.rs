@@ -88,6 +88,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::outcomes;
 use super::{
     Attempt, Enqueued, JobDetail, JobPage, JobState, JobSummary, Lease, ListQuery, NewJob, Queue,
     QueueError, QueueResult, Stats, WorkerId, new_job_id, page_limit,
@@ -987,6 +988,23 @@ async fn forward_notifications(
                 tokio::time::sleep(LISTEN_RETRY).await;
             }
         }
+    }
+
+    async fn record_outcomes(&self, counts: &[outcomes::OutcomeCount]) -> QueueResult<()> {
+        outcomes::db_record(&self.inner.db, counts).await
+    }
+
+    async fn outcome_series(
+        &self,
+        span: outcomes::Span,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> QueueResult<Vec<outcomes::Bucket>> {
+        outcomes::db_series(&self.inner.db, span, from, to).await
+    }
+
+    async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
+        outcomes::db_totals(&self.inner.db).await
     }
 }
 

@@ -20,6 +20,7 @@
 //!   [`crate::retry::RetrySchedule`]; each failure appends to the job's history.
 
 pub mod database;
+pub mod outcomes;
 pub mod redis;
 mod redis_enqueue;
 pub mod view;
@@ -398,6 +399,30 @@ pub trait Queue: Send + Sync + 'static {
 
     /// A cheap round trip (readiness).
     async fn ping(&self) -> QueueResult<()>;
+
+    // The cluster-wide outcome counters ([`outcomes`]). Both backends keep them; the defaults
+    // (keep nothing) serve test wrappers that delegate only the transitions they exercise.
+
+    /// Adds a worker's finished attempts to the cluster-wide outcome counters.
+    async fn record_outcomes(&self, _counts: &[outcomes::OutcomeCount]) -> QueueResult<()> {
+        Ok(())
+    }
+
+    /// The cluster-wide outcome counters, one bucket per `span` from `from` to `to` (oldest
+    /// first; at most what is kept).
+    async fn outcome_series(
+        &self,
+        _span: outcomes::Span,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> QueueResult<Vec<outcomes::Bucket>> {
+        Ok(Vec::new())
+    }
+
+    /// The cluster-wide outcome counters since the queue began.
+    async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
+        Ok(outcomes::Counts::new())
+    }
 }
 
 /// A shared queue handle.

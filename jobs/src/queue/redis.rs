@@ -141,6 +141,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::outcomes;
 use super::redis_enqueue::{Enqueuer, JobArgs};
 use super::{
     Attempt, Enqueued, JobDetail, JobPage, JobState, JobSummary, Lease, ListQuery, NewJob, Queue,
@@ -995,6 +996,23 @@ fn optional_time(
                 .map_err(|_| QueueError::Corrupt(format!("job {id}: {name} {text:?}")))?;
             millis(id, name, ms).map(Some)
         }
+    }
+
+    async fn record_outcomes(&self, counts: &[outcomes::OutcomeCount]) -> QueueResult<()> {
+        outcomes::redis_record(&mut self.conn(), &self.inner.prefix, counts).await
+    }
+
+    async fn outcome_series(
+        &self,
+        span: outcomes::Span,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> QueueResult<Vec<outcomes::Bucket>> {
+        outcomes::redis_series(&mut self.conn(), &self.inner.prefix, span, from, to).await
+    }
+
+    async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
+        outcomes::redis_totals(&mut self.conn(), &self.inner.prefix).await
     }
 }
 

@@ -5,6 +5,9 @@
 //! the backends' own blocking fetch, on the runner's drain helper, or on channels from handlers.
 #![allow(dead_code)]
 
+mod outcomes;
+pub use outcomes::*;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

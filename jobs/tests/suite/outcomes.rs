@@ -1,0 +1,75 @@
+//! The cluster-wide outcome counters (`queue::outcomes`): what every worker flushes adds up,
+//! per minute, per hour and in total, on every backend.
+
+use chrono::{DateTime, Duration, Utc};
+use moked_jobs::queue::SharedQueue;
+use moked_jobs::queue::outcomes::{Outcome, OutcomeCount, Span};
+
+fn count(minute: i64, kind: &str, outcome: Outcome, n: u64) -> OutcomeCount {
+    OutcomeCount {
+        minute,
+        kind: kind.into(),
+        outcome,
+        n,
+    }
+}
+
+fn minute_of(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(60)
+}
+
+pub async fn outcome_counters_add_up_across_workers_per_minute_hour_and_total(q: SharedQueue) {
+    let now = Utc::now();
+    let (m0, m1) = (minute_of(now) - 1, minute_of(now));
+    // Two workers flush what they finished; the second adds to the first's minute.
+    q.record_outcomes(&[
+        count(m0, "call.started", Outcome::Done, 5),
+        count(m0, "whatsapp.send", Outcome::Retry, 2),
+        count(m1, "call.started", Outcome::Done, 1),
+    ])
+    .await
+    .expect("first worker's flush");
+    q.record_outcomes(&[
+        count(m0, "call.started", Outcome::Done, 3),
+        count(m1, "whatsapp.send", Outcome::Dead, 1),
+    ])
+    .await
+    .expect("second worker's flush");
+    q.record_outcomes(&[]).await.expect("an empty flush");
+
+    let series = q
+        .outcome_series(Span::Minute, now - Duration::minutes(4), now)
+        .await
+        .expect("minute series");
+    assert_eq!(series.len(), 5, "one bucket a minute, empty ones included");
+    assert!(series.windows(2).all(|w| w[0].at < w[1].at), "oldest first");
+    let at = |m: i64| {
+        series
+            .iter()
+            .find(|b| b.at.timestamp() == m * 60)
+            .map(|b| b.counts.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(at(m0)["call.started"][&Outcome::Done], 8);
+    assert_eq!(at(m0)["whatsapp.send"][&Outcome::Retry], 2);
+    assert_eq!(at(m1)["call.started"][&Outcome::Done], 1);
+    assert_eq!(at(m1)["whatsapp.send"][&Outcome::Dead], 1);
+    assert!(at(m0 - 1).is_empty());
+
+    let hours = q
+        .outcome_series(Span::Hour, now - Duration::hours(1), now)
+        .await
+        .expect("hour series");
+    assert_eq!(hours.len(), 2);
+    let in_hours: u64 = hours
+        .iter()
+        .flat_map(|b| b.counts.values())
+        .flat_map(|per| per.values())
+        .sum();
+    assert_eq!(in_hours, 12, "{hours:?}");
+
+    let totals = q.outcome_totals().await.expect("totals");
+    assert_eq!(totals["call.started"][&Outcome::Done], 9);
+    assert_eq!(totals["whatsapp.send"][&Outcome::Retry], 2);
+    assert_eq!(totals["whatsapp.send"][&Outcome::Dead], 1);
+}
