@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use moked_jobs::signature::{self, Body, Keys, Request};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
