@@ -6,7 +6,8 @@
 //! ([`config`]), the worker runtime ([`runner`]), telemetry ([`telemetry`]) and phone numbers ([`phone`]).
 //! The Twilio webhook signature algorithm ([`signature`]) is shared by the intake and `sign`.
 //! The WhatsApp send API ([`whatsapp`]) is shared by the operator API and the CLI; [`pacing`]
-//! paces sends per sender across every worker.
+//! paces sends per sender across every worker. [`retry_effect`] decides, per kind, what an
+//! operator retry re-attempts (shared by the operator API and the CLI).
 
 pub mod audio_store;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod pacing;
 pub mod phone;
 pub mod queue;
 pub mod retry;
+pub mod retry_effect;
 pub mod runner;
 pub mod shutdown;
 pub mod signature;

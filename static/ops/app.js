@@ -110,10 +110,14 @@
     return data;
   }
 
-  /** Runs an API action; a 401 sends the operator back to sign in, other errors show a banner. */
-  async function attempt(fn) {
+  /**
+   * Runs an API action; a 401 sends the operator back to sign in, other errors show a banner.
+   * `clear: false` for the periodic reloads, so they do not wipe an action's message (e.g. why
+   * a retry was refused) a moment after it appeared.
+   */
+  async function attempt(fn, { clear = true } = {}) {
     try {
-      showBanner('');
+      if (clear) showBanner('');
       return await fn();
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) {
@@ -231,7 +235,12 @@
         const q = new URLSearchParams({ state: bulkState });
         if (kind) q.set('kind', kind);
         const r = await attempt(() => api(`/api/jobs/retry?${q}`, { method: 'POST' }));
-        if (r) { showBanner(''); refresh(); }
+        if (!r) return;
+        // Jobs whose effect cannot be re-attempted stay where they were; say which and why.
+        const refused = (r.refusals || []).map((x) => `${shortId(x.id)} (${x.kind}): ${x.reason}`);
+        if (r.refused > refused.length) refused.push(`… and ${r.refused - refused.length} more`);
+        showBanner(r.refused ? `Retried ${r.retried}; ${r.refused} cannot be retried: ${refused.join(' · ')}` : '');
+        refresh();
       };
       const age = stats.oldest_queued_age_s;
       summary.textContent = age ? `Oldest queued job has waited ${age.toFixed(1)} s.` : 'No queued job is waiting.';
@@ -251,7 +260,7 @@
       if (state) q.set('state', state);
       if (kind) q.set('kind', kind);
       if (append && cursor) q.set('cursor', cursor);
-      const page = await attempt(() => api(`/api/jobs?${q}`));
+      const page = await attempt(() => api(`/api/jobs?${q}`), { clear: false });
       if (!page) return;
       if (!append) { body.replaceChildren(); pagesLoaded = 0; }
       pagesLoaded += 1;
@@ -263,7 +272,7 @@
     };
 
     async function refresh() {
-      const stats = await attempt(() => api('/api/jobs/stats'));
+      const stats = await attempt(() => api('/api/jobs/stats'), { clear: false });
       if (stats) renderStats(stats);
       if (pagesLoaded <= 1) await loadPage(false);
     }
@@ -315,7 +324,7 @@
     };
 
     async function load() {
-      const job = await attempt(() => api(`/api/jobs/${encodeURIComponent(id)}`));
+      const job = await attempt(() => api(`/api/jobs/${encodeURIComponent(id)}`), { clear: false });
       if (job) render(job);
       return job;
     }

@@ -3,6 +3,7 @@
 //   OPS_BASE       http://127.0.0.1:PORT
 //   OPS_TOKEN      the operator token
 //   OPS_JOB        id of a dead job (the worker succeeds on its retry)
+//   OPS_REFUSED_JOB id of a dead whatsapp.send whose message the provider accepted (its retry is refused)
 //   OPS_CALL       a CallSid with a Hebrew transcript and a stored recording
 //   OPS_PHONE      that caller's number (E.164)
 //   OPS_SHOTS      folder for screenshots
@@ -43,9 +44,9 @@ try {
   await page.locator('#token').fill(env('OPS_TOKEN'));
   await page.locator('#signin').click();
 
-  step('see one dead job in the counts');
+  step('see two dead jobs in the counts');
   const deadCount = page.locator('.state-chip[data-state="dead"] .count');
-  await deadCount.filter({ hasText: /^1$/ }).waitFor();
+  await deadCount.filter({ hasText: /^2$/ }).waitFor();
 
   step('open the dead jobs and find the job with its error and attempts');
   await page.locator('.state-chip[data-state="dead"]').click();
@@ -61,6 +62,21 @@ try {
   await row.locator('button[data-action="retry"]').click();
   await page.locator('#job-state[data-state="done"]').waitFor({ timeout: 30000 });
   await page.screenshot({ path: path.join(shots, 'ops-job-done.png'), fullPage: true });
+
+  step('retry the job whose message was already accepted and see why it is refused');
+  await page.goto(`${base}/ops#/jobs/${encodeURIComponent(env('OPS_REFUSED_JOB'))}`);
+  await page.locator('#job-state[data-state="dead"]').waitFor();
+  const before = problems.length;
+  await page.locator('#job-detail button[data-action="retry"]').click();
+  const banner = page.locator('#banner');
+  await banner.filter({ hasText: 'cannot be retried' }).waitFor();
+  // The browser logs the 409 it was meant to get; anything else still counts.
+  problems.splice(before, problems.length - before,
+    ...problems.slice(before).filter((p) => !p.includes('status of 409')));
+  const said = await banner.innerText();
+  if (!said.includes('second message') || !said.includes('not_retryable')) throw new Error(`the refusal is not explained: ${said}`);
+  if (await page.locator('#job-state').getAttribute('data-state') !== 'dead') throw new Error('the refused job moved');
+  await page.screenshot({ path: path.join(shots, 'ops-job-refused.png'), fullPage: true });
 
   step('open the call: transcript right to left, audio player');
   await page.goto(`${base}/ops#/calls/${encodeURIComponent(env('OPS_CALL'))}`);

@@ -1,7 +1,8 @@
 //! The operator page in a real browser: headless Debian Chromium driven by playwright-core
 //! (`tests/browser/ops_e2e.mjs`) signs in, sees a dead job with its error and attempts, retries
 //! it, and sees it done — a worker runtime runs in this process and fails the job (a "failing
-//! fake Twilio") until the test makes it healthy. It then opens a call (Hebrew transcript right
+//! fake Twilio") until the test makes it healthy. A second dead job, whose message the provider
+//! had already accepted, is refused on Retry and the page shows why. It then opens a call (Hebrew transcript right
 //! to left, audio played from the authenticated download) and the caller's timeline, and leaves
 //! screenshots in `target/ops-e2e/`.
 //!
@@ -21,9 +22,12 @@ use moked_jobs::kinds::WhatsAppSend;
 use moked_jobs::queue::{JobState, NewJob};
 use moked_jobs::retry::JobError;
 use moked_jobs::runner::{Runner, RunnerConfig, handler};
+use moked_jobs::store::messages::attach_provider_sid;
 
 use crate::helpers::{Backend, sid};
-use crate::operator_support::{OP_TOKEN, record_call, spawn_operator_app_with, stored_recording};
+use crate::operator_support::{
+    OP_TOKEN, outbound_message, record_call, spawn_operator_app_with, stored_recording,
+};
 
 /// The playwright-core release the test drives Chromium with.
 const PLAYWRIGHT_CORE: &str = "playwright-core@1.65.1";
@@ -152,30 +156,49 @@ async fn an_operator_signs_in_sees_a_dead_job_retries_it_and_sees_it_done() {
         let _ = stopped.await;
     }));
 
-    let job = app
-        .queue
-        .enqueue(NewJob::new(&WhatsAppSend {
-            message_id: uuid::Uuid::now_v7().to_string(),
-        }))
-        .await
-        .expect("enqueue")
-        .id()
-        .to_owned();
+    // Two sends: one the operator can retry, one whose message the provider already accepted
+    // (a retry could only end `done` having sent nothing, so the page must show the refusal).
+    let send = |message_id: String| {
+        let queue = app.queue.clone();
+        async move {
+            queue
+                .enqueue(NewJob::new(&WhatsAppSend { message_id }))
+                .await
+                .expect("enqueue")
+                .id()
+                .to_owned()
+        }
+    };
+    let job = send(outbound_message(&app.db, "+972525550002").await).await;
+    let accepted = outbound_message(&app.db, "+972525550003").await;
+    attach_provider_sid(
+        &app.db,
+        &accepted,
+        "SM0123456789abcdef0123456789abcdef",
+        "sent",
+    )
+    .await
+    .expect("attach sid");
+    let refused_job = send(accepted).await;
     let mut dead = false;
     for _ in 0..200 {
-        let state = app
-            .queue
-            .get(&job)
-            .await
-            .expect("get")
-            .map(|j| j.summary.state);
-        if state == Some(JobState::Dead) {
+        let mut states = Vec::new();
+        for id in [&job, &refused_job] {
+            states.push(
+                app.queue
+                    .get(id)
+                    .await
+                    .expect("get")
+                    .map(|j| j.summary.state),
+            );
+        }
+        if states.iter().all(|s| *s == Some(JobState::Dead)) {
             dead = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(dead, "the worker did not bury the job");
+    assert!(dead, "the worker did not bury the jobs");
     failing.store(false, Ordering::SeqCst);
 
     // A call with a Hebrew transcript and a stored recording, for the call and customer views.
@@ -210,6 +233,7 @@ async fn an_operator_signs_in_sees_a_dead_job_retries_it_and_sees_it_done() {
         .env("OPS_BASE", &app.base)
         .env("OPS_TOKEN", OP_TOKEN)
         .env("OPS_JOB", &job)
+        .env("OPS_REFUSED_JOB", &refused_job)
         .env("OPS_CALL", &call_sid)
         .env("OPS_PHONE", phone)
         .env("OPS_SHOTS", &shots)
@@ -229,6 +253,17 @@ async fn an_operator_signs_in_sees_a_dead_job_retries_it_and_sees_it_done() {
         "the browser run failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let refused = app
+        .queue
+        .get(&refused_job)
+        .await
+        .expect("get")
+        .expect("job");
+    assert_eq!(
+        refused.summary.state,
+        JobState::Dead,
+        "a refused retry moves nothing"
+    );
     let job = app.queue.get(&job).await.expect("get").expect("job");
     assert_eq!(job.summary.state, JobState::Done);
     assert_eq!(
@@ -243,6 +278,7 @@ async fn an_operator_signs_in_sees_a_dead_job_retries_it_and_sees_it_done() {
     for shot in [
         "ops-jobs-dead.png",
         "ops-job-done.png",
+        "ops-job-refused.png",
         "ops-call.png",
         "ops-customer.png",
     ] {

@@ -1,12 +1,19 @@
 //! `/api/jobs…` on every backend: listing with filters and keyset paging (and a cheap
 //! `total`), one job with its masked payload and history, retry and discard with their state
-//! rules, bulk retry by kind, and stats — all in the same JSON as `moked-worker jobs … --json`.
+//! rules, a retry that re-attempts the job's effect or is refused with the reason (single and
+//! bulk), and stats — all in the same JSON as `moked-worker jobs … --json`.
 
-use moked_jobs::queue::view;
+use chrono::Utc;
+use moked_jobs::kinds::{JobKind, WhatsAppSend};
+use moked_jobs::queue::{NewJob, view};
+use moked_jobs::store::Db;
+use moked_jobs::store::messages::{
+    StatusChange, attach_provider_sid, get_message, new_message_id, set_status_by_id,
+};
 
 use crate::helpers::Backend;
 use crate::operator_support::{
-    Make, call_started_job, clock_health_job, get, keys, make_jobs, post, sorted,
+    Make, call_started_job, clock_health_job, get, keys, make_jobs, outbound_message, post, sorted,
     spawn_operator_app, whatsapp_send_job,
 };
 
@@ -164,8 +171,8 @@ async fn retry_and_discard_move_only_jobs_in_a_state_that_allows_it(backend: Bac
     let ids = make_jobs(
         app.queue.as_ref(),
         vec![
-            (whatsapp_send_job(), Make::Dead, "e1"),
-            (whatsapp_send_job(), Make::Retrying, "e2"),
+            (call_started_job("+972501234567"), Make::Dead, "e1"),
+            (call_started_job("+972501234568"), Make::Retrying, "e2"),
             (whatsapp_send_job(), Make::Done, ""),
             (whatsapp_send_job(), Make::Queued, ""),
         ],
@@ -203,16 +210,19 @@ async fn bulk_retry_takes_every_dead_job_of_one_kind_and_leaves_the_rest(backend
     let ids = make_jobs(
         app.queue.as_ref(),
         vec![
-            (whatsapp_send_job(), Make::Dead, "e"),
-            (whatsapp_send_job(), Make::Dead, "e"),
-            (whatsapp_send_job(), Make::Retrying, "e"),
+            (call_started_job("+972501234567"), Make::Dead, "e"),
+            (call_started_job("+972501234568"), Make::Dead, "e"),
+            (call_started_job("+972501234569"), Make::Retrying, "e"),
             (clock_health_job(), Make::Dead, "e"),
         ],
     )
     .await;
-    let a = post(&app, "/api/jobs/retry?state=dead&kind=whatsapp.send", None).await;
+    let a = post(&app, "/api/jobs/retry?state=dead&kind=call.started", None).await;
     assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(a.json, serde_json::json!({"retried": 2}));
+    assert_eq!(
+        a.json,
+        serde_json::json!({"retried": 2, "refused": 0, "refusals": []})
+    );
     let state = |id: String| {
         let app = &app;
         async move { get(app, &format!("/api/jobs/{id}")).await.json["state"].clone() }
@@ -226,17 +236,172 @@ async fn bulk_retry_takes_every_dead_job_of_one_kind_and_leaves_the_rest(backend
         "another kind is untouched"
     );
 
-    // Without a state it means dead; retrying can be asked for; nothing else.
+    // Without a state it means dead (the dead health check is not retried: a new tick
+    // supersedes it, and the answer says so); retrying can be asked for; nothing else.
     let a = post(&app, "/api/jobs/retry", None).await;
-    assert_eq!(a.json, serde_json::json!({"retried": 1}), "{}", a.text);
+    assert_eq!(
+        (&a.json["retried"], &a.json["refused"]),
+        (&serde_json::json!(0), &serde_json::json!(1)),
+        "{}",
+        a.text
+    );
+    assert_eq!(a.json["refusals"][0]["id"], ids[3].as_str());
+    assert_eq!(a.json["refusals"][0]["kind"], "clock.health");
+    assert!(
+        a.json["refusals"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("clock --once health")),
+        "{}",
+        a.text
+    );
+    assert_eq!(state(ids[3].clone()).await, "dead");
     let a = post(&app, "/api/jobs/retry?state=retrying", None).await;
-    assert_eq!(a.json, serde_json::json!({"retried": 1}), "{}", a.text);
+    assert_eq!(
+        a.json,
+        serde_json::json!({"retried": 1, "refused": 0, "refusals": []}),
+        "{}",
+        a.text
+    );
     post(&app, "/api/jobs/retry?state=done", None)
         .await
         .assert_error(400, "bad_request");
     post(&app, "/api/jobs/retry?kind=nope", None)
         .await
         .assert_error(400, "bad_request");
+}
+
+/// An outbound message Twilio refused with 21211 before accepting it (as the send path marks it).
+async fn refused_message(db: &Db, to: &str) -> String {
+    let id = outbound_message(db, to).await;
+    set_status_by_id(
+        db,
+        &id,
+        &StatusChange {
+            status: "failed".into(),
+            error_code: Some(21211),
+            error_message: Some("the recipient is not a valid phone number (Twilio 21211)".into()),
+            at: Utc::now(),
+        },
+    )
+    .await
+    .expect("fail message");
+    id
+}
+
+fn send_job(message_id: &str) -> NewJob {
+    NewJob::new(&WhatsAppSend {
+        message_id: message_id.into(),
+    })
+}
+
+async fn a_retry_re_attempts_the_effect_or_is_refused_with_the_reason(backend: Backend) {
+    let app = spawn_operator_app(backend).await;
+    let refused = refused_message(&app.db, "+972525550002").await;
+    let accepted = outbound_message(&app.db, "+972525550003").await;
+    attach_provider_sid(
+        &app.db,
+        &accepted,
+        "SM0123456789abcdef0123456789abcdef",
+        "delivered",
+    )
+    .await
+    .expect("attach sid");
+    let refusal = "the recipient is not a valid phone number (Twilio 21211)";
+    let ids = make_jobs(
+        app.queue.as_ref(),
+        vec![
+            (send_job(&refused), Make::Dead, refusal),
+            (send_job(&accepted), Make::Dead, "database error: gone"),
+            (
+                send_job(&new_message_id()),
+                Make::Dead,
+                "no WhatsApp message",
+            ),
+            (
+                NewJob::raw(JobKind::CallStarted, "{not json"),
+                Make::Dead,
+                "payload does not decode",
+            ),
+        ],
+    )
+    .await;
+
+    // Refused before any sid existed: the message is queued again, then the job; the refusal
+    // stays in the job's history.
+    let a = post(&app, &format!("/api/jobs/{}/retry", ids[0]), None).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json["state"], "queued");
+    assert_eq!(a.json["history"][0]["error"], refusal);
+    let m = get_message(&app.db, &refused)
+        .await
+        .expect("get")
+        .expect("message");
+    assert_eq!(
+        (m.status.as_str(), m.error_code, m.provider_sid),
+        ("queued", None, None),
+        "the message goes back to queued so the job sends it"
+    );
+
+    // Accepted by the provider: a retry would end `done` having sent nothing, so it is refused.
+    let a = post(&app, &format!("/api/jobs/{}/retry", ids[1]), None).await;
+    a.assert_error(409, "not_retryable");
+    let reason = a.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("SM0123456789abcdef0123456789abcdef") && reason.contains("second message"),
+        "{reason}"
+    );
+    assert_eq!(
+        get(&app, &format!("/api/jobs/{}", ids[1])).await.json["state"],
+        "dead"
+    );
+    let m = get_message(&app.db, &accepted)
+        .await
+        .expect("get")
+        .expect("message");
+    assert_eq!(m.status, "delivered", "untouched");
+
+    // Nothing to send, and a payload no worker can run: refused, with why.
+    let a = post(&app, &format!("/api/jobs/{}/retry", ids[2]), None).await;
+    a.assert_error(409, "not_retryable");
+    assert!(a.text.contains("does not exist"), "{}", a.text);
+    let a = post(&app, &format!("/api/jobs/{}/retry", ids[3]), None).await;
+    a.assert_error(409, "not_retryable");
+    assert!(a.text.contains("payload"), "{}", a.text);
+
+    // Bulk: the same rule per job; the refused ones are reported, the others queued.
+    let again = refused_message(&app.db, "+972525550004").await;
+    let more = make_jobs(
+        app.queue.as_ref(),
+        vec![(send_job(&again), Make::Dead, refusal)],
+    )
+    .await;
+    let a = post(&app, "/api/jobs/retry?state=dead&kind=whatsapp.send", None).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        (&a.json["retried"], &a.json["refused"]),
+        (&serde_json::json!(1), &serde_json::json!(2)),
+        "{}",
+        a.text
+    );
+    let mut listed: Vec<&str> = a.json["refusals"]
+        .as_array()
+        .expect("refusals")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or_default())
+        .collect();
+    listed.sort();
+    let mut want = vec![ids[1].as_str(), ids[2].as_str()];
+    want.sort();
+    assert_eq!(listed, want);
+    assert_eq!(
+        get(&app, &format!("/api/jobs/{}", more[0])).await.json["state"],
+        "queued"
+    );
+    let m = get_message(&app.db, &again)
+        .await
+        .expect("get")
+        .expect("message");
+    assert_eq!(m.status, "queued");
 }
 
 async fn stats_count_every_state_per_kind_like_the_cli(backend: Backend) {
@@ -286,5 +451,6 @@ backend_tests!(
     a_job_shows_its_masked_payload_and_history_and_unknown_ids_are_404,
     retry_and_discard_move_only_jobs_in_a_state_that_allows_it,
     bulk_retry_takes_every_dead_job_of_one_kind_and_leaves_the_rest,
+    a_retry_re_attempts_the_effect_or_is_refused_with_the_reason,
     stats_count_every_state_per_kind_like_the_cli,
 );

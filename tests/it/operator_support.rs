@@ -334,3 +334,26 @@ pub fn sorted(names: &[&str]) -> Vec<String> {
     k.sort();
     k
 }
+
+/// An outbound WhatsApp message to `to`, as the send API stores it (`queued`, no sid).
+pub async fn outbound_message(db: &Db, to: &str) -> String {
+    let id = moked_jobs::store::messages::new_message_id();
+    moked_jobs::store::messages::create_outbound(
+        db,
+        &moked_jobs::store::messages::NewOutbound {
+            id: id.clone(),
+            provider: "twilio".into(),
+            to: moked_jobs::phone::E164::parse(to).expect("a number"),
+            from: None,
+            body: Some("התור שלך אושר".into()),
+            media: Vec::new(),
+            content_sid: None,
+            content_variables: None,
+            idempotency_key: None,
+            business_id: None,
+        },
+    )
+    .await
+    .expect("create message");
+    id
+}

@@ -7,10 +7,16 @@
 //! /api/jobs/{id}/retry`, `retry --all-dead|--all-retrying [--kind K]` ↔ `POST
 //! /api/jobs/retry?state=dead|retrying&kind=K`, `discard` ↔ `POST /api/jobs/{id}/discard`,
 //! `stats` ↔ `GET /api/jobs/stats`.
+//!
+//! `retry` goes through [`moked_jobs::retry_effect`] like the API: a job is queued again only
+//! when its effect can be re-attempted (a refused WhatsApp message is put back to `queued`
+//! first); a refused one is named with the reason and the command exits 1.
 
 use clap::Subcommand;
 use moked_jobs::kinds::JobKind;
 use moked_jobs::queue::{JobState, ListQuery, Queue, QueueError, view};
+use moked_jobs::retry_effect::{self, Bulk, Outcome, RetryError};
+use moked_jobs::store::Db;
 
 /// The `jobs` verbs.
 #[derive(Debug, Clone, Subcommand)]
@@ -41,7 +47,8 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Queue dead or retrying jobs again, now.
+    /// Queue dead or retrying jobs again, now, re-attempting their effect (refused when it
+    /// cannot be: e.g. a WhatsApp message the provider already accepted).
     Retry {
         /// Job ids.
         #[arg(required_unless_present_any = ["all_dead", "all_retrying"])]
@@ -76,6 +83,9 @@ pub enum JobsCliError {
     /// The queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The store failed (a retry reads and prepares the job's effect there).
+    #[error(transparent)]
+    Store(#[from] moked_jobs::store::error::StoreError),
     /// No such job.
     #[error("no job with id {0}")]
     NotFound(String),
@@ -123,8 +133,18 @@ fn shorten(s: &str, max: usize) -> String {
     }
 }
 
-/// Runs a `jobs` verb and returns what to print.
-pub async fn execute(queue: &dyn Queue, cmd: JobsCommand) -> Result<String, JobsCliError> {
+impl From<RetryError> for JobsCliError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::Queue(e) => e.into(),
+            RetryError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Runs a `jobs` verb and returns what to print; `db` is the store the retry rule reads and
+/// prepares ([`retry_effect`]).
+pub async fn execute(queue: &dyn Queue, db: &Db, cmd: JobsCommand) -> Result<String, JobsCliError> {
     match cmd {
         JobsCommand::List {
             state,
@@ -231,15 +251,15 @@ pub async fn execute(queue: &dyn Queue, cmd: JobsCommand) -> Result<String, Jobs
                 } else {
                     JobState::Retrying
                 };
-                let n = queue.retry_all(state, kind).await?;
-                return Ok(format!("retried {n} {state} job(s)"));
+                let bulk = retry_effect::retry_all(queue, db, state, kind).await?;
+                return bulk_answer(state, &bulk);
             }
             if kind.is_some() {
                 return Err(JobsCliError::Partial(
                     "--kind goes with --all-dead or --all-retrying".into(),
                 ));
             }
-            act_on(&ids, "retried", |id| queue.retry(id)).await
+            retry_ids(queue, db, &ids).await
         }
         JobsCommand::Discard { ids } => act_on(&ids, "discarded", |id| queue.discard(id)).await,
         JobsCommand::Stats { json } => {
@@ -271,6 +291,54 @@ pub async fn execute(queue: &dyn Queue, cmd: JobsCommand) -> Result<String, Jobs
             Ok(out)
         }
     }
+}
+
+/// Retries each id by the retry rule; names every id that did not move, with why.
+async fn retry_ids(queue: &dyn Queue, db: &Db, ids: &[String]) -> Result<String, JobsCliError> {
+    let mut moved = 0;
+    let mut refused = Vec::new();
+    for id in ids {
+        match retry_effect::retry(queue, db, id).await? {
+            Outcome::Retried(_) => moved += 1,
+            Outcome::NotFound => refused.push(format!("{id}: no such job")),
+            Outcome::WrongState(state) => refused.push(format!(
+                "{id}: is {state}; only dead or retrying jobs can be retried"
+            )),
+            Outcome::Refused { kind, reason } => {
+                refused.push(format!("{id} ({kind}): cannot be retried: {reason}"))
+            }
+        }
+    }
+    if refused.is_empty() {
+        Ok(format!("retried {moved} job(s)"))
+    } else {
+        Err(JobsCliError::Partial(format!(
+            "retried {moved} job(s); not retried:\n  {}",
+            refused.join("\n  ")
+        )))
+    }
+}
+
+/// The answer to `--all-dead` / `--all-retrying`: an error (exit 1) naming the refused jobs.
+fn bulk_answer(state: JobState, bulk: &Bulk) -> Result<String, JobsCliError> {
+    let done = format!("retried {} {state} job(s)", bulk.retried);
+    if bulk.refused == 0 {
+        return Ok(done);
+    }
+    let mut lines: Vec<String> = bulk
+        .refusals
+        .iter()
+        .map(|r| format!("{} ({}): {}", r.id, r.kind, r.reason))
+        .collect();
+    let unlisted = bulk.refused - bulk.refusals.len() as u64;
+    if unlisted > 0 {
+        lines.push(format!("… and {unlisted} more"));
+    }
+    Err(JobsCliError::Partial(format!(
+        "{done}; {} cannot be retried:\n  {}",
+        bulk.refused,
+        lines.join("\n  ")
+    )))
 }
 
 /// Applies `op` to each id; reports which ids did not move.

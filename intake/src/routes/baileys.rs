@@ -15,6 +15,7 @@ use moked_jobs::kinds::WhatsAppInbound;
 use moked_jobs::queue::NewJob;
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{note_sid, now};
@@ -43,9 +44,7 @@ impl FromRequest<AppState> for BaileysJson {
             .map(|v| v.as_bytes())
             .unwrap_or_default();
         let authentic = match &state.core.baileys_secret {
-            Some(secret) => {
-                !given.is_empty() && bool::from(secret.expose_secret().as_bytes().ct_eq(given))
-            }
+            Some(secret) => secret_matches(secret.expose_secret().as_bytes(), given),
             None => false,
         };
         if !authentic {
@@ -59,6 +58,20 @@ impl FromRequest<AppState> for BaileysJson {
             .map_err(|_| IntakeError::BadRequest("malformed JSON body".into()))?;
         Ok(BaileysJson(value))
     }
+}
+
+/// Whether `given` is the configured secret, in time independent of both: the SHA-256 digests
+/// of the two are compared in constant time, so neither the length of the secret nor how much
+/// of it a guess got right shows in the answer time (`ct_eq` on the raw bytes returns at once
+/// when the lengths differ). An empty header never matches.
+fn secret_matches(configured: &[u8], given: &[u8]) -> bool {
+    !given.is_empty() && digests_equal(configured, given, |a, b| bool::from(a.ct_eq(b)))
+}
+
+/// Compares the SHA-256 digests of `a` and `b` with `eq`, which therefore only ever sees two
+/// 32-byte inputs (the seam lets the test check that).
+fn digests_equal(a: &[u8], b: &[u8], eq: impl Fn(&[u8], &[u8]) -> bool) -> bool {
+    eq(Sha256::digest(a).as_slice(), Sha256::digest(b).as_slice())
 }
 
 /// `POST /webhook/whatsapp/baileys`.
@@ -109,6 +122,36 @@ pub fn message_of(value: &Value) -> Result<WhatsAppInbound, IntakeError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_secret_is_compared_as_fixed_length_digests_whatever_the_guess() {
+        let secret = b"s3cret-of-the-bridge";
+        for guess in [
+            &b"s"[..],
+            b"s3cret",
+            b"s3cret-of-the-bridgeX",
+            b"wrong-but-same-length",
+            secret,
+            &[0u8; 300],
+        ] {
+            let seen = std::cell::RefCell::new(Vec::new());
+            digests_equal(secret, guess, |a, b| {
+                seen.borrow_mut().push((a.len(), b.len()));
+                a == b
+            });
+            assert_eq!(
+                seen.into_inner(),
+                vec![(32, 32)],
+                "a guess of {} bytes must reach the comparison as two 32-byte digests",
+                guess.len()
+            );
+        }
+        assert!(secret_matches(secret, secret));
+        assert!(!secret_matches(secret, b"s3cret"));
+        assert!(!secret_matches(secret, b"s3cret-of-the-bridgeX"));
+        assert!(!secret_matches(secret, b""));
+        assert!(!secret_matches(b"", b""), "an empty header never matches");
+    }
 
     #[test]
     fn bridge_messages_need_an_id_and_a_sender() {

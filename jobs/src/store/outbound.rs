@@ -10,6 +10,11 @@
 //! column back to what it was before that attempt, so a plain rate-limit retry does not pay for
 //! a lookup. A worker that dies mid-request leaves the column set: the next attempt looks first.
 //!
+//! **Operator retry.** A message the provider refused before accepting it (no provider sid) is
+//! `failed`, and its send job dead; [`reopen_refused`] puts it back to `queued` for
+//! [`crate::retry_effect`], so the retried job sends it instead of finding it final. A message
+//! with a provider sid is never reopened.
+//!
 //! Idempotency keys are owned by [`super::messages::create_outbound`]; [`message_id_for_key`]
 //! only lets the send API find the message a key already names before it re-checks anything.
 
@@ -84,4 +89,58 @@ pub async fn message_id_for_key(db: &Db, key: &str) -> Result<Option<String>, St
             .fetch_optional(db.pool())
             .await?;
     Ok(row.map(|(id,)| id))
+}
+
+/// The provider's refusal a reopened message carried, so a caller that cannot queue its job
+/// after all can put it back ([`super::messages::set_status_by_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The terminal status it had (`failed`, `undelivered`, `canceled`).
+    pub status: String,
+    /// The provider's error code.
+    pub error_code: Option<i64>,
+    /// The provider's (or our) reason.
+    pub error_message: Option<String>,
+}
+
+/// An operator retry of a `whatsapp.send` whose message was refused **before** any provider sid
+/// existed: the message goes back to `queued` (error cleared, so a later success does not
+/// carry the old code) and the send job can run again. Only a row that is still outbound,
+/// without a provider sid and in a terminal status moves (one conditional `UPDATE`), so a
+/// message the provider accepted is never reopened. Returns the refusal it cleared, `None`
+/// when nothing moved. `attempt_started_at` is kept: an earlier ambiguous attempt is still
+/// looked up before the resend.
+pub async fn reopen_refused(db: &Db, id: &str) -> Result<Option<Refusal>, StoreError> {
+    let row: Option<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT status, error_code, error_message FROM whatsapp_message \
+         WHERE id = $1 AND direction = 'outbound' AND provider_sid IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some((status, error_code, error_message)) = row else {
+        return Ok(None);
+    };
+    if !super::messages::is_terminal_message_status(&status) {
+        return Ok(None);
+    }
+    // Conditional on the status just read: a concurrent change (another operator, a late
+    // callback naming our id) makes this a no-op instead of overwriting it.
+    let moved = sqlx::query(
+        "UPDATE whatsapp_message SET status = $2, error_code = NULL, error_message = NULL, \
+                updated_at = $3 \
+         WHERE id = $1 AND direction = 'outbound' AND provider_sid IS NULL AND status = $4",
+    )
+    .bind(id)
+    .bind(super::messages::OUTBOUND_INITIAL_STATUS)
+    .bind(now_ms())
+    .bind(status.as_str())
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok((moved > 0).then_some(Refusal {
+        status,
+        error_code,
+        error_message,
+    }))
 }

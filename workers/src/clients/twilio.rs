@@ -10,9 +10,12 @@
 //!   sent), which [`TwilioError::is_ambiguous`] tells the caller so it can look before resending;
 //! * other 4xx → permanent, with Twilio's code and message.
 //!
-//! Media downloads carry credentials, so [`TwilioApi::get_media`] refuses any URL that is not
-//! under `TWILIO_API_BASE` and this account (an SSRF / credential-leak guard, as in Chatwoot's
-//! media download service).
+//! Every request carries credentials, so no request leaves for a URL that is not under
+//! `TWILIO_API_BASE` (same scheme, host and port, under its path, no userinfo; [`under_base`]):
+//! that covers an absolute `next_page_uri` in a list answer (Twilio sends relative ones; an
+//! absolute one naming another host is refused with [`TwilioError::ForeignUrl`], never
+//! followed) and media URLs, which [`TwilioApi::get_media`] also requires to name this account
+//! (an SSRF / credential-leak guard, as in Chatwoot's media download service).
 //!
 //! Every request counts in `moked_twilio_requests_total{method,status}` (the HTTP status, or
 //! `transport_error` when no answer came), visible on `/metrics` where a recorder is installed.
@@ -176,7 +179,7 @@ pub enum TwilioError {
     #[error("Twilio is not configured: {0}")]
     NotConfigured(&'static str),
     /// A URL we will not send credentials to.
-    #[error("refusing to send Twilio credentials to {0}")]
+    #[error("refusing to send Twilio credentials to {0}: it is not under TWILIO_API_BASE")]
     ForeignUrl(String),
 }
 
@@ -327,6 +330,24 @@ impl TwilioClient {
         Ok(format!("/2010-04-01/Accounts/{sid}{rest}"))
     }
 
+    /// The URL of `path`: a path (`/2010-04-01/…`) is joined to `TWILIO_API_BASE`; anything
+    /// else is taken as a URL and must be under it ([`under_base`]), since every request
+    /// carries the credentials.
+    fn url_of(&self, path: &str) -> Result<String, TwilioError> {
+        let url = if path.starts_with('/') {
+            format!("{}{path}", self.base)
+        } else {
+            path.to_owned()
+        };
+        if under_base(&self.base, &url) {
+            Ok(url)
+        } else {
+            Err(TwilioError::ForeignUrl(
+                url.split('?').next().unwrap_or(&url).to_owned(),
+            ))
+        }
+    }
+
     /// Sends one request; maps statuses and transport failures to [`TwilioError`].
     async fn send(
         &self,
@@ -335,11 +356,7 @@ impl TwilioClient {
         form: Option<&[(String, String)]>,
     ) -> Result<reqwest::Response, TwilioError> {
         let (sid, token) = self.creds()?;
-        let url = if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        };
+        let url = self.url_of(path)?;
         let name = method_name(&method);
         let mut req = self
             .http
@@ -402,7 +419,7 @@ impl TwilioClient {
         })
     }
 
-    /// Follows `next_page_uri` up to `max_pages`.
+    /// Follows `next_page_uri` up to `max_pages` (only under `TWILIO_API_BASE`: see `send`).
     async fn all_pages<T: serde::de::DeserializeOwned>(
         &self,
         first: String,
@@ -492,7 +509,7 @@ impl TwilioApi for TwilioClient {
 
     async fn get_media(&self, url: &str) -> Result<reqwest::Response, TwilioError> {
         let (sid, _) = self.creds()?;
-        let allowed = url.starts_with(&format!("{}/", self.base)) && url.contains(sid);
+        let allowed = under_base(&self.base, url) && url.contains(sid);
         if !allowed {
             return Err(TwilioError::ForeignUrl(
                 url.split('?').next().unwrap_or(url).to_owned(),
@@ -500,6 +517,24 @@ impl TwilioApi for TwilioClient {
         }
         self.send(Method::GET, url, None).await
     }
+}
+
+/// Whether `url` is under `base` (`TWILIO_API_BASE`): the same scheme, host and port, a path
+/// at or below the base's, and no userinfo (`https://api.twilio.com@evil.example/` names
+/// another host). Compared parsed, never as string prefixes.
+pub fn under_base(base: &str, url: &str) -> bool {
+    let (Ok(base), Ok(url)) = (url::Url::parse(base), url::Url::parse(url)) else {
+        return false;
+    };
+    let base_path = base.path().trim_end_matches('/');
+    let path = url.path();
+    url.scheme() == base.scheme()
+        && url.host_str().is_some()
+        && url.host_str() == base.host_str()
+        && url.port_or_known_default() == base.port_or_known_default()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && (path == base_path || path.starts_with(&format!("{base_path}/")))
 }
 
 #[cfg(test)]
@@ -543,6 +578,116 @@ mod tests {
         assert!(!status(400, None, None).is_ambiguous());
         let msg = status(400, Some(63016), None).to_string();
         assert!(msg.contains("63016"), "{msg}");
+    }
+
+    #[test]
+    fn under_base_compares_scheme_host_port_and_path_parsed() {
+        let base = "https://api.twilio.com";
+        assert!(under_base(
+            base,
+            "https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json"
+        ));
+        assert!(under_base(base, "https://api.twilio.com:443/2010-04-01/x"));
+        for foreign in [
+            "https://evil.example/2010-04-01/Accounts/AC1/Calls.json",
+            "https://api.twilio.com.evil.example/2010-04-01/x",
+            "https://api.twilio.com@evil.example/2010-04-01/x",
+            "http://api.twilio.com/2010-04-01/x",
+            "https://api.twilio.com:8443/2010-04-01/x",
+            "evil.example/2010-04-01/x",
+            "",
+        ] {
+            assert!(!under_base(base, foreign), "{foreign}");
+        }
+        let nested = "http://127.0.0.1:9000/twilio";
+        assert!(under_base(
+            nested,
+            "http://127.0.0.1:9000/twilio/2010-04-01/x"
+        ));
+        assert!(!under_base(nested, "http://127.0.0.1:9000/twilio-evil/x"));
+        assert!(!under_base(nested, "http://127.0.0.1:9000/2010-04-01/x"));
+    }
+
+    /// A "Twilio" whose recording lists page on: the first page links the second by a relative
+    /// `next_page_uri`, the second the third by an absolute one under the base, and the third
+    /// (for call `CAevil`) a fourth on another server, which counts the requests it gets.
+    #[tokio::test]
+    async fn pagination_follows_relative_and_same_base_links_and_refuses_another_host() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use axum::extract::{Path, Query};
+        use axum::routing::get;
+
+        async fn serve(app: axum::Router) -> String {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            url
+        }
+
+        let foreign_hits = Arc::new(AtomicUsize::new(0));
+        let foreign = serve(axum::Router::new().fallback({
+            let hits = foreign_hits.clone();
+            move || async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                axum::Json(serde_json::json!({"recordings": [], "next_page_uri": null}))
+            }
+        }))
+        .await;
+        let base_cell = Arc::new(std::sync::OnceLock::<String>::new());
+        let twilio = serve(axum::Router::new().route(
+            "/2010-04-01/Accounts/{account}/Calls/{call}/Recordings.json",
+            get({
+                let base = base_cell.clone();
+                let foreign = foreign.clone();
+                move |Path((account, call)): Path<(String, String)>,
+                      Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    let path =
+                        format!("/2010-04-01/Accounts/{account}/Calls/{call}/Recordings.json");
+                    let page = q.get("Page").cloned().unwrap_or_default();
+                    let next = match page.as_str() {
+                        "" => Some(format!("{path}?Page=1")),
+                        "1" => Some(format!("{}{path}?Page=2", base.get().unwrap())),
+                        "2" if call == "CAevil" => Some(format!("{foreign}{path}?Page=3")),
+                        _ => None,
+                    };
+                    axum::Json(serde_json::json!({
+                        "recordings": [{"sid": format!("RE{page}")}],
+                        "next_page_uri": next,
+                    }))
+                }
+            }),
+        ))
+        .await;
+        base_cell.set(twilio.clone()).unwrap();
+        let mut core = CoreConfig::for_database("sqlite::memory:");
+        core.twilio.api_base = twilio.clone();
+        core.twilio.account_sid = Some("AC0123".into());
+        core.twilio.auth_token = Some(SecretString::from("token"));
+        let client = TwilioClient::new(&core).unwrap();
+
+        let all = client.list_call_recordings("CAgood").await.unwrap();
+        let sids: Vec<&str> = all.iter().map(|r| r.sid.as_str()).collect();
+        assert_eq!(
+            sids,
+            ["RE", "RE1", "RE2"],
+            "relative and same-base links followed"
+        );
+
+        let err = client.list_call_recordings("CAevil").await.unwrap_err();
+        assert!(matches!(err, TwilioError::ForeignUrl(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&foreign) && text.contains("TWILIO_API_BASE") && !text.contains("Page=3"),
+            "a clear error naming the host, without the query: {text}"
+        );
+        assert!(matches!(err.to_job_error(), JobError::Permanent(_)));
+        assert_eq!(
+            foreign_hits.load(Ordering::SeqCst),
+            0,
+            "no request, so no credentials, reached the other host"
+        );
     }
 
     #[test]

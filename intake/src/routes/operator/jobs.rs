@@ -6,17 +6,22 @@
 //!   is cheap.
 //! * `GET /api/jobs/stats` — counts per state, `by_kind`, `oldest_queued_age_s`.
 //! * `GET /api/jobs/{id}` — payload (numbers masked) and attempt history.
-//! * `POST /api/jobs/{id}/retry` — a dead or retrying job queued again now; 409 in any other
-//!   state. `POST /api/jobs/{id}/discard` — a queued, retrying or dead job discarded; 409
-//!   otherwise. Both answer the job as it is afterwards.
+//! * `POST /api/jobs/{id}/retry` — a dead or retrying job queued again now, its effect
+//!   re-attempted ([`moked_jobs::retry_effect`]: e.g. a refused WhatsApp message goes back to
+//!   `queued` and is sent); 409 `conflict` in any other state, 409 `not_retryable` with the
+//!   reason when the effect cannot be re-attempted (a message the provider already accepted).
+//!   `POST /api/jobs/{id}/discard` — a queued, retrying or dead job discarded; 409 otherwise.
+//!   Both answer the job as it is afterwards.
 //! * `POST /api/jobs/retry?state=dead&kind=` — every dead (or `state=retrying`) job,
-//!   optionally of one kind, queued again: `{"retried": N}`
+//!   optionally of one kind, retried by the same rule: `{"retried": N, "refused": M,
+//!   "refusals": [{"id","kind","reason"}…]}` (at most 100 listed)
 //!   (`moked-worker jobs retry --all-dead [--kind K]` / `--all-retrying`).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use moked_jobs::kinds::JobKind;
 use moked_jobs::queue::{JobState, ListQuery, view};
+use moked_jobs::retry_effect::{self, Outcome, RetryError};
 use serde_json::{Value, json};
 
 use super::schema::{self, BulkRetryQuery, JobListQuery};
@@ -123,34 +128,54 @@ async fn act(
     Ok(Json(view::detail(&job)))
 }
 
-/// Queue a dead or retrying job again, now.
+impl From<RetryError> for ApiError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::Queue(e) => e.into(),
+            RetryError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The 409 of a retry the job's effect does not allow.
+fn not_retryable(id: &str, kind: &str, reason: &str) -> ApiError {
+    ApiError::new(
+        http::StatusCode::CONFLICT,
+        "not_retryable",
+        format!("job {id} ({kind}) cannot be retried: {reason}"),
+    )
+}
+
+/// Queue a dead or retrying job again, now, re-attempting its effect.
 #[utoipa::path(
     post,
     path = "/jobs/{id}/retry",
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The job, queued again", body = schema::JobDetail),
+        (status = 200, description = "The job, queued again (its effect prepared: a refused WhatsApp message is queued again)", body = schema::JobDetail),
         (status = 404, description = "No such job", body = schema::ErrorBody),
-        (status = 409, description = "The job is not dead or retrying", body = schema::ErrorBody),
+        (status = 409, description = "`conflict`: the job is not dead or retrying; `not_retryable`: its effect cannot be re-attempted (e.g. the provider already accepted the message), with the reason", body = schema::ErrorBody),
     )
 )]
 pub async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let moved = state.queue.retry(&id).await?;
-    if moved {
-        tracing::info!(job_id = %id, "operator retried a job");
+    match retry_effect::retry(state.queue.as_ref(), &state.db, &id).await? {
+        Outcome::Retried(job) => {
+            tracing::info!(job_id = %id, kind = %job.summary.kind, "operator retried a job");
+            Ok(Json(view::detail(&job)))
+        }
+        Outcome::NotFound => Err(no_job(&id)),
+        Outcome::WrongState(now) => Err(ApiError::conflict(format!(
+            "job {id} is {now}; only dead or retrying jobs can be retried"
+        ))),
+        Outcome::Refused { kind, reason } => {
+            tracing::info!(job_id = %id, %kind, %reason, "operator retry refused");
+            Err(not_retryable(&id, &kind, &reason))
+        }
     }
-    act(
-        &state,
-        &id,
-        "retried",
-        &[JobState::Dead, JobState::Retrying],
-        moved,
-    )
-    .await
 }
 
 /// Discard a queued, retrying or dead job.
@@ -183,14 +208,14 @@ pub async fn discard(
     .await
 }
 
-/// Queue every dead (or retrying) job again, optionally of one kind.
+/// Queue every dead (or retrying) job again, optionally of one kind, each by the retry rule.
 #[utoipa::path(
     post,
     path = "/jobs/retry",
     tag = "jobs",
     params(BulkRetryQuery),
     responses(
-        (status = 200, description = "How many jobs were queued again", body = schema::Retried),
+        (status = 200, description = "How many jobs were queued again, and the ones whose effect cannot be re-attempted with their reasons", body = schema::Retried),
         (status = 400, description = "A state other than dead or retrying, or an unknown kind", body = schema::ErrorBody),
     )
 )]
@@ -208,12 +233,17 @@ pub async fn retry_all(
         )));
     }
     let kind = non_empty(q.kind).as_deref().map(parse_kind).transpose()?;
-    let retried = state.queue.retry_all(job_state, kind).await?;
+    let bulk = retry_effect::retry_all(state.queue.as_ref(), &state.db, job_state, kind).await?;
     tracing::info!(
         state = %job_state,
         kind = kind.map(JobKind::as_str).unwrap_or("*"),
-        retried,
+        retried = bulk.retried,
+        refused = bulk.refused,
         "operator retried jobs in bulk"
     );
-    Ok(Json(json!({ "retried": retried })))
+    Ok(Json(json!({
+        "retried": bulk.retried,
+        "refused": bulk.refused,
+        "refusals": bulk.refusals,
+    })))
 }

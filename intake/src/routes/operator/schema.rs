@@ -103,8 +103,8 @@ pub struct ErrorBody {
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `unauthorized`, `operator_api_disabled`, `not_found`,
-    /// `bad_request`, `conflict`, `invalid_number`, `invalid_request`, `outside_window`,
-    /// `idempotency_conflict`, `method_not_allowed`, `unavailable`, …
+    /// `bad_request`, `conflict`, `not_retryable`, `invalid_number`, `invalid_request`,
+    /// `outside_window`, `idempotency_conflict`, `method_not_allowed`, `unavailable`, …
     #[schema(example = "not_found")]
     pub code: String,
     /// For a person.
@@ -253,6 +253,23 @@ pub struct JobStats {
 pub struct Retried {
     /// How many jobs were queued again.
     pub retried: u64,
+    /// How many were left alone because their effect cannot be re-attempted (e.g. a WhatsApp
+    /// message the provider already accepted).
+    pub refused: u64,
+    /// The first 100 of those, with the reason for each.
+    pub refusals: Vec<RefusedJob>,
+}
+
+/// A job a bulk retry left alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefusedJob {
+    /// Job id.
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Why it was not queued again.
+    pub reason: String,
 }
 
 /// `GET /api/jobs` filters.
