@@ -1,5 +1,5 @@
-//! Intake settings: rate limits, CORS, the `<Say>` voice, the static folder and the extra
-//! signing secrets.
+//! Intake settings: rate limits, CORS, the `<Say>` voice, the static folder, the extra
+//! signing secrets and the connection limits ([`crate::serve`]).
 //!
 //! Like [`moked_jobs::config::CoreArgs`], every setting is an env var and a clap flag; the raw
 //! [`IntakeArgs`] are flattened into each binary that serves the intake (`moked-intake`, and
@@ -52,6 +52,15 @@ pub const HE_IL_VOICES: [&str; 8] = [
 /// in total, retries included, so this stays well under it).
 pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a client may take to send a request's headers, and how long a kept-alive connection
+/// may sit idle waiting for its next request (hyper restarts the same timer when a connection
+/// goes idle), before the connection is closed.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Open connections served at once: half of the usual 1,024 open-file limit, leaving room for
+/// the database, Redis, the recordings store and logs.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
 /// The largest `N` of a rate (`N/sec` at most one event per microsecond).
 const MAX_RATE_COUNT: u32 = 1_000_000;
 
@@ -59,7 +68,7 @@ const MAX_RATE_COUNT: u32 = 1_000_000;
 #[derive(Debug, Clone, Args)]
 pub struct IntakeArgs {
     /// Failed webhook signature checks allowed per client IP (N/sec, N/min, N/hour, or off).
-    /// Over it, that IP gets 429 before any signature work.
+    /// Over it, that IP's unsigned or forged requests get 429; correctly signed ones never do.
     #[arg(long, env = "RATE_LIMIT_UNVERIFIED", default_value = "60/min")]
     pub rate_limit_unverified: String,
     /// Signed incoming calls allowed per caller number (From); beyond it the call is rejected
@@ -93,6 +102,14 @@ pub struct IntakeArgs {
     /// The SharedKey id (`key=` in X-Twilio-Webhooks-Signature-Settings). Unset: any id.
     #[arg(long, env = "TWILIO_WEBHOOK_SHARED_KEY_ID")]
     pub twilio_webhook_shared_key_id: Option<String>,
+    /// How long a client may take to send a request's headers, and a kept-alive connection may
+    /// sit idle, before it is closed (e.g. 10s).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
+    /// Connections served at once; at the cap the longest-idle connection is closed for a new
+    /// one, and when every connection is busy new ones wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// The worker-owned settings the operator API reads (flattened into `moked-intake` only; the
@@ -318,6 +335,10 @@ pub struct IntakeConfig {
     /// The recordings store the operator API serves audio from (`RECORDINGS_STORE`); `None`:
     /// recordings are listed without a `download_url`.
     pub recordings_store: Option<String>,
+    /// Time allowed for a request's headers and for a kept-alive connection's idle wait.
+    pub header_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for IntakeConfig {
@@ -333,6 +354,8 @@ impl Default for IntakeConfig {
             enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
             whatsapp: WhatsAppSendConfig::default(),
             recordings_store: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -438,6 +461,21 @@ impl IntakeArgs {
             }
             (None, None) => None,
         };
+        let header_read_timeout = moked_jobs::retry::parse_duration(&self.header_read_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "HEADER_READ_TIMEOUT",
+                    format!(
+                        "`{}` is not a positive duration (e.g. 10s)",
+                        self.header_read_timeout
+                    ),
+                )
+            })?;
+        if self.max_connections == 0 {
+            return Err(ConfigError::new("MAX_CONNECTIONS", "must be at least 1"));
+        }
         Ok(IntakeConfig {
             limits,
             cors_origins,
@@ -449,6 +487,8 @@ impl IntakeArgs {
             enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
             whatsapp: WhatsAppSendConfig::default(),
             recordings_store: None,
+            header_read_timeout,
+            max_connections: self.max_connections,
         })
     }
 }
@@ -588,6 +628,24 @@ mod tests {
             .map(|h| h.to_str().unwrap_or_default())
             .collect();
         assert_eq!(got, ["https://crm.example.com", "http://localhost:3000"]);
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_refuse_zero() {
+        let c = parse(&[]).expect("defaults");
+        assert_eq!(c.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let c =
+            parse(&["--header-read-timeout", "1500ms", "--max-connections", "8"]).expect("valid");
+        assert_eq!(c.header_read_timeout, Duration::from_millis(1500));
+        assert_eq!(c.max_connections, 8);
+        let e = parse(&["--header-read-timeout", "0s"]).expect_err("zero");
+        assert!(
+            e.to_string().starts_with("invalid HEADER_READ_TIMEOUT:"),
+            "{e}"
+        );
+        let e = parse(&["--max-connections", "0"]).expect_err("zero");
+        assert!(e.to_string().starts_with("invalid MAX_CONNECTIONS:"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! * [`routes`] — one module per surface: voice, messaging, Baileys, health, and the
 //!   operator API, its OpenAPI document and the `/ops` page ([`routes::operator`]).
 //! * [`metrics`] — the Prometheus recorder, `GET /metrics` and the webhook outcome counter.
+//! * [`serve`] — the accept loop: header-read timeout, connection cap, accept errors.
 //! * [`error`] — the webhook error type and its HTTP answers, and the operator API's JSON error.
 //!
 //! Entry points: [`build_state`] connects the database, the queue and the limiter from the
@@ -25,10 +26,10 @@ pub mod error;
 pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
+pub mod serve;
 pub mod signature;
 pub mod twiml;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +81,8 @@ pub struct AppState {
     pub(crate) answers: Arc<Answers>,
     /// The recordings store the operator API serves audio from (`RECORDINGS_STORE`).
     pub(crate) recordings: Option<routes::operator::recordings::AudioStore>,
+    /// Refused webhooks, logged once a minute.
+    pub(crate) refusals: Arc<signature::Refusals>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -140,6 +143,7 @@ impl AppState {
             keys: Arc::new(keys),
             answers: Arc::new(answers),
             recordings,
+            refusals: Arc::default(),
         })
     }
 
@@ -274,13 +278,20 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::webhooks().route_layer(axum::middleware::from_fn(metrics::count_webhook)))
         .merge(routes::operator::pages(&state))
         .nest("/api", api)
-        .nest_service("/static", ServeDir::new(&state.intake.static_dir))
+        .merge(
+            Router::new()
+                .nest_service("/static", ServeDir::new(&state.intake.static_dir))
+                .layer(axum::middleware::map_response(
+                    routes::operator::page::harden_static,
+                )),
+        )
         .layer(layers)
         .with_state(state)
 }
 
-/// Serves the router on `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish and returns — after [`SHUTDOWN_GRACE`] at the latest.
+/// Serves the router on `listener` ([`serve::serve`], with the settings' header-read timeout
+/// and connection cap) until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish and returns — after [`SHUTDOWN_GRACE`] at the latest.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -292,8 +303,8 @@ pub async fn run(
         tracing::info!("intake shutting down: no new connections, finishing in-flight requests");
         let _ = begun_tx.send(());
     };
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let limits = serve::ConnectionLimits::of(&state.intake);
+    let server = serve::serve(listener, router(state), limits, signal);
     let deadline = async {
         if begun_rx.await.is_err() {
             std::future::pending::<()>().await;
@@ -301,7 +312,7 @@ pub async fn run(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = server.into_future() => served,
+        () = server => Ok(()),
         () = deadline => {
             tracing::warn!(
                 grace_s = SHUTDOWN_GRACE.as_secs(),

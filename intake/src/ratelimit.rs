@@ -6,7 +6,7 @@
 //!
 //! | limit | key | counted | over it |
 //! |---|---|---|---|
-//! | [`Limit::Unverified`] | client IP (IPv6 per /64) | failed signature / secret checks | 429 + `Retry-After`, checked before any HMAC work |
+//! | [`Limit::Unverified`] | client IP (IPv6 per /64) | failed signature / secret checks | 429 + `Retry-After` for the failing requests; checked after verifying, so a correctly signed request is never refused by it ([`crate::signature`]) |
 //! | [`Limit::Calls`] | caller number (`From`) | signed incoming calls | `<Reject reason="busy"/>`, nothing enqueued |
 //! | [`Limit::Recordings`] | CallSid | signed recording callbacks | 429 |
 //! | [`Limit::Status`] | CallSid / MessageSid | signed status callbacks | 429 |
@@ -27,11 +27,10 @@
 //!   when it grows.
 //! * **Redis** (the queue is in Redis): one Lua script ([`GCRA_SCRIPT`]) per event on
 //!   `{QUEUE_PREFIX}:ratelimit:{limit}:{key}`, timed by the Redis server's clock, so all intake
-//!   processes share the counters. To keep a Redis round trip off every webhook, the
+//!   processes share the counters. To keep a Redis round trip off every refused request, the
 //!   "is this IP already over?" check ([`Limiter::peek`]) reads a local cache that each counted
-//!   failure refreshes from the script's answer. Another process therefore learns of a blocked
-//!   IP from its own first failure with it: across `P` processes an IP gets at most `N + P`
-//!   failed checks per window instead of `N`.
+//!   failure refreshes from the script's answer. Another process learns of a blocked IP from
+//!   its own first failure with it, which the script already answers over the limit (429).
 //!
 //! A limiter that cannot reach Redis lets the event through (the signature is still verified;
 //! limits protect capacity, they are not authentication) and logs a warning.

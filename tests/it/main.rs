@@ -10,6 +10,8 @@ mod helpers;
 mod clock_ready;
 mod deploy_files;
 mod intake_api;
+mod intake_connections;
+mod intake_hostile;
 mod intake_malformed;
 mod intake_rate_limits;
 mod intake_signatures;

@@ -2,8 +2,10 @@
 //!
 //! | path | answer | enqueues | dedupe key |
 //! |---|---|---|---|
-//! | `/webhook/whatsapp/incoming` | 200 TwiML `<Response/>` (never JSON: that is Twilio error 12300) | `whatsapp.inbound` | token, else `whatsapp.inbound:{MessageSid}` |
-//! | `/webhook/whatsapp/status` | 204 | `whatsapp.status` | token, else `whatsapp.status:{MessageSid}:{MessageStatus}` |
+//! | `/webhook/whatsapp/incoming` | 200 TwiML `<Response/>` (never JSON: that is Twilio error 12300) | `whatsapp.inbound` | `whatsapp.inbound:{MessageSid}` |
+//! | `/webhook/whatsapp/status` | 204 | `whatsapp.status` | `whatsapp.status:{MessageSid}:{MessageStatus}` |
+//!
+//! `I-Twilio-Idempotency-Token` never changes a key (see [`super`]).
 //!
 //! Status callbacks are limited per MessageSid (429). Our own message id, when the sender put
 //! it in the StatusCallback URL as `?our_id=…` (or `?mid=…`, `?id=…`), is passed on as `our_id`.
@@ -11,10 +13,10 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use moked_jobs::kinds::{InboundMedia, JobPayload, WhatsAppInbound, WhatsAppStatus};
+use moked_jobs::kinds::{InboundMedia, WhatsAppInbound, WhatsAppStatus};
 use moked_jobs::queue::NewJob;
 
-use super::{dedupe_key, note_sid, now};
+use super::{note_sid, now};
 use crate::error::IntakeError;
 use crate::ratelimit::Limit;
 use crate::signature::TwilioForm;
@@ -30,8 +32,7 @@ pub async fn incoming(
 ) -> Result<Response, IntakeError> {
     let message = inbound(&hook)?;
     note_sid(&message.provider_sid);
-    let natural = format!("whatsapp.inbound:{}", message.provider_sid);
-    let key = dedupe_key(&hook, WhatsAppInbound::KIND, natural);
+    let key = format!("whatsapp.inbound:{}", message.provider_sid);
     state
         .enqueue(NewJob::new(&message).dedupe(key, state.core.dedupe_ttl))
         .await?;
@@ -46,8 +47,7 @@ pub async fn status(
     let status = status_of(&hook)?;
     note_sid(&status.message_sid);
     limit(&state, Limit::Status, &status.message_sid).await?;
-    let natural = format!("whatsapp.status:{}:{}", status.message_sid, status.status);
-    let key = dedupe_key(&hook, WhatsAppStatus::KIND, natural);
+    let key = format!("whatsapp.status:{}:{}", status.message_sid, status.status);
     state
         .enqueue(NewJob::new(&status).dedupe(key, state.core.dedupe_ttl))
         .await?;

@@ -12,6 +12,11 @@
 //! Every webhook handler has the same shape ("handlers translate, functions decide"): the
 //! extractor verifies, a pure function in the same module turns the fields into a job (unit
 //! tested without HTTP), the handler applies the rate limit, enqueues and maps the answer.
+//!
+//! Each job is deduplicated by the natural key of its event (CallSid, CallSid + status +
+//! sequence, RecordingSid, MessageSid, MessageSid + status), which the signature covers.
+//! `I-Twilio-Idempotency-Token` is not part of the key: the signature does not cover it, so a
+//! captured request replayed with a new token must still be the same job.
 
 pub mod baileys;
 pub mod health;
@@ -21,10 +26,8 @@ pub mod voice;
 
 use axum::Router;
 use axum::routing::{get, post};
-use moked_jobs::kinds::JobKind;
 
 use crate::AppState;
-use crate::signature::TwilioForm;
 
 /// `POST /webhook/*`.
 pub fn webhooks() -> Router<AppState> {
@@ -44,15 +47,6 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(operator::router(state))
-}
-
-/// The dedupe key of a webhook: Twilio's idempotency token when it sent one (scoped by kind),
-/// else the natural key of the event.
-pub(crate) fn dedupe_key(hook: &TwilioForm, kind: JobKind, natural: String) -> String {
-    match &hook.idempotency_token {
-        Some(token) => format!("idem:{kind}:{token}"),
-        None => natural,
-    }
 }
 
 /// Now, as stored in payloads (RFC 3339, UTC, milliseconds).

@@ -2,10 +2,12 @@
 //!
 //! | path | answer | enqueues | dedupe key |
 //! |---|---|---|---|
-//! | `/webhook/incoming_call` | TwiML: greeting, pause, `<Record>` | `call.started` | token, else `call.started:{CallSid}` |
+//! | `/webhook/incoming_call` | TwiML: greeting, pause, `<Record>` | `call.started` | `call.started:{CallSid}` |
 //! | `/webhook/handle_recording` | TwiML: thanks, hang up | `recording.process` | always `recording:{RecordingSid}` |
 //! | `/webhook/recording_status` | 204 | `recording.process` when `RecordingStatus=completed` | always `recording:{RecordingSid}` |
-//! | `/webhook/call_status` | 204 | `call.status` | token, else `call.status:{CallSid}:{CallStatus}:{SequenceNumber}` |
+//! | `/webhook/call_status` | 204 | `call.status` | `call.status:{CallSid}:{CallStatus}:{SequenceNumber}` |
+//!
+//! `I-Twilio-Idempotency-Token` never changes a key (see [`super`]).
 //!
 //! Both recording webhooks share one key so the `<Record>` action and the status callback of
 //! the same recording make exactly one job, whichever arrives first.
@@ -17,11 +19,11 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use moked_jobs::kinds::{CallStarted, CallStatus, JobPayload, RecordingProcess};
+use moked_jobs::kinds::{CallStarted, CallStatus, RecordingProcess};
 use moked_jobs::phone::mask_raw;
 use moked_jobs::queue::NewJob;
 
-use super::{dedupe_key, note_sid, now};
+use super::{note_sid, now};
 use crate::error::IntakeError;
 use crate::ratelimit::{Decision, Limit};
 use crate::signature::TwilioForm;
@@ -41,11 +43,7 @@ pub async fn incoming_call(
         );
         return Ok(state.answers.reject_busy.clone().into_response());
     }
-    let key = dedupe_key(
-        &hook,
-        CallStarted::KIND,
-        format!("call.started:{}", call.call_sid),
-    );
+    let key = format!("call.started:{}", call.call_sid);
     let job = NewJob::new(&call).dedupe(key, state.core.dedupe_ttl);
     state.enqueue(job).await?;
     Ok(state.answers.incoming_call.clone().into_response())
@@ -87,13 +85,12 @@ pub async fn call_status(
     let status = call_status_of(&hook)?;
     note_sid(&status.call_sid);
     limit(&state, Limit::Status, &status.call_sid).await?;
-    let natural = format!(
+    let key = format!(
         "call.status:{}:{}:{}",
         status.call_sid,
         status.status,
         status.sequence.map(|n| n.to_string()).unwrap_or_default()
     );
-    let key = dedupe_key(&hook, CallStatus::KIND, natural);
     state
         .enqueue(NewJob::new(&status).dedupe(key, state.core.dedupe_ttl))
         .await?;
@@ -254,20 +251,6 @@ mod tests {
         assert_eq!(
             call_status_of(&hook(&[("CallSid", "CA1")])).expect_err("no status"),
             IntakeError::missing("CallStatus")
-        );
-    }
-
-    #[test]
-    fn the_idempotency_token_wins_over_the_natural_key() {
-        let h = hook(&[("CallSid", "CA1")]);
-        assert_eq!(
-            dedupe_key(&h, CallStarted::KIND, "call.started:CA1".into()),
-            "call.started:CA1"
-        );
-        let h = h.with_token("tok-1");
-        assert_eq!(
-            dedupe_key(&h, CallStarted::KIND, "call.started:CA1".into()),
-            "idem:call.started:tok-1"
         );
     }
 }

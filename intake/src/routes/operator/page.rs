@@ -7,11 +7,17 @@
 //! it makes. It is served with a strict Content-Security-Policy (own scripts and styles only,
 //! audio from `blob:` URLs the script makes from the authenticated audio download), no caching
 //! and no framing.
+//!
+//! The page's sources also sit in the repository's `static/ops/`, which is the default
+//! `STATIC_DIR` served at `/static/*`; so every `/static/*` answer gets the same headers
+//! ([`harden_static`]): a copy of the page reached there is no more frameable or cacheable than
+//! `/ops`. Audio (`welcome.mp3`, which Twilio fetches for `<Play>` and may cache) is the one
+//! kind left cacheable.
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::AppState;
 
@@ -33,28 +39,41 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
      connect-src 'self'; media-src 'self' blob:; img-src 'self' data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
+/// The page's headers: CSP, no framing, no sniffing, no referrer, and (unless `cache`) no caching.
+fn protect(headers: &mut HeaderMap, cache: bool) {
+    headers.insert(
+        HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !cache {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
-            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-            (
-                HeaderName::from_static("content-security-policy"),
-                HeaderValue::from_static(CSP),
-            ),
-        ],
-        body,
-    )
-        .into_response()
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    protect(response.headers_mut(), false);
+    response
+}
+
+/// The headers of every `/static/*` answer: the page's, and `no-store` on all but audio.
+pub async fn harden_static(mut response: Response) -> Response {
+    let audio = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("audio/"));
+    protect(response.headers_mut(), audio);
+    response
 }
 
 async fn index() -> Response {

@@ -8,7 +8,9 @@
 //! store, calls list their recordings with `download_url: null`.
 //!
 //! A single `Range: bytes=a-b` / `bytes=a-` / `bytes=-n` is honoured (206, so the browser's audio player can
-//! seek); anything else gets the whole file. Twilio's own recording URL is never served or shown.
+//! seek); a range that cannot be satisfied (its end past 2^64 − 1, or its start past the end of
+//! the audio) is 416 `range_not_satisfiable` with the reason; anything else gets the whole file.
+//! Twilio's own recording URL is never served or shown.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -48,25 +50,50 @@ pub fn open(url: &str) -> Result<Option<AudioStore>, String> {
 }
 
 /// A single byte range asked for: `bytes=a-b`, `bytes=a-` or `bytes=-n` (the last n bytes).
-fn requested_range(headers: &HeaderMap) -> Option<GetRange> {
-    let value = headers.get(header::RANGE)?.to_str().ok()?.trim();
-    let spec = value.strip_prefix("bytes=")?;
+/// `Ok(None)`: no range, or one we do not honour (the whole file is served); `Err`: a range
+/// that can never be satisfied (416).
+fn requested_range(headers: &HeaderMap) -> Result<Option<GetRange>, ApiError> {
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
     if spec.contains(',') {
-        return None;
+        return Ok(None);
     }
-    let (start, end) = spec.split_once('-')?;
+    let Some((start, end)) = spec.split_once('-') else {
+        return Ok(None);
+    };
     if start.trim().is_empty() {
-        let last: u64 = end.trim().parse().ok()?;
-        return (last > 0).then_some(GetRange::Suffix(last));
+        return Ok(match end.trim().parse::<u64>() {
+            Ok(last) if last > 0 => Some(GetRange::Suffix(last)),
+            _ => None,
+        });
     }
-    let start: u64 = start.trim().parse().ok()?;
+    let Ok(start) = start.trim().parse::<u64>() else {
+        return Ok(None);
+    };
     match end.trim() {
-        "" => Some(GetRange::Offset(start)),
-        end => {
-            let end: u64 = end.parse().ok()?;
-            (end >= start).then(|| GetRange::Bounded(start..end + 1))
-        }
+        "" => Ok(Some(GetRange::Offset(start))),
+        end => match end.parse::<u64>() {
+            Ok(end) if end >= start => end
+                .checked_add(1)
+                .map(|stop| Some(GetRange::Bounded(start..stop)))
+                .ok_or_else(|| unsatisfiable(format!("range end {end} is past any audio"))),
+            _ => Ok(None),
+        },
     }
+}
+
+/// 416 with its reason.
+fn unsatisfiable(reason: String) -> ApiError {
+    ApiError::new(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range_not_satisfiable",
+        reason,
+    )
 }
 
 /// The audio of a stored recording.
@@ -79,6 +106,7 @@ fn requested_range(headers: &HeaderMap) -> Option<GetRange> {
         (status = 200, description = "The audio (audio/x-wav or audio/mpeg)", content_type = "audio/*", body = Vec<u8>),
         (status = 206, description = "The requested byte range", content_type = "audio/*", body = Vec<u8>),
         (status = 404, description = "No such recording, not stored yet, or no recordings store", body = schema::ErrorBody),
+        (status = 416, description = "The byte range cannot be satisfied (`range_not_satisfiable`)", body = schema::ErrorBody),
     )
 )]
 pub async fn audio(
@@ -108,7 +136,7 @@ pub async fn audio(
     };
     let location = StorePath::parse(&key)
         .map_err(|e| ApiError::unavailable("recordings store", &format!("bad stored key: {e}")))?;
-    let range = requested_range(&headers);
+    let range = requested_range(&headers)?;
     let partial = range.is_some();
     let options = GetOptions {
         range,
@@ -124,11 +152,7 @@ pub async fn audio(
             ));
         }
         Err(e) if partial && e.to_string().to_ascii_lowercase().contains("range") => {
-            return Err(ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "range_not_satisfiable",
-                e.to_string(),
-            ));
+            return Err(unsatisfiable(e.to_string()));
         }
         Err(e) => return Err(ApiError::unavailable("recordings store", &e)),
     };
@@ -175,7 +199,29 @@ mod tests {
     fn range(v: &str) -> Option<GetRange> {
         let mut h = HeaderMap::new();
         h.insert(header::RANGE, HeaderValue::from_str(v).ok()?);
-        requested_range(&h)
+        requested_range(&h).unwrap_or_else(|e| panic!("{v}: {e:?}"))
+    }
+
+    #[test]
+    fn ranges_at_the_edge_of_u64_are_checked_not_overflowed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::RANGE,
+            HeaderValue::from_static("bytes=0-18446744073709551615"),
+        );
+        let e = requested_range(&h).expect_err("no audio reaches 2^64 bytes");
+        assert_eq!(e.status, StatusCode::RANGE_NOT_SATISFIABLE);
+        // A start at u64::MAX is read as asked; the store then answers it unsatisfiable (416).
+        assert_eq!(
+            range("bytes=18446744073709551615-"),
+            Some(GetRange::Offset(u64::MAX))
+        );
+        assert_eq!(
+            range("bytes=18446744073709551614-18446744073709551614"),
+            Some(GetRange::Bounded(u64::MAX - 1..u64::MAX))
+        );
+        // One past u64::MAX does not parse: not a range we honour, the whole file.
+        assert_eq!(range("bytes=0-18446744073709551616"), None);
     }
 
     #[test]
