@@ -7,7 +7,10 @@
 use moked_intake::config::RateLimits;
 use moked_jobs::kinds::JobKind;
 
-use crate::helpers::{Backend, Signature, TestApp, call_params, sid, spawn_app, spawn_app_with};
+use crate::helpers::{
+    BAILEYS_SECRET, Backend, Response, Signature, TestApp, call_params, sid, spawn_app,
+    spawn_app_with,
+};
 use crate::operator_support::{OP_TOKEN, record_call, spawn_operator_app_with, stored_recording};
 
 /// One of Twilio's shared egress addresses: anyone can name it in `X-Forwarded-For`, and any
@@ -136,7 +139,46 @@ async fn a_signed_webhook_replayed_with_new_idempotency_tokens_is_one_job(backen
     assert_eq!(app.job_total().await, 4);
 }
 
+async fn forged_secrets_from_the_bridges_address_never_lock_out_the_bridge(backend: Backend) {
+    let app = spawn_app_with(backend, |_, intake| intake.limits = RateLimits::default()).await;
+    let bridge_ip = "10.20.30.40";
+    let post = |secret: &'static str, id: &'static str| {
+        let body = serde_json::json!({
+            "from": "972501234567@s.whatsapp.net",
+            "text": "שלום",
+            "provider": "baileys",
+            "message_id": id,
+            "timestamp": 1_764_000_000
+        })
+        .to_string();
+        let request = app
+            .client
+            .post(app.url("/webhook/whatsapp/baileys"))
+            .header("Content-Type", "application/json")
+            .header("X-BAILEYS-SECRET", secret)
+            .header("X-Forwarded-For", bridge_ip)
+            .body(body);
+        async move { Response::read(request.send().await.expect("request")).await }
+    };
+    let mut limited = 0;
+    for _ in 0..70 {
+        match post("guessed-wrong", "3EB0FORGED").await.status {
+            403 => {}
+            429 => limited += 1,
+            other => panic!("a wrong secret got {other}"),
+        }
+    }
+    assert!(limited > 0, "the guesses went over RATE_LIMIT_UNVERIFIED");
+    // The bridge itself, from the same address, is checked first and answered.
+    let resp = post(BAILEYS_SECRET, "3EB0GENUINE").await;
+    assert_eq!(resp.status, 204, "{}", resp.body);
+    let jobs = app.payloads(JobKind::WhatsAppInbound).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["provider_sid"], "3EB0GENUINE");
+}
+
 backend_tests!(
+    forged_secrets_from_the_bridges_address_never_lock_out_the_bridge,
     forged_requests_naming_twilios_address_never_lock_out_a_signed_webhook,
     a_signed_webhook_replayed_with_new_idempotency_tokens_is_one_job,
 );
