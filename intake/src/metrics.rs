@@ -20,6 +20,7 @@
 //! | `moked_cluster_jobs_total` | counter | `kind`, `outcome` (`done`, `retry`, `dead`) | the fleet's finished attempts, from the counters workers keep in the queue (`queue::outcomes`), read on scrape |
 //! | `moked_queue_oldest_age_seconds` | gauge | `state` (`queued`: the oldest due job's wait) | sampled on scrape |
 //! | `moked_queue_up` | gauge | — | 1 when the last sample worked, 0 when the queue did not answer |
+//! | `moked_jobs_pruned_total` | counter | `state` (`finished`, `dead`) | the clock's cleanup job (`workers/src/handlers/clock_cleanup.rs`) |
 //! | `moked_twilio_requests_total` | counter | `method`, `status` (HTTP code or `transport_error`) | Twilio REST client (`workers/src/clients/twilio.rs`) |
 //! | `moked_transcription_audio_seconds_total` | counter | `provider` | voice pipeline, per transcript stored |
 //! | `moked_transcription_duration_seconds` | histogram | `provider` | voice pipeline, wall time per transcription |

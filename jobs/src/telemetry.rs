@@ -90,6 +90,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Wall time of one transcription"
     );
+    metrics::describe_counter!(
+        "moked_jobs_pruned_total",
+        "Jobs the cleanup deleted: finished (done, discarded) or dead past DEAD_JOB_RETENTION / DEAD_JOB_MAX"
+    );
     metrics::describe_gauge!(
         "moked_build_info",
         "Always 1; the labels name the running build"
