@@ -82,3 +82,22 @@ async fn the_served_document_describes_every_operator_path_with_bearer_auth() {
     assert!(spec["components"]["schemas"]["JobDetail"].is_object());
     assert!(spec["components"]["schemas"]["ErrorBody"].is_object());
 }
+
+#[test]
+fn every_operation_id_is_unique() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&moked_intake::routes::operator::openapi_json()).expect("JSON");
+    let mut seen = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            if let Some(id) = op["operationId"].as_str() {
+                seen.entry(id.to_owned())
+                    .or_default()
+                    .push(format!("{method} {path}"));
+            }
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, at)| at.len() > 1).collect();
+    assert!(twice.is_empty(), "operationIds used more than once: {twice:?}");
+    assert!(seen.len() >= 8, "{seen:?}");
+}

@@ -83,6 +83,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .nest("/api", documented())
         .into_openapi();
     schema::document_unauthorized(&mut doc);
+    schema::name_operations(&mut doc);
     doc
 }
 

@@ -55,6 +55,32 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Gives every operation a document-wide unique id, `{tag}_{handler}` (`calls_show`,
+/// `jobs_show`, …): utoipa names an operation after its handler function alone, and several
+/// modules have a `show` or a `list`, which code generators and validators reject.
+pub fn name_operations(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned();
+            if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
+                && !id.starts_with(&format!("{tag}_"))
+            {
+                *id = format!("{tag}_{id}");
+            }
+        }
+    }
+}
+
 /// Adds the 401 answer to every operation of `doc`. Every documented path sits behind the
 /// bearer token (one layer, [`super::router`]), so every operation can answer 401; it is
 /// documented here, once, rather than on each handler, so a new path cannot forget it.
