@@ -23,6 +23,7 @@
 //! | `{p}:s:{state}` | ZSET | id → score, one index per state except `running` (see *Indexes*); the score is `state_at`, except in `queued` where it is `run_at` |
 //! | `{p}:s:{state}:{kind}` | ZSET | the same, per kind |
 //! | `{p}:dedupe:{key}` | STRING | the id of the job that took the dedupe key; expires after the key's TTL (`PX`) |
+//! | `{p}:stats:m:{minute}`, `{p}:stats:h:{hour}`, `{p}:stats:total` | HASH | the cluster-wide outcome counters, field `{kind}\|{outcome}` (see [`super::outcomes`]); minute and hour buckets expire |
 //!
 //! Times are integer milliseconds since the Unix epoch.
 //!
