@@ -1,7 +1,7 @@
 //! `moked-worker clock`: fires scheduled tasks (reconcile, health, cleanup) as jobs, exactly once
 //! per tick however many clock processes run.
 //!
-//! **Exactly once.** Each tick enqueues one job with the dedupe key `{task}:{local tick time}`,
+//! **Exactly once.** Each tick enqueues one job with the dedupe key `clock:{task}:{local tick time}`,
 //! so any number of clock processes (or all-in-one `moked` instances) produce one job per tick:
 //! the queue's dedupe does the election, no leader needed.
 //!
@@ -285,7 +285,7 @@ pub struct Tick {
 }
 
 impl Tick {
-    /// The dedupe key: `{task}:{local time}`.
+    /// The dedupe key: `clock:{task}:{local time}`.
     pub fn key(&self) -> String {
         format!(
             "clock:{}:{}",

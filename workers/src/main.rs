@@ -9,8 +9,9 @@ use moked_workers::sign::SignArgs;
 use moked_workers::status::{HealthArgs, StatusArgs};
 use moked_workers::whatsapp::WhatsAppCommand;
 
-/// mimalloc instead of glibc malloc: the intake allocates a little per request on every
-/// worker thread, and glibc's arenas made allocation about a seventh of its CPU under load.
+/// mimalloc instead of glibc malloc, as in the other two binaries: a worker allocates a little
+/// per job on every runtime thread (payloads, store rows, HTTP bodies), the pattern that made
+/// glibc's arenas a seventh of the intake's CPU under load.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
