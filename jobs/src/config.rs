@@ -107,6 +107,12 @@ pub struct CoreArgs {
     /// How long done and discarded jobs are kept (e.g. 24h, 7d).
     #[arg(long, env = "JOB_RETENTION", default_value = "24h")]
     pub job_retention: String,
+    /// How long dead jobs are kept for an operator to look at (e.g. 30d).
+    #[arg(long, env = "DEAD_JOB_RETENTION", default_value = "30d")]
+    pub dead_job_retention: String,
+    /// How many dead jobs are kept at most (the newest; older ones are pruned first).
+    #[arg(long, env = "DEAD_JOB_MAX", default_value_t = 50_000)]
+    pub dead_job_max: u64,
     /// How long webhook dedupe keys are remembered.
     #[arg(long, env = "DEDUPE_TTL", default_value = "24h")]
     pub dedupe_ttl: String,
@@ -185,6 +191,10 @@ pub struct CoreConfig {
     pub log_format: LogFormat,
     /// Retention of done/discarded jobs.
     pub job_retention: Duration,
+    /// Retention of dead jobs (`DEAD_JOB_RETENTION`).
+    pub dead_job_retention: Duration,
+    /// How many dead jobs are kept at most (`DEAD_JOB_MAX`).
+    pub dead_job_max: u64,
     /// Webhook dedupe window.
     pub dedupe_ttl: Duration,
     /// Retry schedules.
@@ -344,6 +354,8 @@ impl CoreArgs {
             baileys_secret: non_empty(self.baileys_secret).map(SecretString::from),
             log_format: self.log_format,
             job_retention: dur("JOB_RETENTION", &self.job_retention)?,
+            dead_job_retention: dur("DEAD_JOB_RETENTION", &self.dead_job_retention)?,
+            dead_job_max: self.dead_job_max,
             dedupe_ttl: dur("DEDUPE_TTL", &self.dedupe_ttl)?,
             retry,
         })
@@ -369,6 +381,8 @@ impl CoreConfig {
             baileys_secret: None,
             log_format: LogFormat::Text,
             job_retention: Duration::from_secs(86_400),
+            dead_job_retention: Duration::from_secs(30 * 86_400),
+            dead_job_max: 50_000,
             dedupe_ttl: Duration::from_secs(86_400),
             retry: RetryPolicy::default(),
         }
@@ -401,6 +415,8 @@ mod tests {
         assert_eq!(c.twilio.api_base, "https://api.twilio.com");
         assert_eq!(c.database_url.expose_secret(), "sqlite://data/moked.db");
         assert!(matches!(c.queue, QueueBackend::Database));
+        assert_eq!(c.dead_job_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.dead_job_max, 50_000);
         assert_eq!(
             c.retry.schedule(JobKind::WhatsAppSend).to_string(),
             "5s,30s,2m,10m,1h,6h"
@@ -419,6 +435,10 @@ mod tests {
         assert_eq!(
             parse(&["--database-url", "mysql://x"]).unwrap_err().var,
             "DATABASE_URL"
+        );
+        assert_eq!(
+            parse(&["--dead-job-retention", "30x"]).unwrap_err().var,
+            "DEAD_JOB_RETENTION"
         );
         assert_eq!(
             parse(&["--retry-schedule-whatsapp-send", "5x"])

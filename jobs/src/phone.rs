@@ -1,5 +1,11 @@
 //! Phone numbers: E.164 normalisation (default region IL) and masking for logs.
 //!
+//! Masking: [`E164::masked`] / [`mask_raw`] for a field known to hold a number,
+//! [`mask_numbers_in`] for stored payloads (E.164 digit runs), and [`mask_in_text`] for free
+//! text written by someone else — provider error messages ("The 'To' number
+//! whatsapp:+972… is not valid"), which end up in `last_error`, job histories, message error
+//! columns and log lines.
+//!
 //! Twilio sends `+972…`, WhatsApp sends `whatsapp:+972…`, Baileys sends digits, operators type
 //! `050-123-4567`. All become E.164 (`+972501234567`) through the `phonenumber` crate. Validity
 //! per Google's metadata is *not* required (the metadata lags real allocations and common test
@@ -127,6 +133,119 @@ pub fn mask_numbers_in(text: &str) -> String {
     out
 }
 
+/// Masks every phone number inside free text (error messages, log lines): E.164 with or without
+/// `whatsapp:`, bare international digits, Israeli local forms with or without separators
+/// (`050-123-4567`, `(03) 123-4567`, `+972 50 123 4567`), and any other run of 9 or more
+/// digits. A number that parses is shown as [`E164::masked`] (`+9725****4567`); anything else
+/// keeps its first 3 and last 2 digits. No run of 9 digits survives.
+///
+/// Separated digit groups count as one number only when they start like one (`+`, `0`, `(`),
+/// so dates and times (`2026-12-07 12:17`) are left alone.
+pub fn mask_in_text(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        match number_at(&chars, i) {
+            Some(end) => {
+                let span: String = chars[i..end].iter().collect();
+                out.push_str(&mask_span(&span));
+                i = end;
+            }
+            None => {
+                // Not a number: copy the whole digit run (or the one char), so that no tail of
+                // a run (`026…` of `2026-12-…`) is read as a number of its own.
+                let end = run_end(&chars, i).max(i + 1);
+                out.extend(&chars[i..end]);
+                i = end;
+            }
+        }
+    }
+    out
+}
+
+/// Separators allowed between the digit groups of one written number.
+fn is_separator(c: char) -> bool {
+    matches!(c, ' ' | '-' | '(' | ')')
+}
+
+/// The end of the `+`? digit run starting at `i` (`i` when there is none).
+fn run_end(chars: &[char], i: usize) -> usize {
+    let mut j = i;
+    if chars.get(j) == Some(&'+') {
+        j += 1;
+    }
+    let digits_from = j;
+    while chars.get(j).is_some_and(char::is_ascii_digit) {
+        j += 1;
+    }
+    if j == digits_from { i } else { j }
+}
+
+/// The end of the phone number starting at `i`, if one does.
+fn number_at(chars: &[char], i: usize) -> Option<usize> {
+    let first = *chars.get(i)?;
+    let digit_at = |j: usize| chars.get(j).is_some_and(char::is_ascii_digit);
+    let starts = match first {
+        '+' | '(' => digit_at(i + 1),
+        c => c.is_ascii_digit(),
+    };
+    if !starts {
+        return None;
+    }
+    // The longest stretch of digit groups joined by at most two separators each.
+    let (mut j, mut end, mut digits, mut separated) =
+        (i + 1, i + 1, usize::from(first.is_ascii_digit()), false);
+    while j < chars.len() {
+        if chars[j].is_ascii_digit() {
+            digits += 1;
+            j += 1;
+            end = j;
+        } else if is_separator(chars[j]) {
+            let gap = chars[j..].iter().take_while(|c| is_separator(**c)).count();
+            if gap > 2 || !digit_at(j + gap) {
+                break;
+            }
+            separated = true;
+            j += gap;
+        } else {
+            break;
+        }
+    }
+    if separated && matches!(first, '+' | '0' | '(') && (8..=15).contains(&digits) {
+        // Keep a closing bracket of `(03) …`-style numbers out of the text after it.
+        return Some(end);
+    }
+    // Otherwise only a plain run can be a number.
+    let run = run_end(chars, i);
+    let run_digits = chars[i..run].iter().filter(|c| c.is_ascii_digit()).count();
+    (run_digits >= 9).then_some(run)
+}
+
+/// The masked form of one number found in text.
+fn mask_span(span: &str) -> String {
+    let digits: String = span.chars().filter(char::is_ascii_digit).collect();
+    let plus = span.starts_with('+');
+    // Only forms that name their country or are Israeli local numbers are read as numbers; a
+    // bare run of digits would otherwise become a made-up Israeli number.
+    if plus || digits.starts_with('0') || digits.starts_with("972") {
+        let candidate = if plus {
+            format!("+{digits}")
+        } else {
+            digits.clone()
+        };
+        if let Ok(number) = E164::parse(&candidate) {
+            return number.masked();
+        }
+    }
+    let keep_head: String = digits.chars().take(3).collect();
+    let keep_tail: String = digits
+        .chars()
+        .skip(digits.len().saturating_sub(2))
+        .collect();
+    format!("{}{keep_head}****{keep_tail}", if plus { "+" } else { "" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +315,54 @@ mod tests {
             mask_numbers_in(r#"{"from":"+972501234567","n":"42"}"#),
             r#"{"from":"+9725****4567","n":"42"}"#
         );
+    }
+
+    #[test]
+    fn numbers_in_provider_errors_are_masked_in_every_form() {
+        let cases = [
+            (
+                "The 'To' number whatsapp:+972521234567 is not valid.",
+                "The 'To' number whatsapp:+9725****4567 is not valid.",
+            ),
+            ("to +972 52-123-4567 failed", "to +9725****4567 failed"),
+            ("to +972-52-123-4567.", "to +9725****4567."),
+            ("call 052-123-4567 now", "call +9725****4567 now"),
+            ("call 0521234567", "call +9725****4567"),
+            ("office (03) 123-4567", "office +9723****4567"),
+            (
+                "jid 972521234567@s.whatsapp.net",
+                "jid +9725****4567@s.whatsapp.net",
+            ),
+            ("us +1 415 555 0100!", "us +1415****0100!"),
+            ("ref 123456789012", "ref 123****12"),
+        ];
+        for (raw, masked) in cases {
+            assert_eq!(mask_in_text(raw), masked, "{raw}");
+        }
+    }
+
+    #[test]
+    fn text_without_numbers_is_left_alone() {
+        for text in [
+            "Twilio 21211: the recipient is not a valid phone number",
+            "retry at 2026-12-07 12:17:03 (attempt 3 of 6)",
+            "HTTP 503 after 2.5 s; 12 345 bytes",
+            "שלום 42",
+            "(1) a - b",
+        ] {
+            assert_eq!(mask_in_text(text), text);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_run_of_nine_digits_survives(text in "[0-9 ()+a-z:-]{0,60}") {
+            let masked = mask_in_text(&text);
+            let mut run = 0;
+            for c in masked.chars() {
+                run = if c.is_ascii_digit() { run + 1 } else { 0 };
+                proptest::prop_assert!(run < 9, "{text:?} → {masked:?}");
+            }
+        }
     }
 }

@@ -15,27 +15,49 @@
 //! 3. **Decide**: success → `complete`; failure → the kind's [`RetrySchedule`] says retry at
 //!    `now + delay` or dead ([`JobError::Permanent`] is dead at once). A job claimed more often
 //!    than its schedule allows (it kept killing its workers) goes to dead before it runs again.
-//! 4. **Heartbeat** every `heartbeat`, and on the same tick re-queue the jobs of sessions silent
+//!    The error text is stored and logged with phone numbers masked ([`mask_in_text`]).
+//! 4. **Acknowledge** (`complete`, `retry_at`, `bury`) with capped exponential backoff while the
+//!    ack fails (a locked SQLite, a Redis reply lost to a timeout or a dropped connection), for
+//!    up to `stale_after − heartbeat − fetch_wait`; meanwhile the job stays in this process's
+//!    set of held jobs. A repeated ack whose first try did land is a harmless no-op in both
+//!    backends (acks act only on a job running for the calling session). An ack that still
+//!    fails is given up: the job leaves the set and reconciliation (5) puts it back.
+//! 5. **Reconcile** every `heartbeat`, in the fetch loop between two fetches: the jobs the queue
+//!    says this session holds ([`Queue::held`]) but this process is not running, prefetching or
+//!    acknowledging are put back (`release`, attempt not counted). Recovery only sees silent
+//!    sessions; without this a job whose ack never landed (or whose claim reply was lost)
+//!    stayed `running` for as long as its live session heartbeated. Running it between fetches
+//!    makes it exact: no fetch is in flight, so every job this session claimed and was told
+//!    about is in the set, and what the set lacks is stray (or an ack landing at that moment,
+//!    whose release is then a no-op; the job cannot be claimed again by this session before
+//!    the release lands). A job is therefore back in the queue about `stale_after` after this
+//!    process stopped working on it (patience + one `heartbeat` + one fetch + the release's
+//!    round trip), no later than the jobs of a dead worker (`stale_after` + one `heartbeat`).
+//! 6. **Heartbeat** every `heartbeat`, and on the same tick re-queue the jobs of sessions silent
 //!    for `stale_after` (any live worker does this; the backends make it idempotent).
-//! 5. **Shutdown** (the future passed to [`Runner::run`] resolves): stop fetching, put
+//! 7. **Shutdown** (the future passed to [`Runner::run`] resolves): stop fetching, put
 //!    prefetched jobs that have not started back at once, let running jobs finish for up to
 //!    `shutdown_grace`, put the unfinished ones back (`release`, attempt not counted), remove
-//!    the session, return.
+//!    the session, return. The session heartbeats until it is removed: a grace longer than
+//!    `stale_after` must not let another worker declare it dead and run its jobs a second time.
+//!
+//! [`Queue::held`]: crate::queue::Queue::held
 //!
 //! Metrics (recorded when the process installed a recorder — the all-in-one `moked` does, see
 //! the intake's `metrics` module): `moked_jobs_total{kind,outcome=done|retry|dead}` per
 //! finished attempt and `moked_job_duration_seconds{kind}` per handler run.
 //!
 //! [`RetrySchedule`]: crate::retry::RetrySchedule
+//! [`mask_in_text`]: crate::phone::mask_in_text
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::{Semaphore, watch};
@@ -43,6 +65,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::kinds::JobKind;
+use crate::phone::mask_in_text;
 use crate::queue::{JobState, Lease, QueueError, SharedQueue, WorkerId};
 use crate::retry::{JobError, Next, RetryPolicy};
 
@@ -63,7 +86,7 @@ where
 pub struct RunnerConfig {
     /// Jobs at once.
     pub concurrency: usize,
-    /// Heartbeat (and recovery) interval.
+    /// Heartbeat, recovery and reconciliation interval.
     pub heartbeat: Duration,
     /// A session silent this long is dead.
     pub stale_after: Duration,
@@ -174,27 +197,28 @@ impl Runner {
         }));
         self.queue.heartbeat(&self.worker).await?;
         info!(worker = %self.worker.session, backend = self.queue.backend(), concurrency = self.config.concurrency, "worker started");
-        // Dropped with this future: a runner that is cancelled (or whose process dies) stops
-        // heartbeating, so its jobs are recovered by others.
+        let held: Arc<Mutex<HashSet<String>>> = Arc::default();
+        // Beats through the shutdown grace too, until just before the session is removed (a
+        // beat after `deregister` would register it again). Dropped with this future: a runner
+        // that is cancelled (or whose process dies) stops heartbeating, so its jobs are
+        // recovered by others.
         let beat = AbortOnDrop(tokio::spawn(heartbeat_loop(
             self.queue.clone(),
             self.worker.clone(),
             self.config.clone(),
-            stop_rx.clone(),
         )));
 
         let slots = Slots {
             claim: Arc::new(Semaphore::new(self.config.concurrency * 2)),
             exec: Arc::new(Semaphore::new(self.config.concurrency)),
         };
-        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut tasks = JoinSet::new();
         let result = self
-            .fetch_loop(&until, &stop_rx, &slots, &running, &mut tasks)
+            .fetch_loop(&until, &stop_rx, &slots, &held, &mut tasks)
             .await;
 
         let _ = stop_tx.send(true);
-        let released = self.finish(&mut tasks, &running).await;
+        let released = self.finish(&mut tasks, &held).await;
         drop(signal);
         drop(beat);
         if let Err(e) = self.queue.deregister(&self.worker).await {
@@ -215,32 +239,51 @@ impl Runner {
         until: &Until,
         stop: &watch::Receiver<bool>,
         slots: &Slots,
-        running: &Arc<Mutex<HashSet<String>>>,
+        held: &Arc<Mutex<HashSet<String>>>,
         tasks: &mut JoinSet<()>,
     ) -> Result<(), QueueError> {
         let mut backoff = Duration::from_millis(100);
+        let mut reconcile = tokio::time::interval(self.config.heartbeat);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *stop.borrow() {
                 return Ok(());
             }
             while tasks.try_join_next().is_some() {}
-            // Wait for at least one free slot (or shutdown).
-            let first = {
+            // Wait for at least one free slot (or shutdown); reconcile when it is time, also
+            // while every slot is busy.
+            let woke = {
                 let mut stop = stop.clone();
                 tokio::select! {
-                    permit = slots.claim.clone().acquire_owned() => permit.map_err(|_| QueueError::Invalid("slots closed".into()))?,
-                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                    biased;
+                    _ = stop.wait_for(|s| *s) => Woke::Stop,
+                    _ = reconcile.tick() => Woke::Reconcile,
+                    permit = slots.claim.clone().acquire_owned() => Woke::Slot(permit.map_err(|_| QueueError::Invalid("slots closed".into()))?),
                 }
+            };
+            let first = match woke {
+                Woke::Stop => return Ok(()),
+                Woke::Reconcile => {
+                    self.reconcile(held).await;
+                    continue;
+                }
+                Woke::Slot(permit) => permit,
             };
             let mut permits = vec![first];
             while let Ok(p) = slots.claim.clone().try_acquire_owned() {
                 permits.push(p);
             }
-            let leases = match self
+            let fetched = self
                 .queue
                 .fetch(&self.worker, permits.len(), self.config.fetch_wait)
-                .await
-            {
+                .await;
+            // Held before the next reconciliation can run (it runs in this loop). Jobs fetched
+            // as shutdown began are not held: they go straight back below.
+            let stopping = *stop.borrow();
+            if let (Ok(leases), false) = (&fetched, stopping) {
+                lock(held).extend(leases.iter().map(|l| l.id.clone()));
+            }
+            let leases = match fetched {
                 Ok(leases) => {
                     backoff = Duration::from_millis(100);
                     leases
@@ -257,12 +300,12 @@ impl Runner {
                     continue;
                 }
             };
-            if *stop.borrow() {
+            if stopping {
                 // Shutdown began while the fetch waited: the jobs it brought back are not ours
                 // to start any more; put them back uncounted.
                 for lease in &leases {
                     if let Err(e) = self.queue.release(&self.worker, &lease.id).await {
-                        warn!(job_id = %lease.id, error = %e, "could not release a job fetched during shutdown; recovery will re-queue it");
+                        warn!(job_id = %lease.id, error = %e, "could not release a job fetched during shutdown; reconciliation or recovery will re-queue it");
                     }
                 }
                 return Ok(());
@@ -275,16 +318,14 @@ impl Runner {
                 continue;
             }
             for (lease, permit) in leases.into_iter().zip(permits.drain(..)) {
-                if let Ok(mut set) = running.lock() {
-                    set.insert(lease.id.clone());
-                }
                 let job = JobTask {
                     queue: self.queue.clone(),
                     worker: self.worker.clone(),
                     policy: self.config.policy.clone(),
+                    ack_patience: ack_patience(&self.config),
                     handler: self.handler.clone(),
                     counters: self.counters.clone(),
-                    running: running.clone(),
+                    held: held.clone(),
                 };
                 let span = info_span!("job", job_id = %lease.id, kind = %lease.kind, attempt = lease.attempts);
                 let (exec, mut stop) = (slots.exec.clone(), stop.clone());
@@ -312,6 +353,36 @@ impl Runner {
         }
     }
 
+    /// Puts back what the queue says this session holds but this process does not (see the
+    /// module doc, step 5). Only called from the fetch loop between two fetches. Failures are
+    /// logged: the next tick tries again.
+    async fn reconcile(&self, held: &Mutex<HashSet<String>>) {
+        let claimed = match self.queue.held(&self.worker).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                warn!(error = %e, "could not read which jobs this worker holds; reconciling at the next heartbeat");
+                return;
+            }
+        };
+        let stray: Vec<String> = {
+            let held = lock(held);
+            claimed
+                .into_iter()
+                .filter(|id| !held.contains(id))
+                .collect()
+        };
+        for id in stray {
+            match self.queue.release(&self.worker, &id).await {
+                Ok(()) => {
+                    warn!(job_id = %id, "put back a job the queue said this worker held but it was not running (an ack or a claim reply was lost)")
+                }
+                Err(e) => {
+                    warn!(job_id = %id, error = %e, "could not put back a job this worker holds but does not run; trying again at the next heartbeat")
+                }
+            }
+        }
+    }
+
     /// Whether nothing is left to do in the whole queue.
     async fn settled(&self) -> Result<bool, QueueError> {
         let stats = self.queue.stats().await?;
@@ -321,7 +392,7 @@ impl Runner {
     }
 
     /// Waits up to the grace period for running jobs, then releases what is left.
-    async fn finish(&self, tasks: &mut JoinSet<()>, running: &Arc<Mutex<HashSet<String>>>) -> u64 {
+    async fn finish(&self, tasks: &mut JoinSet<()>, held: &Mutex<HashSet<String>>) -> u64 {
         if !tasks.is_empty() {
             info!(
                 running = tasks.len(),
@@ -338,10 +409,7 @@ impl Runner {
         }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let left: Vec<String> = running
-            .lock()
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default();
+        let left: Vec<String> = lock(held).iter().cloned().collect();
         let mut released = 0;
         for id in left {
             match self.queue.release(&self.worker, &id).await {
@@ -354,6 +422,13 @@ impl Runner {
         warn!(released, "shutdown grace ran out; unfinished jobs put back");
         released
     }
+}
+
+/// What the fetch loop's wait for a free slot ended with.
+enum Woke {
+    Stop,
+    Reconcile,
+    Slot(tokio::sync::OwnedSemaphorePermit),
 }
 
 /// Aborts a spawned task when dropped.
@@ -371,25 +446,53 @@ struct Slots {
     exec: Arc<Semaphore>,
 }
 
+/// The first pause before an ack is tried again; it doubles up to [`ACK_RETRY_MAX`].
+const ACK_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between two tries of one ack.
+const ACK_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// How long a failing ack is tried again before the job is left to reconciliation: with the
+/// heartbeat until the next reconciliation and the fetch it may wait for, a job whose outcome
+/// cannot be recorded is back in the queue `stale_after` after it ran, as if its worker had
+/// died.
+fn ack_patience(config: &RunnerConfig) -> Duration {
+    config
+        .stale_after
+        .saturating_sub(config.heartbeat)
+        .saturating_sub(config.fetch_wait)
+}
+
+/// Locks the set of held jobs — claimed and running, prefetched, or being acknowledged; it stays
+/// consistent even if a holder panicked (each update is one step).
+fn lock(held: &Mutex<HashSet<String>>) -> MutexGuard<'_, HashSet<String>> {
+    held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Everything one job's task needs.
 struct JobTask {
     queue: SharedQueue,
     worker: WorkerId,
     policy: RetryPolicy,
+    ack_patience: Duration,
     handler: Handler,
     counters: Arc<Counters>,
-    running: Arc<Mutex<HashSet<String>>>,
+    held: Arc<Mutex<HashSet<String>>>,
+}
+
+/// The outcome of one attempt, as the queue is told it.
+enum Ack {
+    Done,
+    Retry { error: String, at: DateTime<Utc> },
+    Dead { error: String },
 }
 
 impl JobTask {
     /// Puts a prefetched job back unstarted (shutdown).
     async fn give_back(self, lease: Lease) {
         if let Err(e) = self.queue.release(&self.worker, &lease.id).await {
-            warn!(error = %e, "could not put back a prefetched job; recovery will re-queue it");
+            warn!(error = %e, "could not put back a prefetched job; reconciliation or recovery will re-queue it");
         }
-        if let Ok(mut set) = self.running.lock() {
-            set.remove(&lease.id);
-        }
+        lock(&self.held).remove(&lease.id);
     }
 
     async fn execute(self, lease: Lease) {
@@ -430,7 +533,7 @@ impl JobTask {
             Ok(()) => {
                 self.counters.done.fetch_add(1, Ordering::Relaxed);
                 job_outcome(&kind_name, "done");
-                self.queue.complete(&self.worker, &id).await
+                Ack::Done
             }
             Err(err) => {
                 let schedule = kind
@@ -438,30 +541,53 @@ impl JobTask {
                     .map(|k| self.policy.schedule(*k).clone())
                     .unwrap_or_default();
                 let next = schedule.next(attempts, &err, &mut rand::rng());
-                let message = err.to_string();
+                // Stored as `last_error` and in the history, shown to operators and logged:
+                // provider errors quote the numbers they refused.
+                let error = mask_in_text(&err.to_string());
                 match next {
                     Next::RetryIn(delay) => {
                         self.counters.retried.fetch_add(1, Ordering::Relaxed);
                         job_outcome(&kind_name, "retry");
-                        warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                        warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
                         let at = Utc::now()
                             + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                        self.queue.retry_at(&self.worker, &id, &message, at).await
+                        Ack::Retry { error, at }
                     }
                     Next::Dead => {
                         self.counters.dead.fetch_add(1, Ordering::Relaxed);
                         job_outcome(&kind_name, "dead");
-                        error!(error = %message, "job failed for good; moved to dead");
-                        self.queue.bury(&self.worker, &id, &message).await
+                        error!(%error, "job failed for good; moved to dead");
+                        Ack::Dead { error }
                     }
                 }
             }
         };
-        if let Err(e) = ack {
-            error!(error = %e, "could not record the job's outcome; it will run again after recovery");
-        }
-        if let Ok(mut set) = self.running.lock() {
-            set.remove(&id);
+        self.acknowledge(&id, &ack).await;
+        lock(&self.held).remove(&id);
+    }
+
+    /// Tells the queue `ack`, trying again with capped exponential backoff for up to
+    /// `ack_patience` (see the module doc, step 4). Trying again is safe: an ack whose earlier
+    /// try landed (only its reply was lost) is a no-op.
+    async fn acknowledge(&self, id: &str, ack: &Ack) {
+        let deadline = tokio::time::Instant::now() + self.ack_patience;
+        let mut pause = ACK_RETRY_FIRST;
+        loop {
+            let result = match ack {
+                Ack::Done => self.queue.complete(&self.worker, id).await,
+                Ack::Retry { error, at } => self.queue.retry_at(&self.worker, id, error, *at).await,
+                Ack::Dead { error } => self.queue.bury(&self.worker, id, error).await,
+            };
+            let Err(e) = result else { return };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                error!(error = %e, "could not record the job's outcome; giving up, the job goes back to the queue and runs again");
+                return;
+            }
+            let pause_now = pause.min(left);
+            warn!(error = %e, retry_in_ms = pause_now.as_millis() as u64, "could not record the job's outcome; trying again");
+            tokio::time::sleep(pause_now).await;
+            pause = (pause * 2).min(ACK_RETRY_MAX);
         }
     }
 }
@@ -472,19 +598,13 @@ fn job_outcome(kind: &str, outcome: &'static str) {
         .increment(1);
 }
 
-async fn heartbeat_loop(
-    queue: SharedQueue,
-    worker: WorkerId,
-    config: RunnerConfig,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Heartbeats and recovers silent sessions' jobs every `heartbeat` until aborted (the runner
+/// aborts it just before removing the session).
+async fn heartbeat_loop(queue: SharedQueue, worker: WorkerId, config: RunnerConfig) {
     let mut tick = tokio::time::interval(config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+        tick.tick().await;
         if let Err(e) = queue.heartbeat(&worker).await {
             warn!(error = %e, "heartbeat failed");
             continue;

@@ -92,6 +92,11 @@ every_backend!(
     shutdown_puts_back_jobs_that_outlive_the_grace_period,
     a_job_that_keeps_killing_its_workers_ends_dead,
     prune_deletes_old_done_jobs_and_keeps_dead_ones,
+    prune_dead_keeps_the_newest_dead_jobs_up_to_the_cap_and_none_past_retention,
     two_runners_share_a_backlog_and_run_each_job_exactly_once,
     an_operator_retry_gives_a_dead_job_a_fresh_schedule,
+    held_lists_the_jobs_a_session_runs_and_nothing_else,
+    a_failed_ack_is_retried_until_it_lands,
+    a_job_whose_ack_never_lands_goes_back_within_the_stale_window,
+    shutdown_keeps_the_session_alive_through_the_grace_period,
 );

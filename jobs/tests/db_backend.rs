@@ -4,6 +4,10 @@
 //! `postgres::…`. A second `DbQueue` on its own pool stands in for a second process.
 
 mod common;
+#[path = "suite/faulty.rs"]
+mod faulty;
+#[path = "../../workers/tests/common/wait.rs"]
+mod wait;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -361,6 +365,97 @@ async fn a_job_of_a_worker_that_died_before_its_first_heartbeat_is_recovered(t: 
     );
 }
 
+/// Another process on a host whose clock is `skew` off.
+async fn host_with_clock_skew(t: &TestDb, skew: chrono::TimeDelta) -> DbQueue {
+    let db = Db::connect(&t.url).await.expect("second pool");
+    DbQueue::with_host_clock_skew(db, skew)
+        .await
+        .expect("skewed queue")
+}
+
+/// Heartbeats, enqueues and claims one job on `q` for a new session of `name`.
+async fn running_job(q: &DbQueue, name: &str) -> (WorkerId, String) {
+    let w = WorkerId::new(name);
+    q.heartbeat(&w).await.expect("heartbeat");
+    let job = q.enqueue(send_job(1)).await.expect("enqueue");
+    let leases = q.fetch(&w, 1, Duration::ZERO).await.expect("fetch");
+    assert_eq!(ids(&leases), [job.id()]);
+    (w, job.id().to_owned())
+}
+
+fn ids(leases: &[moked_jobs::queue::Lease]) -> Vec<&str> {
+    leases.iter().map(|l| l.id.as_str()).collect()
+}
+
+async fn hosts_with_skewed_clocks_agree_on_which_sessions_are_alive(t: &TestDb) {
+    // A minute of skew, three times the stale window.
+    let stale = Duration::from_secs(20);
+    let right = queue(t).await;
+    let behind = host_with_clock_skew(t, chrono::TimeDelta::seconds(-60)).await;
+    let ahead = host_with_clock_skew(t, chrono::TimeDelta::seconds(60)).await;
+    let (_, slow_job) = running_job(&behind, "slow-clock").await;
+    let (_, right_job) = running_job(&right, "right-clock").await;
+
+    // Live sessions stay theirs, whichever host looks: a host whose clock is right must not
+    // take the jobs of one whose clock is behind, nor a host whose clock is ahead those of one
+    // whose clock is right.
+    assert_eq!(right.recover_abandoned(stale).await.expect("recover"), 0);
+    assert_eq!(ahead.recover_abandoned(stale).await.expect("recover"), 0);
+    for id in [&slow_job, &right_job] {
+        let d = right.get(id).await.expect("get").expect("job");
+        assert_eq!(d.summary.state, JobState::Running, "job {id}");
+    }
+
+    // And a silent session on a host whose clock is ahead is still recovered once stale (a
+    // zero window: every session is stale now).
+    let (_, fast_job) = running_job(&ahead, "fast-clock").await;
+    right
+        .recover_abandoned(Duration::ZERO)
+        .await
+        .expect("recover");
+    let d = right.get(&fast_job).await.expect("get").expect("job");
+    assert_eq!(d.summary.state, JobState::Queued);
+    assert!(
+        d.history[0]
+            .error
+            .starts_with("abandoned by worker fast-clock"),
+        "{:?}",
+        d.history
+    );
+}
+
+async fn prune_dead_works_through_more_than_one_batch_oldest_first(t: &TestDb) {
+    let q = queue(t).await;
+    // 2,500 dead jobs that died a millisecond apart, a day ago.
+    let old = now_ms() - 86_400_000;
+    exec(
+        t,
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+             INSERT INTO jobs (id, kind, payload, state, attempts, created_at, run_at, \
+                 state_at, finished_at) \
+             SELECT 'dead-' || i, 'whatsapp.send', '{{}}', 'dead', 1, {old}, {old}, \
+                 {old} + i, {old} + i FROM n"
+        ),
+    )
+    .await;
+    let done = q.enqueue(send_job(1)).await.expect("enqueue");
+
+    // 499 died before `old + 500`; of the other 2,001 the cap keeps the newest 100.
+    let before = chrono::DateTime::from_timestamp_millis(old + 500).expect("time");
+    assert_eq!(q.prune_dead(before, 100).await.expect("prune"), 2_400);
+    let left = sqlx::query(
+        "SELECT MIN(state_at) - $1 AS first, COUNT(*) AS n FROM jobs WHERE state = 'dead'",
+    )
+    .bind(old)
+    .fetch_one(t.db.pool())
+    .await
+    .expect("count");
+    assert_eq!(sqlx::Row::get::<i64, _>(&left, "n"), 100);
+    assert_eq!(sqlx::Row::get::<i64, _>(&left, "first"), 2_401);
+    assert!(q.get(done.id()).await.expect("get").is_some());
+}
+
 async fn listing_is_newest_state_change_first_and_rejects_a_foreign_cursor(t: &TestDb) {
     let q = queue(t).await;
     let w = WorkerId::new("w");
@@ -508,6 +603,78 @@ async fn postgres_wake_ups_survive_a_killed_listener_connection() {
     t.drop_db().await;
 }
 
+/// Issue #14: a job finishes while another process holds SQLite's write lock (`BEGIN
+/// IMMEDIATE`) longer than the 5 s busy timeout, so the `complete` fails with `SQLITE_BUSY`.
+/// The ack is tried again and lands once the lock is gone; the job does not stay `running`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_ack_refused_by_a_long_write_lock_lands_once_the_lock_is_gone() {
+    use moked_jobs::retry::{JobError, RetryPolicy};
+    use moked_jobs::runner::{Runner, RunnerConfig, handler};
+
+    let t = TestDb::sqlite().await;
+    let q: Arc<dyn Queue> = Arc::new(queue(&t).await);
+    // No fault injected: it only counts the completes that failed for real.
+    let observed = Arc::new(faulty::FaultyAcks::new(q.clone(), vec![], None));
+    let job = q.enqueue(send_job(1)).await.unwrap();
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let h = {
+        let gate = gate.clone();
+        handler(move |_lease| {
+            let (gate, started_tx) = (gate.clone(), started_tx.clone());
+            async move {
+                let _ = started_tx.send(());
+                gate.acquire().await.unwrap().forget();
+                Ok::<(), JobError>(())
+            }
+        })
+    };
+    let config = RunnerConfig {
+        concurrency: 1,
+        heartbeat: Duration::from_millis(100),
+        stale_after: Duration::from_secs(20),
+        shutdown_grace: Duration::from_secs(5),
+        fetch_wait: Duration::from_millis(200),
+        policy: RetryPolicy::default(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(
+        Runner::new(observed.clone(), "w", config, h).run(async move {
+            let _ = stop_rx.await;
+        }),
+    );
+    started.recv().await.unwrap();
+
+    // Another process takes the write lock and keeps it past the busy timeout.
+    let other = Db::connect(&t.url).await.expect("second pool");
+    let mut lock = other.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    gate.add_permits(1);
+    let mut failed = observed.failed_completes();
+    tokio::time::timeout(Duration::from_secs(30), failed.wait_for(|n| *n >= 1))
+        .await
+        .expect("the complete failed under the lock")
+        .unwrap();
+    assert_eq!(
+        q.get(job.id()).await.unwrap().unwrap().summary.state,
+        JobState::Running
+    );
+    sqlx::query("COMMIT").execute(&mut *lock).await.unwrap();
+    drop(lock);
+
+    wait::eventually(Duration::from_secs(20), "the job is done", || async {
+        q.get(job.id()).await.unwrap().unwrap().summary.state == JobState::Done
+    })
+    .await;
+    stop_tx.send(()).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!((summary.done, summary.released), (1, 0));
+    t.drop_db().await;
+}
+
 macro_rules! on_both_databases {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -544,7 +711,9 @@ on_both_databases!(
     a_fetch_dropped_mid_claim_leaves_no_job_stranded,
     recovery_requeues_only_the_jobs_of_a_silent_session_and_says_why,
     a_job_of_a_worker_that_died_before_its_first_heartbeat_is_recovered,
+    hosts_with_skewed_clocks_agree_on_which_sessions_are_alive,
     listing_is_newest_state_change_first_and_rejects_a_foreign_cursor,
     a_row_with_an_unknown_state_is_reported_as_corrupt_not_a_panic,
     bulk_retry_and_prune_work_through_more_than_one_batch,
+    prune_dead_works_through_more_than_one_batch_oldest_first,
 );

@@ -345,6 +345,168 @@ async fn a_stale_ack_after_recovery_is_ignored() {
     assert_eq!(detail.summary.state, JobState::Done);
 }
 
+/// One of the queue's Lua scripts as `redis.rs` loads it: the argument checks of `args.lua`
+/// in front of the script's own text.
+fn lua(body: &str) -> redis::Script {
+    let args = include_str!("../src/queue/lua/args.lua");
+    redis::Script::new(&format!("{args}\n{body}"))
+}
+
+/// Every key under the queue's prefix.
+async fn keys_under(q: &RedisQueue) -> Vec<String> {
+    let mut conn = raw().await;
+    let mut keys: Vec<String> = Vec::new();
+    let mut iter: redis::AsyncIter<String> = conn
+        .scan_match(format!("{}:*", q.prefix()))
+        .await
+        .expect("scan");
+    while let Some(key) = iter.next_item().await {
+        keys.push(key.expect("key"));
+    }
+    keys
+}
+
+#[tokio::test]
+async fn a_malformed_enqueue_argument_mid_batch_writes_nothing() {
+    let q = queue().await;
+    let enqueue = lua(include_str!("../src/queue/lua/enqueue.lua"));
+    let mut conn = raw().await;
+    let job = |id: &str, run_at: &str, key: &str, ttl: &str| {
+        [id, "call.status", "{}", run_at, key, ttl].map(str::to_owned)
+    };
+    // The second job of each batch is malformed; the first is fine and comes first.
+    let batches = [
+        (job("j2", "soon", "", "0"), "ARGV[11] must be an integer"),
+        (job("j2", "", "k2", "1e3"), "ARGV[13] must be an integer"),
+        (job("j2", "", "k2", "0"), "ARGV[13] must be at least 1"),
+        (
+            job("j2", "", "", "0").map(|_| String::new()),
+            "ARGV[8] must not be empty",
+        ),
+    ];
+    for (second, expected) in batches {
+        let mut call = enqueue.prepare_invoke();
+        call.arg(q.prefix());
+        for arg in job("j1", "", "k1", "60000").iter().chain(&second) {
+            call.arg(arg);
+        }
+        let error = call
+            .invoke_async::<redis::Value>(&mut conn)
+            .await
+            .expect_err("a malformed batch fails");
+        assert_eq!(keys_under(&q).await, Vec::<String>::new(), "{expected}");
+        assert!(
+            error.to_string().contains(expected),
+            "{expected:?} not in {error}"
+        );
+    }
+    // A batch cut short fails whole too.
+    let error = enqueue
+        .prepare_invoke()
+        .arg(q.prefix())
+        .arg(&job("j1", "", "k1", "60000")[..5])
+        .invoke_async::<redis::Value>(&mut conn)
+        .await
+        .expect_err("a short batch fails");
+    assert!(
+        error.to_string().contains("six arguments per job"),
+        "{error}"
+    );
+    assert_eq!(keys_under(&q).await, Vec::<String>::new());
+
+    // The dedupe keys were never taken: the same jobs go through afterwards.
+    let created = q
+        .enqueue(NewJob::raw(JobKind::CallStatus, "{}").dedupe("k1", Duration::from_secs(60)))
+        .await
+        .expect("enqueue");
+    assert!(created.is_created());
+}
+
+#[tokio::test]
+async fn an_ack_with_an_unknown_op_fails_before_touching_the_job() {
+    let q = queue().await;
+    let w = WorkerId::new("w");
+    let id = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    assert_eq!(
+        ids(&q.fetch(&w, 1, Duration::ZERO).await.expect("fetch")),
+        [id.as_str()]
+    );
+    let ack = lua(include_str!("../src/queue/lua/ack.lua"));
+    let mut conn = raw().await;
+    let error = ack
+        .prepare_invoke()
+        .arg(q.prefix())
+        .arg(&w.session)
+        .arg(&w.name)
+        .arg(&id)
+        .arg("finish")
+        .arg("")
+        .arg(0)
+        .invoke_async::<redis::Value>(&mut conn)
+        .await
+        .expect_err("an unknown op fails");
+
+    // The job is still running and still in its session's in-flight list, so the worker's
+    // real ack (or recovery) still finds it.
+    let inflight: Vec<String> = conn
+        .lrange(format!("{}:inflight:{}", q.prefix(), w.session), 0, -1)
+        .await
+        .expect("lrange");
+    assert_eq!(inflight, [id.as_str()]);
+    assert!(
+        error
+            .to_string()
+            .contains("moked ack: ARGV[5] must be one of"),
+        "{error}"
+    );
+    q.complete(&w, &id).await.expect("complete");
+    let detail = q.get(&id).await.expect("get").expect("job");
+    assert_eq!(detail.summary.state, JobState::Done);
+}
+
+#[tokio::test]
+async fn prune_dead_works_through_more_than_one_batch_and_leaves_no_trace() {
+    const DEAD: usize = 1_100;
+    let q = queue().await;
+    try_join_all((0..DEAD).map(|n| q.enqueue(job(n))))
+        .await
+        .expect("enqueue");
+    let w = WorkerId::new("w");
+    loop {
+        let leases = q.fetch(&w, 500, Duration::ZERO).await.expect("fetch");
+        if leases.is_empty() {
+            break;
+        }
+        try_join_all(leases.iter().map(|l| q.bury(&w, &l.id, "always fails")))
+            .await
+            .expect("bury");
+    }
+    assert_eq!(
+        q.stats().await.expect("stats").count(JobState::Dead),
+        DEAD as u64
+    );
+
+    // More than two batches of 500 go: hashes, histories and both indexes.
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(
+        q.prune_dead(an_hour_ago, 50).await.expect("prune"),
+        DEAD as u64 - 50
+    );
+    let mut conn = raw().await;
+    let dead: usize = conn
+        .zcard(format!("{}:s:dead", q.prefix()))
+        .await
+        .expect("zcard");
+    let dead_of_kind: usize = conn
+        .zcard(format!("{}:s:dead:call.status", q.prefix()))
+        .await
+        .expect("zcard");
+    assert_eq!((dead, dead_of_kind), (50, 50));
+    let keys = keys_under(&q).await;
+    let count = |part: &str| keys.iter().filter(|k| k.contains(part)).count();
+    assert_eq!((count(":job:"), count(":hist:")), (50, 50));
+}
+
 #[tokio::test]
 async fn a_dedupe_key_inside_its_ttl_returns_the_first_job() {
     let q = queue().await;

@@ -519,6 +519,9 @@ impl Queue for HoldTime {
     async fn recover_abandoned(&self, stale_after: Duration) -> QueueResult<u64> {
         self.0.recover_abandoned(stale_after).await
     }
+    async fn held(&self, w: &WorkerId) -> QueueResult<Vec<String>> {
+        self.0.held(w).await
+    }
     async fn list(&self, query: &ListQuery) -> QueueResult<JobPage> {
         self.0.list(query).await
     }
@@ -539,6 +542,9 @@ impl Queue for HoldTime {
     }
     async fn prune(&self, before: DateTime<Utc>) -> QueueResult<u64> {
         self.0.prune(before).await
+    }
+    async fn prune_dead(&self, before: DateTime<Utc>, keep: u64) -> QueueResult<u64> {
+        self.0.prune_dead(before, keep).await
     }
     async fn ping(&self) -> QueueResult<()> {
         self.0.ping().await
@@ -1064,11 +1070,11 @@ fn prism_url() -> Option<String> {
     match std::env::var("MOKED_PRISM_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ if flag("CI") => panic!(
-            "MOKED_PRISM_URL is unset in CI: scripts/test must start Prism (bash ../shared/twilio/prism.sh start 4010)"
+            "MOKED_PRISM_URL is unset in CI: scripts/test must start Prism (tests/twilio/prism.sh start 4010)"
         ),
         _ => {
             eprintln!(
-                "SKIPPED: MOKED_PRISM_URL is unset; start Prism with `bash ../shared/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010"
+                "SKIPPED: MOKED_PRISM_URL is unset; start Prism with `tests/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010"
             );
             None
         }
@@ -1301,6 +1307,58 @@ async fn cleanup_scenario(w: &World) {
             .count(),
         1
     );
+}
+
+#[tokio::test]
+async fn cleanup_bounds_the_dead_jobs_of_a_kind_that_always_fails() {
+    let mut w = World::new("http://127.0.0.1:9").await;
+    // Poison payloads: a kind whose every job fails for good, at once.
+    for _ in 0..7 {
+        w.queue
+            .enqueue(NewJob::raw(
+                JobKind::WhatsAppSend,
+                "{\"v\":1,\"data\":{\"nope\":",
+            ))
+            .await
+            .expect("enqueue");
+    }
+    assert_eq!(w.drain().await.dead, 7);
+    let dead = ListQuery {
+        state: Some(JobState::Dead),
+        limit: 500,
+        ..ListQuery::default()
+    };
+    let dead_ids = |page: JobPage| page.jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let newest_first = dead_ids(w.queue.list(&dead).await.expect("list"));
+    let cleanup = || {
+        NewJob::new(&ClockCleanup(ClockTick {
+            tick: Utc::now().to_rfc3339(),
+        }))
+    };
+
+    // Within DEAD_JOB_RETENTION the cap alone prunes: the three newest stay, and the count
+    // reaches /metrics (only this test prunes dead jobs in this process).
+    let metrics = moked_jobs::telemetry::prometheus().expect("a Prometheus recorder");
+    w.core.dead_job_max = 3;
+    w.queue.enqueue(cleanup()).await.expect("enqueue");
+    assert_eq!(w.drain().await.done, 1);
+    assert_eq!(
+        dead_ids(w.queue.list(&dead).await.expect("list")),
+        newest_first[..3]
+    );
+    let pruned = "moked_jobs_pruned_total{state=\"dead\"} 4";
+    assert!(
+        metrics.render().contains(pruned),
+        "{pruned} not in /metrics"
+    );
+
+    // Past it, every dead job goes whatever the cap.
+    w.core.dead_job_retention = Duration::ZERO;
+    w.core.dead_job_max = 50_000;
+    w.queue.enqueue(cleanup()).await.expect("enqueue");
+    assert_eq!(w.drain().await.done, 1);
+    let stats = w.queue.stats().await.expect("stats");
+    assert_eq!(stats.count(JobState::Dead), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

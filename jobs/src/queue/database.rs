@@ -37,8 +37,18 @@
 //!   their `last_error`). Running jobs whose session row does not exist at all (a worker that
 //!   died before its first heartbeat) are recovered once their `started_at` is as old as the
 //!   stale window. A zero window therefore means "every session is stale now".
-//! * **Bulk work is bounded.** `retry_all` and `prune` move or delete at most [`BATCH`] rows per
-//!   statement and loop, so neither holds a long lock nor builds a huge transaction.
+//! * **Bulk work is bounded.** `retry_all`, `prune` and `prune_dead` move or delete at most
+//!   [`BATCH`] rows per statement and loop, so none holds a long lock nor builds a huge
+//!   transaction. `prune_dead`'s cap deletes what lies past the newest `keep` dead jobs in
+//!   listing order (`ORDER BY state_at DESC, id DESC … OFFSET keep`), re-read by every batch.
+//!
+//! # Clocks
+//! Liveness is judged on the **database server's clock**: `heartbeat_at`, a claim's
+//! `started_at` and the stale cutoff of [`Queue::recover_abandoned`] all come from it
+//! (`julianday('now')` on SQLite, `clock_timestamp()` on Postgres), so workers on hosts whose
+//! clocks disagree still agree on who is stale. Other times (`created_at`, `state_at`, a due-now
+//! `run_at`, history entries) come from the calling host, where skew only shifts a timestamp or
+//! a delay by the skew.
 //!
 //! # Transactions and SQLite
 //! Multi-statement transactions begin with `BEGIN IMMEDIATE` on SQLite: the write lock is taken
@@ -133,6 +143,9 @@ struct Inner {
     listening: Arc<AtomicBool>,
     /// The Postgres listener task, stopped when the last clone is dropped.
     listener: Option<JoinHandle<()>>,
+    /// How far this host's clock is off, in ms: 0, except in tests of clock skew
+    /// ([`DbQueue::with_host_clock_skew`]).
+    skew_ms: i64,
     /// How many fetches are waiting for work right now.
     idle: watch::Sender<usize>,
 }
@@ -176,6 +189,14 @@ impl DbQueue {
     /// inside a Tokio runtime; if that connection fails the queue still works, polling every
     /// 100 ms until the task reconnects.
     pub async fn new(db: Db) -> QueueResult<DbQueue> {
+        Self::with_host_clock_skew(db, chrono::TimeDelta::zero()).await
+    }
+
+    /// [`DbQueue::new`] on a host whose clock reads `skew` off the true time (negative:
+    /// behind), for tests: timestamps this queue takes from its host (`run_at`, `state_at`,
+    /// …) shift by `skew`, while heartbeats and staleness, read from the database server's
+    /// clock, must not.
+    pub async fn with_host_clock_skew(db: Db, skew: chrono::TimeDelta) -> QueueResult<DbQueue> {
         let wake = Arc::new(Notify::new());
         let listening = Arc::new(AtomicBool::new(false));
         let listener = match db.kind() {
@@ -209,6 +230,7 @@ impl DbQueue {
                 listening,
                 listener,
                 idle: watch::Sender::new(0),
+                skew_ms: skew.num_milliseconds(),
             }),
         })
     }
@@ -231,6 +253,32 @@ impl DbQueue {
 
     fn pool(&self) -> &sqlx::AnyPool {
         self.inner.db.pool()
+    }
+
+    /// This host's clock in ms (see `skew_ms`).
+    fn host_ms(&self) -> i64 {
+        now_ms().saturating_add(self.inner.skew_ms)
+    }
+
+    /// The database server's clock in ms since the epoch, as an SQL expression. Heartbeats and
+    /// the stale cutoff are read from it, never from a worker's host: hosts whose clocks
+    /// disagree by more than the stale window would otherwise re-queue each other's live jobs
+    /// (or never recover a dead host whose clock runs ahead).
+    fn now_sql(&self) -> &'static str {
+        match self.kind() {
+            // julianday('now') is fixed for the whole statement and kept in whole milliseconds;
+            // ROUND undoes the floating-point error of the day fraction.
+            DbKind::Sqlite => "CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)",
+            DbKind::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+        }
+    }
+
+    /// The database server's clock in ms (see [`DbQueue::now_sql`]).
+    async fn db_ms(&self) -> QueueResult<i64> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {} AS now", self.now_sql())))
+            .fetch_one(self.pool())
+            .await?;
+        get(&row, "now")
     }
 
     /// Begins a transaction that holds the write lock from the start on SQLite.
@@ -280,18 +328,21 @@ impl DbQueue {
 
     /// Claims up to `max` due jobs for `worker` in one statement (see the module doc).
     async fn claim(&self, worker: &WorkerId, max: usize) -> QueueResult<Vec<Lease>> {
-        let now = now_ms();
+        let now = self.host_ms();
         let sql = format!(
             "WITH picked AS MATERIALIZED ( \
                  SELECT id FROM jobs \
                  WHERE state IN ('queued', 'retrying') AND run_at <= $1 \
                  ORDER BY run_at, id LIMIT $2 {lock} \
              ) \
-             UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = $1, \
+             UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = {now}, \
                  state_at = $1, session = $3 \
              WHERE id IN (SELECT id FROM picked) AND state IN ('queued', 'retrying') \
              RETURNING id, kind, payload, attempts, created_at, run_at",
-            lock = self.skip_locked()
+            lock = self.skip_locked(),
+            // started_at on the server's clock: recovery compares it with the stale cutoff
+            // when the session has no heartbeat row.
+            now = self.now_sql()
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now)
@@ -363,7 +414,7 @@ impl DbQueue {
              WHERE id = $2 AND state = 'running' AND session = $3"
         );
         let moved = sqlx::query(AssertSqlSafe(sql))
-            .bind(now_ms())
+            .bind(self.host_ms())
             .bind(id.to_owned())
             .bind(worker.session.clone())
             .execute(self.pool())
@@ -460,7 +511,7 @@ impl Queue for DbQueue {
 
     async fn enqueue(&self, job: NewJob) -> QueueResult<Enqueued> {
         let id = new_job_id();
-        let now = now_ms();
+        let now = self.host_ms();
         let run_at = job.run_at.map(to_ms).unwrap_or(now);
         let mut tx = self.begin().await?;
         if let Some(dedupe) = &job.dedupe {
@@ -545,7 +596,7 @@ impl Queue for DbQueue {
             } else {
                 self.next_run_at().await?
             };
-            if next.is_some_and(|at| at <= now_ms()) {
+            if next.is_some_and(|at| at <= self.host_ms()) {
                 let leases = self.claim_detached(worker, max).await?;
                 if !leases.is_empty() {
                     return Ok(leases);
@@ -559,7 +610,7 @@ impl Queue for DbQueue {
             }
             let poll = deadline.min(now + self.poll_interval());
             let due = next.map(|at| {
-                let in_ms = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
+                let in_ms = u64::try_from(at.saturating_sub(self.host_ms())).unwrap_or(0);
                 now + Duration::from_millis(in_ms).max(MIN_PAUSE)
             });
             let until = due.map_or(poll, |due| due.min(poll));
@@ -584,7 +635,7 @@ impl Queue for DbQueue {
         error: &str,
         at: DateTime<Utc>,
     ) -> QueueResult<()> {
-        let now = now_ms();
+        let now = self.host_ms();
         let mut tx = self.begin().await?;
         let moved = sqlx::query(
             "UPDATE jobs SET state = 'retrying', run_at = $4, last_error = $5, state_at = $1, \
@@ -612,7 +663,7 @@ impl Queue for DbQueue {
     }
 
     async fn bury(&self, worker: &WorkerId, id: &str, error: &str) -> QueueResult<()> {
-        let now = now_ms();
+        let now = self.host_ms();
         let mut tx = self.begin().await?;
         let moved = sqlx::query(
             "UPDATE jobs SET state = 'dead', finished_at = $1, last_error = $4, state_at = $1, \
@@ -651,16 +702,17 @@ impl Queue for DbQueue {
     }
 
     async fn heartbeat(&self, worker: &WorkerId) -> QueueResult<()> {
-        sqlx::query(
-            "INSERT INTO worker_sessions (session, name, heartbeat_at) VALUES ($1, $2, $3) \
+        let sql = format!(
+            "INSERT INTO worker_sessions (session, name, heartbeat_at) VALUES ($1, $2, {now}) \
              ON CONFLICT (session) DO UPDATE \
                  SET name = excluded.name, heartbeat_at = excluded.heartbeat_at",
-        )
-        .bind(worker.session.clone())
-        .bind(worker.name.clone())
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?;
+            now = self.now_sql()
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(worker.session.clone())
+            .bind(worker.name.clone())
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -673,7 +725,8 @@ impl Queue for DbQueue {
     }
 
     async fn recover_abandoned(&self, stale_after: Duration) -> QueueResult<u64> {
-        let now = now_ms();
+        // The server's clock, like the heartbeats it is compared with (see `now_sql`).
+        let now = self.db_ms().await?;
         let cutoff = now.saturating_sub(millis(stale_after));
         let mut moved = 0;
 
@@ -712,6 +765,14 @@ impl Queue for DbQueue {
             self.inner.wake.notify_waiters();
         }
         Ok(moved)
+    }
+
+    async fn held(&self, worker: &WorkerId) -> QueueResult<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM jobs WHERE state = 'running' AND session = $1")
+            .bind(worker.session.clone())
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| get(row, "id")).collect()
     }
 
     async fn list(&self, query: &ListQuery) -> QueueResult<JobPage> {
@@ -810,7 +871,7 @@ impl Queue for DbQueue {
             "UPDATE jobs SET state = 'queued', run_at = $1, state_at = $1, finished_at = NULL, attempts = 0 \
              WHERE id = $2 AND state IN ('dead', 'retrying')",
         )
-        .bind(now_ms())
+        .bind(self.host_ms())
         .bind(id.to_owned())
         .execute(self.pool())
         .await?
@@ -839,7 +900,7 @@ impl Queue for DbQueue {
         let mut moved = 0;
         loop {
             let batch = sqlx::query(AssertSqlSafe(sql.clone()))
-                .bind(now_ms())
+                .bind(self.host_ms())
                 .bind(state.as_str())
                 .bind(BATCH);
             let batch = match kind {
@@ -862,7 +923,7 @@ impl Queue for DbQueue {
             "UPDATE jobs SET state = 'discarded', finished_at = $1, state_at = $1 \
              WHERE id = $2 AND state IN ('queued', 'retrying', 'dead')",
         )
-        .bind(now_ms())
+        .bind(self.host_ms())
         .bind(id.to_owned())
         .execute(self.pool())
         .await?
@@ -890,7 +951,7 @@ impl Queue for DbQueue {
                 .entry(state)
                 .or_default() += n;
         }
-        let now = now_ms();
+        let now = self.host_ms();
         let oldest = sqlx::query(
             "SELECT MIN(run_at) AS oldest FROM jobs WHERE state = 'queued' AND run_at <= $1",
         )
@@ -903,44 +964,65 @@ impl Queue for DbQueue {
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> QueueResult<u64> {
-        let before = to_ms(before);
-        let mut deleted = 0;
-        loop {
-            let n = sqlx::query(
-                "DELETE FROM jobs WHERE id IN ( \
-                     SELECT id FROM jobs \
-                     WHERE state IN ('done', 'discarded') AND state_at < $1 LIMIT $2)",
-            )
-            .bind(before)
-            .bind(BATCH)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-            deleted += n;
-            if n < BATCH as u64 {
-                break;
-            }
-        }
-        let now = now_ms();
-        loop {
-            let n = sqlx::query(
-                "DELETE FROM webhook_receipt WHERE key IN ( \
-                     SELECT key FROM webhook_receipt WHERE expires_at <= $1 LIMIT $2)",
-            )
-            .bind(now)
-            .bind(BATCH)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-            if n < BATCH as u64 {
-                break;
-            }
-        }
+        let deleted = delete_batches(
+            self.pool(),
+            "DELETE FROM jobs WHERE id IN ( \
+                 SELECT id FROM jobs \
+                 WHERE state IN ('done', 'discarded') AND state_at < $2 LIMIT $1)",
+            to_ms(before),
+        )
+        .await?;
+        delete_batches(
+            self.pool(),
+            "DELETE FROM webhook_receipt WHERE key IN ( \
+                 SELECT key FROM webhook_receipt WHERE expires_at <= $2 LIMIT $1)",
+            self.host_ms(),
+        )
+        .await?;
         Ok(deleted)
+    }
+
+    async fn prune_dead(&self, before: DateTime<Utc>, keep: u64) -> QueueResult<u64> {
+        let by_age = delete_batches(
+            self.pool(),
+            "DELETE FROM jobs WHERE id IN ( \
+                 SELECT id FROM jobs WHERE state = 'dead' AND state_at < $2 LIMIT $1)",
+            to_ms(before),
+        )
+        .await?;
+        // Everything past the newest `keep` in listing order (state_at, id), a batch at a time:
+        // each statement re-reads the order, so jobs dying meanwhile never shift the cut onto a
+        // job that should stay.
+        let over_cap = delete_batches(
+            self.pool(),
+            "DELETE FROM jobs WHERE id IN ( \
+                 SELECT id FROM jobs WHERE state = 'dead' \
+                 ORDER BY state_at DESC, id DESC LIMIT $1 OFFSET $2)",
+            i64::try_from(keep).unwrap_or(i64::MAX),
+        )
+        .await?;
+        Ok(by_age + over_cap)
     }
 
     async fn ping(&self) -> QueueResult<()> {
         Ok(self.inner.db.ping().await?)
+    }
+
+    async fn record_outcomes(&self, counts: &[outcomes::OutcomeCount]) -> QueueResult<()> {
+        outcomes::db_record(&self.inner.db, counts).await
+    }
+
+    async fn outcome_series(
+        &self,
+        span: outcomes::Span,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> QueueResult<Vec<outcomes::Bucket>> {
+        outcomes::db_series(&self.inner.db, span, from, to).await
+    }
+
+    async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
+        outcomes::db_totals(&self.inner.db).await
     }
 }
 
@@ -989,22 +1071,23 @@ async fn forward_notifications(
             }
         }
     }
+}
 
-    async fn record_outcomes(&self, counts: &[outcomes::OutcomeCount]) -> QueueResult<()> {
-        outcomes::db_record(&self.inner.db, counts).await
-    }
-
-    async fn outcome_series(
-        &self,
-        span: outcomes::Span,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> QueueResult<Vec<outcomes::Bucket>> {
-        outcomes::db_series(&self.inner.db, span, from, to).await
-    }
-
-    async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
-        outcomes::db_totals(&self.inner.db).await
+/// Runs `sql` (a bounded `DELETE` taking the batch size as `$1` and `arg` as `$2`) until a
+/// statement deletes less than a batch. Returns how many rows went.
+async fn delete_batches(pool: &sqlx::AnyPool, sql: &'static str, arg: i64) -> QueueResult<u64> {
+    let mut deleted = 0;
+    loop {
+        let n = sqlx::query(sql)
+            .bind(BATCH)
+            .bind(arg)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        deleted += n;
+        if n < BATCH as u64 {
+            return Ok(deleted);
+        }
     }
 }
 

@@ -373,6 +373,12 @@ pub trait Queue: Send + Sync + 'static {
     /// noting "abandoned by worker …" in their history. Returns how many jobs moved.
     async fn recover_abandoned(&self, stale_after: Duration) -> QueueResult<u64>;
 
+    /// The ids of the jobs `running` for `worker`'s session (claimed, not yet acknowledged), in
+    /// no particular order. The runner compares them with the jobs it really runs and puts the
+    /// others back ([`Queue::release`]): a claim whose reply was lost, or an ack that never
+    /// landed, would otherwise stay `running` as long as the session heartbeats.
+    async fn held(&self, worker: &WorkerId) -> QueueResult<Vec<JobId>>;
+
     /// Lists jobs.
     async fn list(&self, query: &ListQuery) -> QueueResult<JobPage>;
 
@@ -396,6 +402,13 @@ pub trait Queue: Send + Sync + 'static {
     /// Deletes done and discarded jobs finished before `before` and expired dedupe keys, in
     /// bounded batches. Returns how many jobs were deleted.
     async fn prune(&self, before: DateTime<Utc>) -> QueueResult<u64>;
+
+    /// Deletes dead jobs that died before `before` and, of those left, every one but the newest
+    /// `keep` (oldest first), in bounded batches. Returns how many jobs were deleted. Dead jobs
+    /// wait for an operator, but not forever: a kind that keeps failing would otherwise fill
+    /// the store (on Redis with `noeviction`, until every enqueue fails). Dedupe keys are left
+    /// alone; they expire on their own.
+    async fn prune_dead(&self, before: DateTime<Utc>, keep: u64) -> QueueResult<u64>;
 
     /// A cheap round trip (readiness).
     async fn ping(&self) -> QueueResult<()>;

@@ -35,11 +35,21 @@
 //! the script on `NOSCRIPT`), so a crash of the client or of Redis never leaves a job in two
 //! places or in none.
 //!
+//! A script that fails half way is not rolled back: Redis keeps every write it made before the
+//! error. So every script starts with `lua/args.lua` (see `script()`) and checks *all* of its
+//! arguments (integers are digits, counts match, states and ops are known words) before its
+//! first write; a malformed call fails whole, with an error naming the script and the
+//! argument, and writes nothing. (An enqueue batch with one bad job in the middle must not
+//! leave the jobs before it, or a dedupe key pointing at a job that was never created: Twilio's
+//! redeliveries would be answered "duplicate" and the work never done.)
+//!
 //! Every script does bounded work. apalis-redis wedged for good once more than ~8,000 jobs were
 //! due, because it promoted them with `RPUSH … unpack(all due ids)` and Lua refuses to unpack
 //! that many values. Here promotion moves at most [`PROMOTE_LIMIT`] ids per fetch, a claim pops
-//! at most `max` ids, and operator bulk operations (`retry_all`, `prune`, recovery) run in
-//! batches of [`BATCH`] that Rust calls again until one comes back short.
+//! at most `max` ids, and operator bulk operations (`retry_all`, `prune`, `prune_dead`,
+//! recovery) run in batches of [`BATCH`] that Rust calls again until one comes back short.
+//! `prune_dead`'s cap deletes what lies past the newest `keep` members of `{p}:s:dead`
+//! (`ZREVRANGE keep …`: the listing order, oldest first).
 //!
 //! # What the server must provide
 //!
@@ -99,7 +109,8 @@
 //! with an "abandoned by worker NAME (no heartbeat for Ns)" history entry; their attempt stays
 //! counted) and forgets the session. `deregister` does the same for its own session at once, so
 //! nothing a stopping worker still holds (e.g. an id popped as the fetch was cancelled) is left
-//! behind.
+//! behind. A live session reads what it holds with [`Queue::held`] (`lua/held.lua`: its
+//! in-flight ids still running for it) and releases what it is not running.
 //!
 //! # Indexes
 //!
@@ -164,15 +175,24 @@ pub const MAX_CLAIM: usize = 1_000;
 /// Jobs (or in-flight ids) one call of a bulk script handles: `retry_all`, `prune`, recovery.
 pub const BATCH: usize = 500;
 
-static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
-static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/ack.lua")));
-static HEARTBEAT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
-static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/recover.lua")));
-static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
-static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/discard.lua")));
-static PRUNE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/prune.lua")));
-static RUNNING: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/running.lua")));
+/// The argument checks every script starts with (see `lua/args.lua`).
+const ARGS_LUA: &str = include_str!("lua/args.lua");
+
+/// A script with the argument checks of `lua/args.lua` in front: each script checks all of its
+/// arguments before its first write, because Redis keeps the writes a failing script made.
+pub(super) fn script(body: &str) -> Script {
+    Script::new(&format!("{ARGS_LUA}\n{body}"))
+}
+
+static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
+static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/ack.lua")));
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
+static RECOVER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/recover.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/retry.lua")));
+static DISCARD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/discard.lua")));
+static PRUNE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/prune.lua")));
+static RUNNING: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/running.lua")));
+static HELD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/held.lua")));
 
 /// Marks "a blocking pop may have moved an id nobody marked" in a session's lost claims.
 const SWEEP: &str = "-";
@@ -486,6 +506,32 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Runs the prune script over `states` until a call comes back short: jobs finished before
+    /// `before` and, with `keep`, all but the newest `keep` of each state.
+    async fn prune_states(
+        &self,
+        states: &[JobState],
+        before: DateTime<Utc>,
+        keep: Option<u64>,
+    ) -> QueueResult<u64> {
+        let mut total = 0;
+        loop {
+            let mut call = PRUNE.prepare_invoke();
+            call.arg(&self.inner.prefix)
+                .arg(before.timestamp_millis())
+                .arg(BATCH)
+                .arg(keep.map(|k| k.to_string()).unwrap_or_default());
+            for state in states {
+                call.arg(state.as_str());
+            }
+            let (deleted, scanned): (u64, usize) = call.invoke_async(&mut self.conn()).await?;
+            total += deleted;
+            if scanned < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Runs the recovery script until it reports nothing more to do.
     async fn recover(&self, stale_after: Duration, session: &str) -> QueueResult<u64> {
         let stale_ms = u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX);
@@ -683,6 +729,16 @@ impl Queue for RedisQueue {
     async fn recover_abandoned(&self, stale_after: Duration) -> QueueResult<u64> {
         // Not logged here: the caller (the runner's heartbeat loop) reports the count once.
         self.recover(stale_after, "").await
+    }
+
+    async fn held(&self, worker: &WorkerId) -> QueueResult<Vec<String>> {
+        // One script: the in-flight list and each job's owner are read at one instant (O(jobs
+        // this session holds), bounded by its claim limit).
+        Ok(HELD
+            .arg(&self.inner.prefix)
+            .arg(&worker.session)
+            .invoke_async(&mut self.conn())
+            .await?)
     }
 
     async fn list(&self, query: &ListQuery) -> QueueResult<JobPage> {
@@ -899,19 +955,13 @@ impl Queue for RedisQueue {
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> QueueResult<u64> {
-        let mut total = 0;
-        loop {
-            let (deleted, scanned): (u64, usize) = PRUNE
-                .arg(&self.inner.prefix)
-                .arg(before.timestamp_millis())
-                .arg(BATCH)
-                .invoke_async(&mut self.conn())
-                .await?;
-            total += deleted;
-            if scanned < BATCH {
-                return Ok(total);
-            }
-        }
+        self.prune_states(&[JobState::Done, JobState::Discarded], before, None)
+            .await
+    }
+
+    async fn prune_dead(&self, before: DateTime<Utc>, keep: u64) -> QueueResult<u64> {
+        self.prune_states(&[JobState::Dead], before, Some(keep))
+            .await
     }
 
     async fn ping(&self) -> QueueResult<()> {
@@ -919,6 +969,23 @@ impl Queue for RedisQueue {
             .query_async::<String>(&mut self.conn())
             .await?;
         Ok(())
+    }
+
+    async fn record_outcomes(&self, counts: &[outcomes::OutcomeCount]) -> QueueResult<()> {
+        outcomes::redis_record(&mut self.conn(), &self.inner.prefix, counts).await
+    }
+
+    async fn outcome_series(
+        &self,
+        span: outcomes::Span,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> QueueResult<Vec<outcomes::Bucket>> {
+        outcomes::redis_series(&mut self.conn(), &self.inner.prefix, span, from, to).await
+    }
+
+    async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
+        outcomes::redis_totals(&mut self.conn(), &self.inner.prefix).await
     }
 }
 
@@ -997,23 +1064,6 @@ fn optional_time(
                 .map_err(|_| QueueError::Corrupt(format!("job {id}: {name} {text:?}")))?;
             millis(id, name, ms).map(Some)
         }
-    }
-
-    async fn record_outcomes(&self, counts: &[outcomes::OutcomeCount]) -> QueueResult<()> {
-        outcomes::redis_record(&mut self.conn(), &self.inner.prefix, counts).await
-    }
-
-    async fn outcome_series(
-        &self,
-        span: outcomes::Span,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> QueueResult<Vec<outcomes::Bucket>> {
-        outcomes::redis_series(&mut self.conn(), &self.inner.prefix, span, from, to).await
-    }
-
-    async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
-        outcomes::redis_totals(&mut self.conn(), &self.inner.prefix).await
     }
 }
 

@@ -34,7 +34,8 @@ pub const MAX_IN_FLIGHT: usize = 4;
 /// Jobs waiting for a batch before callers wait to hand theirs over (back-pressure).
 const BACKLOG: usize = 4_096;
 
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
+static ENQUEUE: LazyLock<Script> =
+    LazyLock::new(|| super::redis::script(include_str!("lua/enqueue.lua")));
 
 /// One job's script arguments, in `lua/enqueue.lua`'s order after the prefix.
 #[derive(Debug)]

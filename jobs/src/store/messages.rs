@@ -49,7 +49,7 @@ use super::calls::rank_sql;
 use super::customers::{Number, touch_last_inbound, upsert_customer};
 use super::error::StoreError;
 use super::{Db, from_ms, now_ms, returned, to_ms};
-use crate::phone::E164;
+use crate::phone::{E164, mask_in_text};
 
 /// Message statuses and their ranks; the single source of [`message_status_rank`] and the SQL.
 pub const MESSAGE_STATUS_RANKS: &[(&str, u8)] = &[
@@ -532,7 +532,8 @@ async fn apply_change(
         .bind(value)
         .bind(status.as_str())
         .bind(change.error_code)
-        .bind(change.error_message.as_deref())
+        // Providers quote the number they refused ("The 'To' number … is not valid").
+        .bind(change.error_message.as_deref().map(mask_in_text))
         .bind(hit.sent.then_some(at))
         .bind(hit.delivered.then_some(at))
         .bind(hit.read.then_some(at))
@@ -599,7 +600,7 @@ pub async fn apply_status_callback(
     .bind(callback.message_sid.as_str())
     .bind(status.as_str())
     .bind(callback.change.error_code)
-    .bind(callback.change.error_message.as_deref())
+    .bind(callback.change.error_message.as_deref().map(mask_in_text))
     .bind(to_ms(callback.change.at))
     .execute(db.pool())
     .await?;

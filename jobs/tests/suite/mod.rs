@@ -5,6 +5,7 @@
 //! the backends' own blocking fetch, on the runner's drain helper, or on channels from handlers.
 #![allow(dead_code)]
 
+pub mod faulty;
 mod outcomes;
 pub use outcomes::*;
 
@@ -704,6 +705,62 @@ pub async fn prune_deletes_old_done_jobs_and_keeps_dead_ones(q: SharedQueue) {
     assert_eq!((s.count(JobState::Done), s.count(JobState::Dead)), (0, 1));
 }
 
+pub async fn prune_dead_keeps_the_newest_dead_jobs_up_to_the_cap_and_none_past_retention(
+    q: SharedQueue,
+) {
+    // A kind that always fails: every job ends dead.
+    let n = 12;
+    for i in 0..n {
+        q.enqueue(send_job(i)).await.unwrap();
+    }
+    let fail = handler(|_l| async { Err(JobError::permanent("always fails")) });
+    assert_eq!(
+        drain(Runner::new(q.clone(), "w", fast_config(), fail))
+            .await
+            .dead,
+        n as u64
+    );
+    let done = q.enqueue(send_job(n)).await.unwrap();
+    drain(Runner::new(q.clone(), "w", fast_config(), ok_handler())).await;
+    let dead = ListQuery {
+        state: Some(JobState::Dead),
+        limit: 500,
+        ..ListQuery::default()
+    };
+    let dead_ids =
+        |page: moked_jobs::queue::JobPage| page.jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let newest_first = dead_ids(q.list(&dead).await.unwrap());
+    assert_eq!(newest_first.len(), n);
+
+    // Nothing died an hour ago: only the cap prunes, oldest first.
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+    let cap = 5;
+    assert_eq!(
+        q.prune_dead(an_hour_ago, cap as u64).await.unwrap(),
+        (n - cap) as u64
+    );
+    assert_eq!(dead_ids(q.list(&dead).await.unwrap()), newest_first[..cap]);
+    assert_eq!(q.prune_dead(an_hour_ago, cap as u64).await.unwrap(), 0);
+    let s = q.stats().await.unwrap();
+    assert_eq!(
+        (s.count(JobState::Dead), s.count(JobState::Done)),
+        (cap as u64, 1)
+    );
+    assert_eq!(s.by_kind["whatsapp.send"][&JobState::Dead], cap as u64);
+
+    // Past the retention every dead job goes whatever the cap; done jobs are prune's business.
+    assert_eq!(
+        q.prune_dead(Utc::now() + chrono::Duration::seconds(1), 50_000)
+            .await
+            .unwrap(),
+        cap as u64
+    );
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.count(JobState::Dead), s.count(JobState::Done)), (0, 1));
+    assert!(q.get(done.id()).await.unwrap().is_some());
+    assert!(q.get(&newest_first[0]).await.unwrap().is_none());
+}
+
 pub async fn two_runners_share_a_backlog_and_run_each_job_exactly_once(q: SharedQueue) {
     let n = 300;
     for i in 0..n {
@@ -769,4 +826,193 @@ pub async fn an_operator_retry_gives_a_dead_job_a_fresh_schedule(q: SharedQueue)
     assert_eq!((d.summary.state, d.summary.attempts), (JobState::Done, 1));
     assert_eq!(d.history.len(), 3, "earlier failures stay in the history");
     assert_eq!(runs.load(Ordering::SeqCst), 4);
+}
+
+pub async fn held_lists_the_jobs_a_session_runs_and_nothing_else(q: SharedQueue) {
+    let (a, b) = (WorkerId::new("a"), WorkerId::new("b"));
+    q.heartbeat(&a).await.unwrap();
+    q.heartbeat(&b).await.unwrap();
+    for n in 0..5 {
+        q.enqueue(send_job(n)).await.unwrap();
+    }
+    assert!(q.held(&a).await.unwrap().is_empty());
+    let of_a: Vec<String> = q
+        .fetch(&a, 3, Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    let of_b: Vec<String> = q
+        .fetch(&b, 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    assert_eq!(sorted(q.held(&a).await.unwrap()), sorted(of_a.clone()));
+    assert_eq!(q.held(&b).await.unwrap(), of_b);
+
+    // Every way out of running leaves the list: done, retrying, dead, released.
+    q.complete(&a, &of_a[0]).await.unwrap();
+    q.retry_at(
+        &a,
+        &of_a[1],
+        "boom",
+        Utc::now() + chrono::Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(q.held(&a).await.unwrap(), vec![of_a[2].clone()]);
+    q.release(&a, &of_a[2]).await.unwrap();
+    assert!(q.held(&a).await.unwrap().is_empty());
+
+    // A repeated ack (its first reply was lost) is a harmless no-op: the job stays as the first
+    // one left it, with one history entry.
+    q.complete(&a, &of_a[0]).await.unwrap();
+    q.retry_at(&a, &of_a[1], "boom", Utc::now()).await.unwrap();
+    assert_eq!(
+        q.get(&of_a[0]).await.unwrap().unwrap().summary.state,
+        JobState::Done
+    );
+    let retried = q.get(&of_a[1]).await.unwrap().unwrap();
+    assert_eq!(retried.summary.state, JobState::Retrying);
+    assert_eq!(retried.history.len(), 1);
+
+    // Recovered from a silent session: no longer held by it.
+    assert_eq!(q.recover_abandoned(Duration::ZERO).await.unwrap(), 1);
+    assert!(q.held(&b).await.unwrap().is_empty());
+}
+
+/// A runner on `faulty` whose handler reports each run's lease (at its start) and the instant
+/// it returned Ok.
+fn reporting_runner(
+    faulty: Arc<faulty::FaultyAcks>,
+    config: RunnerConfig,
+) -> (
+    Runner,
+    mpsc::UnboundedReceiver<(u32, Instant)>,
+    mpsc::UnboundedReceiver<Instant>,
+) {
+    let (start_tx, start_rx) = mpsc::unbounded_channel();
+    let (end_tx, end_rx) = mpsc::unbounded_channel();
+    let h = handler(move |lease| {
+        let (start_tx, end_tx) = (start_tx.clone(), end_tx.clone());
+        async move {
+            let _ = start_tx.send((lease.attempts, Instant::now()));
+            let _ = end_tx.send(Instant::now());
+            Ok(())
+        }
+    });
+    (Runner::new(faulty, "acks", config, h), start_rx, end_rx)
+}
+
+pub async fn a_failed_ack_is_retried_until_it_lands(q: SharedQueue) {
+    use faulty::Fault;
+    let job = q.enqueue(send_job(1)).await.unwrap();
+    // Refused once, then applied with the reply lost, then answered: the third try is the
+    // stale no-op of a job already done.
+    let faulty = Arc::new(faulty::FaultyAcks::new(
+        q.clone(),
+        vec![Fault::Refused, Fault::ReplyLost],
+        None,
+    ));
+    let (runner, mut starts, _ends) = reporting_runner(faulty.clone(), fast_config());
+    let summary = drain(runner).await;
+    assert_eq!(summary.done, 1);
+    assert_eq!(*faulty.failed_completes().borrow(), 2);
+    let d = q.get(job.id()).await.unwrap().unwrap();
+    assert_eq!(d.summary.state, JobState::Done);
+    assert_eq!(d.summary.attempts, 1);
+    assert!(starts.recv().await.is_some());
+    assert!(starts.try_recv().is_err(), "the job ran once");
+}
+
+pub async fn a_job_whose_ack_never_lands_goes_back_within_the_stale_window(q: SharedQueue) {
+    use faulty::Fault;
+    let config = fast_config();
+    let job = q.enqueue(send_job(1)).await.unwrap();
+    let faulty = Arc::new(faulty::FaultyAcks::new(
+        q.clone(),
+        vec![],
+        Some(Fault::Refused),
+    ));
+    let (runner, mut starts, mut ends) = reporting_runner(faulty, config.clone());
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let run = tokio::spawn(runner.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let within = Duration::from_secs(10);
+    let (first, _) = starts.recv().await.unwrap();
+    let ran = ends.recv().await.unwrap();
+    // The session lives and heartbeats, so recovery never takes the job; only this session's
+    // reconciliation can put it back.
+    let (again, started) = tokio::time::timeout(within, starts.recv())
+        .await
+        .expect("the job whose ack never landed ran again")
+        .unwrap();
+    let took = started - ran;
+    assert!(
+        took <= config.stale_after + config.heartbeat + Duration::from_secs(1),
+        "back after {took:?}"
+    );
+    // Put back uncounted by its own session (a recovery would have counted the attempt).
+    assert_eq!((first, again), (1, 1));
+    let history = q.get(job.id()).await.unwrap().unwrap().history;
+    assert!(history.is_empty(), "{history:?}");
+    stop_tx.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}
+
+pub async fn shutdown_keeps_the_session_alive_through_the_grace_period(q: SharedQueue) {
+    let config = RunnerConfig {
+        shutdown_grace: Duration::from_secs(10),
+        ..fast_config()
+    };
+    let job = q.enqueue(send_job(1)).await.unwrap();
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
+    let gate = Arc::new(Semaphore::new(0));
+    let h = {
+        let gate = gate.clone();
+        handler(move |_l| {
+            let (gate, started_tx) = (gate.clone(), started_tx.clone());
+            async move {
+                let _ = started_tx.send(());
+                gate.acquire().await.unwrap().forget();
+                Ok(())
+            }
+        })
+    };
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let run = tokio::spawn(
+        Runner::new(q.clone(), "w", config.clone(), h).run(async move {
+            let _ = stop_rx.await;
+        }),
+    );
+    started_rx.recv().await.unwrap();
+    stop_tx.send(()).unwrap();
+    // For three stale windows of the grace period, another worker's recovery (run on every
+    // tick, as live workers do) finds nothing to take: the stopping session still beats.
+    let window = config.stale_after * 3;
+    let since = Instant::now();
+    let mut tick = tokio::time::interval(config.heartbeat);
+    while since.elapsed() < window {
+        tick.tick().await;
+        assert_eq!(
+            q.recover_abandoned(config.stale_after).await.unwrap(),
+            0,
+            "the job of a session in its shutdown grace was taken after {:?}",
+            since.elapsed()
+        );
+    }
+    gate.add_permits(1);
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!((summary.done, summary.released), (1, 0));
+    let d = q.get(job.id()).await.unwrap().unwrap();
+    assert_eq!((d.summary.state, d.summary.attempts), (JobState::Done, 1));
+    assert!(started_rx.try_recv().is_err(), "the job ran once");
 }

@@ -1,7 +1,11 @@
 //! `clock.cleanup` (default daily at 03:30): removes what nobody needs any more.
 //!
 //! 1. **Jobs**: done and discarded jobs finished more than `JOB_RETENTION` ago
-//!    ([`Queue::prune`]). Dead jobs stay until an operator acts.
+//!    ([`Queue::prune`]); dead jobs older than `DEAD_JOB_RETENTION` (30 days) and, beyond the
+//!    newest `DEAD_JOB_MAX` (50,000), the oldest ones ([`Queue::prune_dead`]). Dead jobs wait
+//!    for an operator, but a kind that keeps failing must not fill the queue's store: on Redis
+//!    under `noeviction` a full memory fails every enqueue, so every webhook would get 503.
+//!    Counted in `moked_jobs_pruned_total{state}` (`finished` or `dead`).
 //! 2. **Webhook dedupe keys** past their TTL: the database queue deletes expired
 //!    `webhook_receipt` rows in the same prune; Redis keys carry their own TTL and expire alone.
 //! 3. **Reconcile checks** older than `RECONCILE_MAX_AGE` plus a day (their items are past the
@@ -23,6 +27,7 @@
 //! is left goes the next day.
 //!
 //! [`Queue::prune`]: moked_jobs::queue::Queue::prune
+//! [`Queue::prune_dead`]: moked_jobs::queue::Queue::prune_dead
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -52,8 +57,10 @@ pub const PART_PREFIX: &str = "moked-part-";
 /// What one run removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Jobs deleted.
+    /// Done and discarded jobs deleted.
     pub jobs: u64,
+    /// Dead jobs deleted (past `DEAD_JOB_RETENTION` or beyond `DEAD_JOB_MAX`).
+    pub dead_jobs: u64,
     /// Reconcile checks forgotten.
     pub checks: u64,
     /// Recordings whose audio was deleted.
@@ -76,6 +83,20 @@ pub async fn run(ctx: &Ctx, job: ClockCleanup) -> Result<(), JobError> {
         .prune(now - retention)
         .await
         .map_err(JobError::transient)?;
+    let dead_retention = chrono::Duration::from_std(ctx.core.dead_job_retention)
+        .map_err(|e| JobError::Permanent(format!("DEAD_JOB_RETENTION out of range: {e}")))?;
+    summary.dead_jobs = ctx
+        .queue
+        .prune_dead(
+            // A retention longer than the calendar goes back to its start instead of panicking.
+            now.checked_sub_signed(dead_retention)
+                .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC),
+            ctx.core.dead_job_max,
+        )
+        .await
+        .map_err(JobError::transient)?;
+    metrics::counter!("moked_jobs_pruned_total", "state" => "finished").increment(summary.jobs);
+    metrics::counter!("moked_jobs_pruned_total", "state" => "dead").increment(summary.dead_jobs);
     let horizon = chrono::Duration::from_std(ctx.config.tasks.reconcile_max_age)
         .unwrap_or(chrono::Duration::MAX / 2)
         + chrono::Duration::days(1);
@@ -105,6 +126,7 @@ pub async fn run(ctx: &Ctx, job: ClockCleanup) -> Result<(), JobError> {
 
     tracing::info!(
         pruned_jobs = summary.jobs,
+        pruned_dead_jobs = summary.dead_jobs,
         pruned_checks = summary.checks,
         recordings_expired = summary.recordings_expired,
         recordings_failed = summary.recordings_failed,

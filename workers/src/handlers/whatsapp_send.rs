@@ -12,7 +12,11 @@
 //!    send: retry later.
 //! 3. **Pace**: wait for this sender's next slot (`WHATSAPP_RATE`, shared through Redis when the
 //!    queue is Redis); a slot further than the pacer's limit → `RetryAfter`.
-//! 4. **Send**: record the attempt's start first (step 2 of the next attempt depends on it),
+//! 4. **Look again**: the wait may be long (seconds at a slow rate), and another run of this
+//!    job may have sent the message meanwhile (one that took the job over from a worker thought
+//!    dead). So the message is read once more right before sending: sent or final → nothing to
+//!    do; an attempt that began meanwhile → retry later (the next attempt looks it up, step 2).
+//! 5. **Send**: record the attempt's start first (step 2 of the next attempt depends on it),
 //!    then send. The answer's sid and initial status are stored with
 //!    [`messages::attach_provider_sid`], which also applies status callbacks that beat us.
 //!
@@ -24,15 +28,19 @@
 //! operator can fix the configuration and retry the job. A job that exhausts its schedule also
 //! leaves the message `queued` and the dead job names the last error.
 //!
-//! Logs carry our id, the masked recipient and the provider sid; never the text.
+//! Logs carry our id, the masked recipient and the provider sid; never the text. Provider error
+//! texts quote the numbers they refuse ("The 'To' number whatsapp:+972… is not valid"): logged
+//! through [`mask_in_text`] here, stored masked by the store and the runner.
 
 use chrono::Utc;
 use moked_jobs::kinds::WhatsAppSend;
 use moked_jobs::pacing::Paced;
-use moked_jobs::phone::E164;
+use moked_jobs::phone::{E164, mask_in_text};
 use moked_jobs::retry::JobError;
 use moked_jobs::store::error::StoreError;
-use moked_jobs::store::messages::{self, StatusChange, is_terminal_message_status};
+use moked_jobs::store::messages::{
+    self, StatusChange, WhatsAppMessage, is_terminal_message_status,
+};
 use moked_jobs::store::outbound;
 use tracing::{error, info, warn};
 
@@ -49,12 +57,7 @@ pub async fn run(ctx: &Ctx, job: WhatsAppSend) -> Result<(), JobError> {
     if message.direction != "outbound" {
         return Err(JobError::Permanent(format!("message {id} is not outbound")));
     }
-    if let Some(sid) = &message.provider_sid {
-        info!(provider_sid = %sid, "already sent; nothing to do");
-        return Ok(());
-    }
-    if is_terminal_message_status(&message.status) {
-        info!(status = %message.status, "already final; nothing to do");
+    if settled(&message) {
         return Ok(());
     }
     let sender = ctx.whatsapp.clone();
@@ -72,7 +75,8 @@ pub async fn run(ctx: &Ctx, job: WhatsAppSend) -> Result<(), JobError> {
     };
     let out = Outgoing::new(&message, to);
 
-    if let Some(since) = outbound::send_attempt_started_at(&ctx.db, &id).await? {
+    let attempt_started = outbound::send_attempt_started_at(&ctx.db, &id).await?;
+    if let Some(since) = attempt_started {
         match sender.find_sent(&out, since).await {
             Ok(Some(candidates)) => {
                 for found in candidates {
@@ -91,7 +95,7 @@ pub async fn run(ctx: &Ctx, job: WhatsAppSend) -> Result<(), JobError> {
                 warn!(to = %out.to.masked(), "an earlier attempt was ambiguous and the provider cannot look it up; sending again with the same idempotency key");
             }
             Err(f) => {
-                warn!(error = %f, "cannot check whether an earlier attempt sent the message; not sending now");
+                warn!(error = %mask_in_text(&f.reason), "cannot check whether an earlier attempt sent the message; not sending now");
                 return Err(f.job_error());
             }
         }
@@ -111,6 +115,22 @@ pub async fn run(ctx: &Ctx, job: WhatsAppSend) -> Result<(), JobError> {
         Err(e @ Paced::Backend(_)) => return Err(JobError::transient(e)),
     }
 
+    // Step 4: look again after the wait, right before sending.
+    let Some(message) = messages::get_message(&ctx.db, &id).await? else {
+        return Err(JobError::Permanent(format!("no WhatsApp message {id}")));
+    };
+    if settled(&message) {
+        return Ok(());
+    }
+    if outbound::send_attempt_started_at(&ctx.db, &id).await? != attempt_started {
+        warn!(to = %out.to.masked(), "another attempt began while this one waited for its pacing slot; not sending now");
+        return Err(JobError::Transient(
+            "another attempt of this message began while this one waited for its pacing slot; \
+             the next attempt looks for what it sent"
+                .into(),
+        ));
+    }
+
     let (before, _) = outbound::begin_send_attempt(&ctx.db, &id).await?;
     match sender.send(&out).await {
         Ok(accepted) => {
@@ -123,7 +143,7 @@ pub async fn run(ctx: &Ctx, job: WhatsAppSend) -> Result<(), JobError> {
                     outbound::end_send_attempt_unsent(&ctx.db, &id, before).await?;
                 }
                 FailureKind::Ambiguous(_) => {
-                    warn!(error = %failure, to = %out.to.masked(), "send may or may not have gone through; the next attempt looks first");
+                    warn!(error = %mask_in_text(&failure.reason), to = %out.to.masked(), "send may or may not have gone through; the next attempt looks first");
                 }
                 FailureKind::Rejected(code) => {
                     outbound::end_send_attempt_unsent(&ctx.db, &id, before).await?;
@@ -134,6 +154,20 @@ pub async fn run(ctx: &Ctx, job: WhatsAppSend) -> Result<(), JobError> {
             Err(failure.job_error())
         }
     }
+}
+
+/// Whether `message` needs no send: it carries a provider sid (an earlier attempt sent it, or
+/// a status callback named our id) or a final status (it failed for good).
+fn settled(message: &WhatsAppMessage) -> bool {
+    if let Some(sid) = &message.provider_sid {
+        info!(provider_sid = %sid, "already sent; nothing to do");
+        return true;
+    }
+    if is_terminal_message_status(&message.status) {
+        info!(status = %message.status, "already final; nothing to do");
+        return true;
+    }
+    false
 }
 
 /// Stores the provider's answer: an error it already carries, then the sid and initial status
@@ -174,7 +208,8 @@ async fn record(ctx: &Ctx, id: &str, accepted: &Accepted) -> Result<(), JobError
     }
 }
 
-/// Marks the message failed with `code` and `reason` (monotonic: a later status never regresses).
+/// Marks the message failed with `code` and `reason` (monotonic: a later status never regresses;
+/// the store masks numbers in the reason).
 async fn fail_message(
     ctx: &Ctx,
     id: &str,

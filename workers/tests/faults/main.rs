@@ -14,6 +14,8 @@
 //!   timeout and connection resets over many messages: the right state, the right sends.
 //! * [`sigterm`] — SIGTERM under load: in-flight jobs finish, the rest stay queued for the next
 //!   worker, exit 0 within 30 s.
+//! * [`sigterm_paced`] — SIGTERM while a send waits for its `WHATSAPP_RATE` slot, with a grace
+//!   longer than the stale window and a second worker watching: every message sent once.
 //!
 //! Shared here: processes stopped by PID on drop ([`Proc`]), free ports, waiting on a condition
 //! with a deadline ([`eventually`]), a world of store + Redis queue ([`World`]), the worker's
@@ -37,6 +39,7 @@ mod postgres_restart;
 mod redis_restart;
 mod sigkill;
 mod sigterm;
+mod sigterm_paced;
 mod twilio_faults;
 
 pub use wait::eventually;

@@ -5,7 +5,14 @@
 -- Returns 1 when the job moved, 0 when the ack was stale: the job is not running, or is
 -- running for another session (it was recovered from this session and claimed again). A
 -- stale ack changes nothing; the current owner's ack is the one that counts.
-local p, session, name, id, op = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local S = 'ack'
+arg_count(S, 7)
+local p, session, name, id = word_arg(S, 1), word_arg(S, 2), text_arg(S, 3), word_arg(S, 4)
+-- Checked before any write: an unknown op found after the LREM below would leave the job
+-- running but out of its session's in-flight list, where recovery never looks.
+local op = one_of_arg(S, 5, {'done', 'retry', 'dead', 'release'})
+local err = text_arg(S, 6)
+local at = int_arg(S, 7)
 local key = p .. ':job:' .. id
 local j = redis.call('HMGET', key, 'state', 'session', 'kind', 'attempts')
 if j[1] ~= 'running' or j[2] ~= session then
@@ -30,11 +37,9 @@ elseif op == 'release' then
     'state_at', now)
   redis.call('LPUSH', p .. ':ready', id)
   state, score = 'queued', now
-elseif op == 'retry' or op == 'dead' then
-  local err = ARGV[6]
+else
   redis.call('RPUSH', p .. ':hist:' .. id, cjson.encode({at = now, error = err, worker = name}))
   if op == 'retry' then
-    local at = tonumber(ARGV[7])
     redis.call('HSET', key, 'state', 'retrying', 'last_error', err, 'run_at', at,
       'state_at', now)
     if at <= now then
@@ -48,8 +53,6 @@ elseif op == 'retry' or op == 'dead' then
       'state_at', now)
     state, score = 'dead', now
   end
-else
-  return redis.error_reply('ack: unknown op ' .. op)
 end
 
 redis.call('ZADD', p .. ':s:' .. state, score, id)

@@ -11,8 +11,14 @@
 -- Every step is bounded: the sweep reads one session's in-flight list (at most what that
 -- session holds), promotion moves at most `promote limit` ids (well below Lua's ~8,000
 -- unpack limit), and the claim pops at most `max` ids.
-local p, session, name, token = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
-local max = tonumber(ARGV[4])
+local S = 'claim'
+arg_count(S, 8)
+local p, session, name = word_arg(S, 1), word_arg(S, 2), text_arg(S, 3)
+-- Both are unpacked into one command at most: Lua's unpack limit (~8,000) bounds them.
+local max = int_arg(S, 4, 1, 7000)
+local promote = int_arg(S, 5, 1, 7000)
+local token = word_arg(S, 6)
+local popped, lost_tokens = text_arg(S, 7), text_arg(S, 8)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ready = p .. ':ready'
@@ -62,8 +68,8 @@ end
 
 -- 1. The id a blocking pop moved here. If it is no longer claimable (an operator discarded
 --    it meanwhile), drop it from the in-flight list.
-if ARGV[7] ~= '' then
-  local id = ARGV[7]
+if popped ~= '' then
+  local id = popped
   local j = read(id)
   if claimable(j) then
     mark(id, j)
@@ -75,9 +81,9 @@ end
 -- 2. Resync after a failed call: re-deliver jobs this session claimed under a lost token, and
 --    mark ids a blocking pop moved here whose mark never happened. Both can only exist in
 --    this session's own in-flight list.
-if ARGV[8] ~= '' then
+if lost_tokens ~= '' then
   local lost = {}
-  for tok in string.gmatch(ARGV[8], '%S+') do
+  for tok in string.gmatch(lost_tokens, '%S+') do
     lost[tok] = true
   end
   for _, id in ipairs(redis.call('LRANGE', inflight, 0, -1)) do
@@ -100,7 +106,7 @@ end
 
 -- 3. Promote due delayed jobs, at most `promote limit` per call (never the whole due set: the
 --    apalis wedge). Promoted jobs keep their state (queued or retrying).
-local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, promote)
 if #due > 0 then
   redis.call('RPUSH', ready, unpack(due))
   redis.call('ZREM', delayed, unpack(due))

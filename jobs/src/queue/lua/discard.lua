@@ -6,7 +6,8 @@
 -- ready list is O(n) in its length; it stops at the first match and discards are rare operator
 -- actions. If a blocking pop has just moved the id to a worker's in-flight list, the worker's
 -- mark step sees `discarded` and drops it.
-local p, id = ARGV[1], ARGV[2]
+arg_count('discard', 2)
+local p, id = word_arg('discard', 1), word_arg('discard', 2)
 local key = p .. ':job:' .. id
 local j = redis.call('HMGET', key, 'state', 'kind')
 local st, kind = j[1], j[2]

@@ -10,14 +10,32 @@
 -- Jobs are handled in ARGV order, so a dedupe key repeated within one batch goes to the first
 -- job that carries it. The list and set writes are gathered and made once per batch (one RPUSH
 -- keeps the batch's FIFO order): most of a single job's cost was the per-command overhead.
-local p = ARGV[1]
+local S = 'enqueue'
+local p = word_arg(S, 1)
+if #ARGV < 7 or (#ARGV - 1) % 6 ~= 0 then
+  error({err = 'ERR moked enqueue: expected the prefix and six arguments per job, got '
+    .. #ARGV .. ' arguments'})
+end
+-- Every job's arguments are checked before the first write (see args.lua): a bad run_at or
+-- TTL in the middle of a batch must not leave the jobs before it, or their dedupe keys.
+local run_ats = {}
+for i = 2, #ARGV, 6 do
+  word_arg(S, i)
+  word_arg(S, i + 1)
+  text_arg(S, i + 2)
+  run_ats[i] = opt_int_arg(S, i + 3)
+  if text_arg(S, i + 4) ~= '' then
+    int_arg(S, i + 5, 1)
+  end
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local taken, ready, delayed, queued, by_kind = {}, {}, {}, {}, {}
 for i = 2, #ARGV, 6 do
-  local id, kind, payload, at, key, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
-    ARGV[i + 4], ARGV[i + 5]
+  local id, kind, payload, key, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4],
+    ARGV[i + 5]
   -- SET NX GET (Redis >= 7.0) claims the key and tells us its owner in one step.
   local owner = false
   if key ~= '' then
@@ -27,10 +45,7 @@ for i = 2, #ARGV, 6 do
     taken[#taken + 1] = (i - 2) / 6
     taken[#taken + 1] = owner
   else
-    local run_at = now
-    if at ~= '' then
-      run_at = tonumber(at)
-    end
+    local run_at = run_ats[i] or now
     redis.call('HSET', p .. ':job:' .. id,
       'kind', kind, 'payload', payload, 'state', 'queued', 'attempts', 0,
       'created_at', now, 'run_at', run_at, 'state_at', now)

@@ -13,8 +13,12 @@
 -- * anything else (finished, or gone): dropped from the list.
 -- A session whose list is empty is forgotten. A session cut off by the budget keeps the rest
 -- of its list and is finished by the next call.
-local p = ARGV[1]
-local budget = tonumber(ARGV[3])
+local S = 'recover'
+arg_count(S, 4)
+local p = word_arg(S, 1)
+local stale = int_arg(S, 2, 0)
+local budget = int_arg(S, 3, 1)
+local only = text_arg(S, 4)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local sessions_key = p .. ':sessions'
@@ -23,10 +27,10 @@ local ready = p .. ':ready'
 local SESSIONS_PER_CALL = 100
 
 local sessions
-if ARGV[4] ~= '' then
-  sessions = {ARGV[4]}
+if only ~= '' then
+  sessions = {only}
 else
-  sessions = redis.call('ZRANGEBYSCORE', sessions_key, '-inf', now - tonumber(ARGV[2]),
+  sessions = redis.call('ZRANGEBYSCORE', sessions_key, '-inf', now - stale,
     'LIMIT', 0, SESSIONS_PER_CALL)
 end
 
@@ -34,7 +38,7 @@ local moved = 0
 for _, s in ipairs(sessions) do
   local name = redis.call('HGET', names_key, s) or s
   local reason
-  if ARGV[4] ~= '' then
+  if only ~= '' then
     reason = 'abandoned by worker ' .. name .. ' (deregistered while running)'
   else
     local seen = tonumber(redis.call('ZSCORE', sessions_key, s)) or now
@@ -75,7 +79,7 @@ for _, s in ipairs(sessions) do
 end
 
 local more = 0
-if ARGV[4] == '' and #sessions == SESSIONS_PER_CALL then
+if only == '' and #sessions == SESSIONS_PER_CALL then
   more = 1
 end
 return {moved, more}

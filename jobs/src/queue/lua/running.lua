@@ -8,7 +8,8 @@
 -- ARGV: 1 prefix, 2 kind ('' = any)
 -- Returns {id, kind, started_at, id, …} for jobs running for the session whose list holds them
 -- (ids a blocking pop moved but nobody marked yet are still queued and are left out).
-local p, only = ARGV[1], ARGV[2]
+arg_count('running', 2)
+local p, only = word_arg('running', 1), text_arg('running', 2)
 local out = {}
 for _, s in ipairs(redis.call('ZRANGE', p .. ':sessions', 0, -1)) do
   for _, id in ipairs(redis.call('LRANGE', p .. ':inflight:' .. s, 0, -1)) do
