@@ -45,7 +45,9 @@
 //!
 //! Metrics (recorded when the process installed a recorder — the all-in-one `moked` does, see
 //! the intake's `metrics` module): `moked_jobs_total{kind,outcome=done|retry|dead}` per
-//! finished attempt and `moked_job_duration_seconds{kind}` per handler run.
+//! finished attempt and `moked_job_duration_seconds{kind}` per handler run. Each finished
+//! attempt is also tallied for the queue's cluster-wide counters ([`crate::queue::outcomes`]),
+//! flushed on every heartbeat and once more before the session is removed.
 //!
 //! [`RetrySchedule`]: crate::retry::RetrySchedule
 //! [`mask_in_text`]: crate::phone::mask_in_text
@@ -66,6 +68,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::kinds::JobKind;
 use crate::phone::mask_in_text;
+use crate::queue::outcomes::{Outcome, Tally};
 use crate::queue::{JobState, Lease, QueueError, SharedQueue, WorkerId};
 use crate::retry::{JobError, Next, RetryPolicy};
 
@@ -129,6 +132,38 @@ struct Counters {
     done: AtomicU64,
     retried: AtomicU64,
     dead: AtomicU64,
+    /// Finished attempts not yet added to the queue's cluster-wide counters (flushed on each
+    /// heartbeat and at shutdown, [`flush_outcomes`]).
+    tally: Tally,
+}
+
+impl Counters {
+    /// Counts one finished attempt of a `kind` job: this run's summary, the process's
+    /// `moked_jobs_total` and the tally for the cluster-wide counters.
+    fn finished(&self, kind: &str, outcome: Outcome) {
+        let own = match outcome {
+            Outcome::Done => &self.done,
+            Outcome::Retry => &self.retried,
+            Outcome::Dead => &self.dead,
+        };
+        own.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("moked_jobs_total", "kind" => kind.to_owned(), "outcome" => outcome.as_str())
+            .increment(1);
+        self.tally.add(kind, outcome, Utc::now());
+    }
+}
+
+/// Adds the tallied outcomes to the queue's cluster-wide counters; on failure they stay in the
+/// tally for the next flush.
+async fn flush_outcomes(queue: &SharedQueue, counters: &Counters) {
+    let counts = counters.tally.take();
+    if counts.is_empty() {
+        return;
+    }
+    if let Err(e) = queue.record_outcomes(&counts).await {
+        warn!(error = %e, "could not add to the cluster-wide job counters; trying again on the next heartbeat");
+        counters.tally.restore(counts);
+    }
 }
 
 /// Runs jobs from a queue; see the module doc.
@@ -206,6 +241,7 @@ impl Runner {
             self.queue.clone(),
             self.worker.clone(),
             self.config.clone(),
+            self.counters.clone(),
         )));
 
         let slots = Slots {
@@ -221,6 +257,7 @@ impl Runner {
         let released = self.finish(&mut tasks, &held).await;
         drop(signal);
         drop(beat);
+        flush_outcomes(&self.queue, &self.counters).await;
         if let Err(e) = self.queue.deregister(&self.worker).await {
             warn!(error = %e, "could not remove the worker session; it expires on its own");
         }
@@ -531,8 +568,7 @@ impl JobTask {
         };
         let ack = match outcome {
             Ok(()) => {
-                self.counters.done.fetch_add(1, Ordering::Relaxed);
-                job_outcome(&kind_name, "done");
+                self.counters.finished(&kind_name, Outcome::Done);
                 Ack::Done
             }
             Err(err) => {
@@ -546,16 +582,14 @@ impl JobTask {
                 let error = mask_in_text(&err.to_string());
                 match next {
                     Next::RetryIn(delay) => {
-                        self.counters.retried.fetch_add(1, Ordering::Relaxed);
-                        job_outcome(&kind_name, "retry");
+                        self.counters.finished(&kind_name, Outcome::Retry);
                         warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
                         let at = Utc::now()
                             + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
                         Ack::Retry { error, at }
                     }
                     Next::Dead => {
-                        self.counters.dead.fetch_add(1, Ordering::Relaxed);
-                        job_outcome(&kind_name, "dead");
+                        self.counters.finished(&kind_name, Outcome::Dead);
                         error!(%error, "job failed for good; moved to dead");
                         Ack::Dead { error }
                     }
@@ -592,15 +626,14 @@ impl JobTask {
     }
 }
 
-/// Counts one finished attempt of a `kind` job: `done`, `retry` or `dead`.
-fn job_outcome(kind: &str, outcome: &'static str) {
-    metrics::counter!("moked_jobs_total", "kind" => kind.to_owned(), "outcome" => outcome)
-        .increment(1);
-}
-
 /// Heartbeats and recovers silent sessions' jobs every `heartbeat` until aborted (the runner
 /// aborts it just before removing the session).
-async fn heartbeat_loop(queue: SharedQueue, worker: WorkerId, config: RunnerConfig) {
+async fn heartbeat_loop(
+    queue: SharedQueue,
+    worker: WorkerId,
+    config: RunnerConfig,
+    counters: Arc<Counters>,
+) {
     let mut tick = tokio::time::interval(config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -609,6 +642,7 @@ async fn heartbeat_loop(queue: SharedQueue, worker: WorkerId, config: RunnerConf
             warn!(error = %e, "heartbeat failed");
             continue;
         }
+        flush_outcomes(&queue, &counters).await;
         match queue.recover_abandoned(config.stale_after).await {
             Ok(0) => {}
             Ok(n) => warn!(jobs = n, "re-queued jobs of dead workers"),

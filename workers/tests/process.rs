@@ -261,6 +261,38 @@ async fn a_worker_serves_its_own_metrics_health_and_readiness_on_metrics_port() 
     assert!(ok, "healthy worker: {said}");
     assert!(said.contains("200"), "{said}");
 
+    // The intake, another process's view: the fleet's counters the worker flushed into the
+    // queue on its heartbeats (the worker above is a separate process; this intake ran no job).
+    let mut core = CoreConfig::for_database(&w.db_url);
+    core.operator_token = Some("metrics-op".to_owned().into());
+    let static_dir = tempfile::tempdir().unwrap();
+    let state = moked_intake::build_state(
+        core,
+        moked_intake::IntakeConfig {
+            static_dir: static_dir.path().to_owned(),
+            ..moked_intake::IntakeConfig::default()
+        },
+    )
+    .await
+    .expect("intake state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let intake = format!("http://{}/metrics", listener.local_addr().unwrap());
+    tokio::spawn(moked_intake::run(listener, state, std::future::pending()));
+    let fleet = format!("moked_cluster_jobs_total{{kind=\"call.started\",outcome=\"done\"}} {n}");
+    eventually(
+        Duration::from_secs(10),
+        "the fleet's counter on the intake",
+        || async {
+            let Ok(r) = http.get(&intake).bearer_auth("metrics-op").send().await else {
+                return false;
+            };
+            r.text()
+                .await
+                .is_ok_and(|body| body.lines().any(|l| l == fleet))
+        },
+    )
+    .await;
+
     worker.kill().expect("SIGKILL");
     worker.wait().unwrap();
     let (ok, said) = health(port);

@@ -73,3 +73,72 @@ pub async fn outcome_counters_add_up_across_workers_per_minute_hour_and_total(q:
     assert_eq!(totals["whatsapp.send"][&Outcome::Retry], 2);
     assert_eq!(totals["whatsapp.send"][&Outcome::Dead], 1);
 }
+
+pub async fn two_runners_add_what_they_finished_to_the_cluster_wide_counters(q: SharedQueue) {
+    use std::time::Duration;
+
+    use moked_jobs::queue::NewJob;
+    use moked_jobs::retry::{JobError, RetryPolicy};
+    use moked_jobs::runner::{Runner, RunnerConfig, handler};
+
+    for i in 0..6 {
+        q.enqueue(super::send_job(i)).await.expect("enqueue");
+    }
+    q.enqueue(NewJob::raw(
+        moked_jobs::kinds::JobKind::CallStarted,
+        "not a payload",
+    ))
+    .await
+    .expect("enqueue");
+    // Sends fail once, then succeed; the undecodable call.started goes dead.
+    let tried = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let h = handler(move |lease| {
+        let first = tried
+            .lock()
+            .map(|mut t| t.insert(lease.id.clone()))
+            .unwrap_or(false);
+        async move {
+            if lease.kind == "call.started" {
+                Err(JobError::permanent("undecodable"))
+            } else if first {
+                Err(JobError::Transient("Twilio 503".into()))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    let config = RunnerConfig {
+        concurrency: 2,
+        heartbeat: Duration::from_millis(100),
+        stale_after: Duration::from_millis(500),
+        shutdown_grace: Duration::from_secs(5),
+        fetch_wait: Duration::from_millis(100),
+        policy: RetryPolicy::new("20ms".parse().expect("schedule")),
+    };
+    let (a, b) = tokio::join!(
+        super::drain(Runner::new(
+            q.clone(),
+            "counter-a",
+            config.clone(),
+            h.clone()
+        )),
+        super::drain(Runner::new(q.clone(), "counter-b", config, h)),
+    );
+    assert_eq!(a.done + b.done, 6);
+    // Each runner flushed its tally before it stopped.
+    let totals = q.outcome_totals().await.expect("totals");
+    assert_eq!(totals["whatsapp.send"][&Outcome::Done], 6, "{totals:?}");
+    assert_eq!(totals["whatsapp.send"][&Outcome::Retry], 6, "{totals:?}");
+    assert_eq!(totals["call.started"][&Outcome::Dead], 1, "{totals:?}");
+    let now = Utc::now();
+    let series = q
+        .outcome_series(Span::Minute, now - Duration::from_secs(120), now)
+        .await
+        .expect("series");
+    let done: u64 = series
+        .iter()
+        .filter_map(|b| b.counts.get("whatsapp.send"))
+        .filter_map(|per| per.get(&Outcome::Done))
+        .sum();
+    assert_eq!(done, 6);
+}
