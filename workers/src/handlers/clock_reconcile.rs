@@ -207,7 +207,8 @@ impl Run<'_> {
     ) -> Result<(), JobError> {
         match failure(e) {
             Failure::Skip(why) => {
-                warn!(kind = kind.as_str(), sid, error = %e, "Twilio could not tell us about this item; skipped");
+                let error = moked_jobs::phone::mask_in_text(&e.to_string());
+                warn!(kind = kind.as_str(), sid, %error, "Twilio could not tell us about this item; skipped");
                 self.summary.skipped += 1;
                 self.check(kind, sid, &why, after).await
             }

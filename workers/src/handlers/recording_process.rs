@@ -763,7 +763,8 @@ pub async fn notify_whatsapp(ctx: &Ctx, job: &RecordingProcess) -> Result<(), Jo
             "queueing the WhatsApp note for recording {sid}: {e}"
         ))),
         Err(refused) => {
-            let reason = refused.to_string();
+            // Logged and stored on the call's timeline: the refusal may quote the number.
+            let reason = moked_jobs::phone::mask_in_text(&refused.to_string());
             tracing::warn!(error = %reason, "WhatsApp note refused; recording and transcript kept");
             let detail = json!({"recording_sid": sid, "error": reason}).to_string();
             event(ctx, job, "notify.failed", &detail, now_ms()).await?;
