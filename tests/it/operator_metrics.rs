@@ -171,7 +171,10 @@ async fn metrics_show_webhooks_enqueues_jobs_and_the_queue(backend: Backend) {
     assert!(text.contains("# TYPE moked_jobs_total counter"), "{text}");
 }
 
-backend_tests!(metrics_show_webhooks_enqueues_jobs_and_the_queue);
+backend_tests!(
+    metrics_show_webhooks_enqueues_jobs_and_the_queue,
+    the_exposition_text_parses_with_prometheus_own_parser,
+);
 
 #[tokio::test]
 async fn metrics_export_the_clocks_latest_health_checks() {
@@ -205,4 +208,77 @@ async fn metrics_export_the_clocks_latest_health_checks() {
     assert!(
         sample(&text, "moked_health_age_seconds").is_some_and(|age| (0.0..60.0).contains(&age))
     );
+}
+
+/// The exposition text parsed by Prometheus's own Python client (`prometheus_client`, pinned in
+/// `tests/twilio/requirements.txt`): every family, its type and a sample count per family.
+fn parsed_by_prometheus_client(text: &str) -> std::collections::BTreeMap<String, (String, usize)> {
+    let py = crate::helpers::twilio_python().expect("python3 with the test kit");
+    let script = "import json,sys\n\
+        from prometheus_client.parser import text_string_to_metric_families as parse\n\
+        print(json.dumps({f.name: [f.type, len(f.samples)] for f in parse(sys.stdin.read())}))";
+    let mut child = std::process::Command::new(py)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the parser");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed the parser");
+    let out = child.wait_with_output().expect("parser output");
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the text: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let families: std::collections::BTreeMap<String, (String, usize)> =
+        serde_json::from_slice(&out.stdout).expect("parser JSON");
+    families
+}
+
+async fn the_exposition_text_parses_with_prometheus_own_parser(backend: Backend) {
+    let app = spawn_operator_app(backend).await;
+    let accepted = app
+        .webhook("/webhook/call_status")
+        .params([("CallSid", "CA9"), ("CallStatus", "ringing")])
+        .send()
+        .await;
+    assert!(accepted.status < 300, "{accepted:?}");
+    let runner = Runner::new(
+        app.queue.clone(),
+        "metrics-parse",
+        RunnerConfig {
+            fetch_wait: Duration::from_millis(100),
+            ..RunnerConfig::default()
+        },
+        handler(|_lease| async { Ok(()) }),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        runner.drain(std::future::pending()),
+    )
+    .await
+    .expect("drained in time")
+    .expect("drain");
+    let families = parsed_by_prometheus_client(&scrape(&app).await);
+    for (name, kind) in [
+        ("moked_webhooks", "counter"),
+        ("moked_webhook_duration_seconds", "histogram"),
+        ("moked_queue_jobs", "gauge"),
+        ("moked_cluster_jobs", "counter"),
+        ("moked_build_info", "gauge"),
+        ("moked_queue_up", "gauge"),
+    ] {
+        let (got, samples) = families
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing: {families:?}"));
+        assert_eq!(got, kind, "{name}");
+        assert!(*samples > 0, "{name} has no sample");
+    }
 }
