@@ -1,5 +1,6 @@
-// The bridge assembled: key store, outbox, forwarder, session and HTTP server, around an
-// injected socket factory. main.js passes Baileys' `makeWASocket`; tests pass a stub.
+// The bridge assembled: key store, outbox (inbound messages and receipts), forwarder, session
+// and HTTP server, around an injected socket factory. main.js passes Baileys' `makeWASocket`;
+// tests pass a stub.
 import http from 'node:http';
 import path from 'node:path';
 import { KeyStore } from './idempotency.js';
@@ -24,6 +25,7 @@ export function createBridge({ config, connect, resetAuth, onQr, log, now, retry
     reconnectMs,
     log,
     onInbound: (body) => outbox.add(body),
+    onReceipt: (body) => outbox.add(body),
   });
   const bridge = { secret: config.secret, keys, outbox, forwarder, session, log };
   const server = http.createServer(createHandler(bridge));

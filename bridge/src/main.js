@@ -2,8 +2,8 @@
 //
 // Credentials live in `DATA_DIR/auth` (Baileys' multi-file auth state; mount it on a volume:
 // losing it means pairing again). The pairing QR code is printed on the terminal (stdout) and
-// served at `GET /qr`. SIGTERM/SIGINT stop the bridge cleanly; unsent inbound messages stay in
-// the outbox for the next start.
+// served at `GET /qr`. SIGTERM/SIGINT stop the bridge cleanly; inbound messages and receipts
+// moked has not accepted yet stay in the outbox for the next start.
 import fs from 'node:fs/promises';
 import makeWASocket, { Browsers, useMultiFileAuthState } from '@whiskeysockets/baileys';
 import pino from 'pino';

@@ -1,20 +1,35 @@
-// Inbound messages on their way to moked: a durable outbox and the loop that empties it.
+// Events on their way to moked: a durable outbox and the loop that empties it.
 //
-// A message WhatsApp delivers to the paired number is written to the outbox (fsync'd) the
-// moment Baileys emits it, then posted to moked's `POST /webhook/whatsapp/baileys` in arrival
-// order. It leaves the outbox only when moked accepted it (2xx), so a moked that is down, slow
-// or being deployed delays messages and never loses them, and a bridge restart resumes with
-// whatever was not yet accepted. moked stores each WhatsApp message id once, so posting a
-// message twice (accepted, then the bridge crashed before writing `done`) is harmless.
+// Two kinds of event go the same way (docs/BAILEYS.md): an inbound message WhatsApp delivered
+// to the paired number, and a receipt (`"type": "receipt"`) saying a message moked sent was
+// delivered, read or refused. Each is written to the outbox (fsync'd) the moment Baileys emits
+// it, then posted to moked's `POST /webhook/whatsapp/baileys` in arrival order. It leaves the
+// outbox only when moked accepted it (2xx), so a moked that is down, slow or being deployed
+// delays events and never loses them, and a bridge restart resumes with whatever was not yet
+// accepted. moked deduplicates both (a message by its WhatsApp id, a receipt by id + status),
+// so posting one twice (accepted, then the bridge crashed before writing `done`) is harmless.
 //
 // Answers: 2xx → done. 400/413/415/422 → dropped with an error log (that body can never be
-// accepted; retrying it would block every later message). Anything else — 403 (wrong secret),
+// accepted; retrying it would block every later event). Anything else — 403 (wrong secret),
 // 404 (wrong URL), 429, 5xx, a network error or a timeout — is retried with exponential
 // backoff (`Retry-After` honoured), for as long as it takes: the fix is on moked's side.
 import { JsonlLog } from './jsonl.js';
 import { maskJid } from './log.js';
 
 const PERMANENT = new Set([400, 413, 415, 422]);
+
+/**
+ * The outbox key of an event: a message's WhatsApp id, or a receipt's id and status (one
+ * message has several receipts; a repeat of the same one while it waits is kept once).
+ */
+export function eventId(body) {
+  return body.type === 'receipt' ? `receipt:${body.message_id}:${body.status}` : body.message_id;
+}
+
+/** What an event is, for log lines. */
+function kindOf(body) {
+  return body.type === 'receipt' ? 'receipt' : 'inbound message';
+}
 
 export class Outbox {
   /** @param {string} file the log file */
@@ -30,16 +45,17 @@ export class Outbox {
     this.waiters = [];
   }
 
-  /** Queues `body` (a moked inbound message) durably; a message id already waiting is kept once. */
+  /** Queues `body` (a moked inbound message or receipt) durably; an event already waiting is kept once. */
   add(body) {
-    if (this.pending.has(body.message_id)) return;
-    const record = { op: 'add', id: body.message_id, body, at: Date.now() };
+    const id = eventId(body);
+    if (this.pending.has(id)) return;
+    const record = { op: 'add', id, body, at: Date.now() };
     this.log.append(record);
     this.pending.set(record.id, record);
     for (const wake of this.waiters.splice(0)) wake();
   }
 
-  /** The oldest message not yet accepted. */
+  /** The oldest event not yet accepted. */
   first() {
     return this.pending.values().next().value;
   }
@@ -55,7 +71,7 @@ export class Outbox {
     return this.pending.size;
   }
 
-  /** Resolves when a message is added (or at once if one is waiting). */
+  /** Resolves when an event is added (or at once if one is waiting). */
   wait() {
     if (this.pending.size > 0) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
@@ -137,8 +153,8 @@ export class Forwarder {
         this.attempts = 0;
         this.lastError = null;
         if (outcome.dropped) {
-          this.log.error('inbound message dropped: moked refused it', {
-            message_id: next.id,
+          this.log.error(`${kindOf(next.body)} dropped: moked refused it`, {
+            message_id: next.body.message_id,
             from: maskJid(next.body.from),
             status: outcome.status,
           });
@@ -153,8 +169,8 @@ export class Forwarder {
         this.policy.capMs,
         outcome.retryAfterMs ?? backoff(this.attempts, this.policy),
       );
-      this.log.warn('moked did not accept an inbound message; retrying', {
-        message_id: next.id,
+      this.log.warn(`moked did not accept the ${kindOf(next.body)}; retrying`, {
+        message_id: next.body.message_id,
         error: outcome.error,
         attempt: this.attempts,
         retry_in_ms: Math.round(delay),

@@ -13,9 +13,11 @@
 //                      new QR code follows (the status turns `waiting_for_qr` when it arrives).
 //
 // Socket events used: `connection.update` (qr / open / close with a reason),
-// `messages.upsert` (inbound messages, type `notify`). `messages.update` (delivery and read
-// receipts) is deliberately not forwarded: moked's Baileys endpoint takes messages only, and a
-// receipt posted there would be stored as an inbound message (docs/BAILEYS.md).
+// `messages.upsert` (inbound messages, type `notify`) and `messages.update` (status changes:
+// the receipts of messages this number sent, forwarded as `{"type": "receipt"}`, see
+// `toReceipt`). `message-receipt.update` is not used: Baileys (7.0.0-rc14, `handleReceipt` in
+// `lib/Socket/messages-recv.js`) emits it only for groups and status broadcasts, and a receipt
+// in a one-to-one chat arrives as `messages.update` with the new status.
 
 /** Baileys' `DisconnectReason.loggedOut`. */
 export const LOGGED_OUT = 401;
@@ -94,6 +96,57 @@ export function toInbound(msg) {
   return { body };
 }
 
+/** Baileys' `WAMessageStatus` (`proto.WebMessageInfo.Status`) by name. */
+export const WA_STATUS = { ERROR: 0, PENDING: 1, SERVER_ACK: 2, DELIVERY_ACK: 3, READ: 4, PLAYED: 5 };
+
+/**
+ * moked's status for each WhatsApp status worth reporting. PENDING is not: moked marks the
+ * message `sent` once the send answered, and nothing moved since. PLAYED (a voice note was
+ * listened to) is a read for moked, whose statuses stop at `read`.
+ */
+const MOKED_STATUS = {
+  [WA_STATUS.ERROR]: 'failed',
+  [WA_STATUS.SERVER_ACK]: 'sent',
+  [WA_STATUS.DELIVERY_ACK]: 'delivered',
+  [WA_STATUS.READ]: 'read',
+  [WA_STATUS.PLAYED]: 'read',
+};
+
+/** Chats whose messages moked never sends (groups, status broadcasts, channels). */
+const NOT_ONE_TO_ONE = /@(g\.us|broadcast|newsletter)$/;
+
+/**
+ * moked's receipt JSON for one Baileys `messages.update` entry, or `{skip: reason}`.
+ *
+ * Only status changes of messages this number sent (`key.fromMe`) are receipts for moked: the
+ * same event also reports that another device of ours read a customer's message, which is not
+ * moked's to track. `timestamp` is when WhatsApp stamped the receipt (Baileys passes the
+ * receipt's time as `messageTimestamp`), else now, so a receipt that waits in the outbox while
+ * moked is down still carries its real time.
+ */
+export function toReceipt({ key, update } = {}, now = Date.now) {
+  if (!key?.fromMe) return { skip: 'not a message this number sent' };
+  if (!key.id) return { skip: 'no message id' };
+  if (NOT_ONE_TO_ONE.test(key.remoteJid ?? '')) return { skip: 'not a one-to-one chat' };
+  const raw = update?.status;
+  if (raw === undefined || raw === null) return { skip: 'no status change' };
+  const status = MOKED_STATUS[typeof raw === 'string' ? WA_STATUS[raw] : raw];
+  if (!status) return { skip: `status ${raw} is not reported to moked` };
+  const stamped = seconds(update.messageTimestamp);
+  const body = {
+    type: 'receipt',
+    message_id: key.id,
+    status,
+    timestamp: stamped > 0 ? stamped : Math.floor(now() / 1000),
+  };
+  if (status === 'failed') {
+    // Baileys puts the server's error code (and, for 463, a reason) in the stub parameters.
+    const detail = (update.messageStubParameters ?? []).filter(Boolean).join(': ');
+    body.error = detail ? `WhatsApp refused the message (${detail})` : 'WhatsApp refused the message';
+  }
+  return { body };
+}
+
 /** The HTTP status of a Baileys (Boom) error, when it has one. */
 export function errorStatus(error) {
   return error?.output?.statusCode ?? error?.data?.statusCode;
@@ -104,13 +157,23 @@ export class NotPaired extends Error {}
 export class Session {
   /**
    * @param {{connect: () => Promise<object>, resetAuth?: () => Promise<void>,
-   *          onInbound: (body: object) => void, onQr?: (qr: string) => void,
-   *          reconnectMs?: number, log: import('./log.js').Logger}} options
+   *          onInbound: (body: object) => void, onReceipt?: (body: object) => void,
+   *          onQr?: (qr: string) => void, reconnectMs?: number,
+   *          log: import('./log.js').Logger}} options
    */
-  constructor({ connect, resetAuth = async () => {}, onInbound, onQr = () => {}, reconnectMs = 2000, log }) {
+  constructor({
+    connect,
+    resetAuth = async () => {},
+    onInbound,
+    onReceipt = () => {},
+    onQr = () => {},
+    reconnectMs = 2000,
+    log,
+  }) {
     this.connect = connect;
     this.resetAuth = resetAuth;
     this.onInbound = onInbound;
+    this.onReceipt = onReceipt;
     this.onQr = onQr;
     this.reconnectMs = reconnectMs;
     this.log = log;
@@ -132,6 +195,9 @@ export class Session {
     });
     socket.ev.on('messages.upsert', (upsert) => {
       if (socket === this.socket) this.onUpsert(upsert);
+    });
+    socket.ev.on('messages.update', (updates) => {
+      if (socket === this.socket) this.onUpdates(updates);
     });
   }
 
@@ -181,6 +247,14 @@ export class Session {
       const { body, skip } = toInbound(msg);
       if (body) this.onInbound(body);
       else this.log.debug('message not forwarded', { reason: skip });
+    }
+  }
+
+  onUpdates(updates = []) {
+    for (const update of updates) {
+      const { body, skip } = toReceipt(update);
+      if (body) this.onReceipt(body);
+      else this.log.debug('status update not forwarded', { reason: skip });
     }
   }
 

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SECRET, eventually } from './helpers.js';
+import { SECRET, StubPhone, eventually, startBridge, tempDir } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const MOKED_BIN = process.env.MOKED_BIN ?? path.join(ROOT, 'target/debug/moked');
@@ -82,6 +82,42 @@ export async function startMoked(t, { dir, port = 0, bridgeUrl = 'http://127.0.0
   };
   t.after(() => moked.stop());
   return moked;
+}
+
+/**
+ * A bridge on a stub phone (data in `bridgeDir`) and a moked sending through it, each knowing
+ * the other's address (moked's port is chosen first, so a test can stop moked and start it
+ * again on the same port and data folder: `restart()`).
+ */
+export async function startPair(t) {
+  const port = await freePort();
+  const phone = new StubPhone();
+  const bridgeDir = tempDir(t);
+  const bridge = await startBridge(t, { dataDir: bridgeDir, phone, mokedUrl: `http://127.0.0.1:${port}` });
+  const dir = tempDir(t);
+  const pair = { phone, bridge, bridgeDir, port, dir };
+  pair.moked = await startMoked(t, { dir, port, bridgeUrl: bridge.url });
+  pair.restart = async () => {
+    pair.moked = await startMoked(t, { dir, port, bridgeUrl: bridge.url });
+    return pair.moked;
+  };
+  return pair;
+}
+
+/** Sends `body` through moked's send API; answers the message once moked has it `sent`. */
+export async function sendThroughMoked(moked, body) {
+  const accepted = await moked.api('/api/whatsapp/send', {
+    method: 'POST',
+    body: JSON.stringify({ to: '050-123-4567', body }),
+  });
+  assert(accepted.status === 202, `send refused: ${accepted.status} ${JSON.stringify(accepted.body)}`);
+  return eventually(
+    async () => {
+      const { body: message } = await moked.api(`/api/whatsapp/messages/${accepted.body.id}`);
+      return message.status === 'sent' && message;
+    },
+    { what: 'the message to turn sent' },
+  );
 }
 
 function assert(condition, message) {

@@ -1,28 +1,8 @@
 // Outbound end to end: moked's send API → whatsapp.send job → the bridge → stub socket → sent.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { JID, StubPhone, boom, eventually, startBridge, tempDir } from './helpers.js';
-import { freePort, startMoked } from './moked.js';
-
-async function startPair(t) {
-  const port = await freePort();
-  const phone = new StubPhone();
-  const bridge = await startBridge(t, { dataDir: tempDir(t), phone, mokedUrl: `http://127.0.0.1:${port}` });
-  const moked = await startMoked(t, { dir: tempDir(t), port, bridgeUrl: bridge.url });
-  return { phone, bridge, moked };
-}
-
-async function sendThroughMoked(moked, body) {
-  const accepted = await moked.api('/api/whatsapp/send', {
-    method: 'POST',
-    body: JSON.stringify({ to: '050-123-4567', body }),
-  });
-  assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
-  return eventually(async () => {
-    const { body: message } = await moked.api(`/api/whatsapp/messages/${accepted.body.id}`);
-    return message.status === 'sent' && message;
-  }, { what: 'the message to turn sent' });
-}
+import { JID, boom } from './helpers.js';
+import { sendThroughMoked, startPair } from './moked.js';
 
 test('a send through moked reaches the socket as a JID and comes back as sent with its WhatsApp id', async (t) => {
   const { phone, moked } = await startPair(t);

@@ -75,18 +75,6 @@ pub(crate) fn client_of(parts: &Parts) -> String {
     client_key(&parts.headers, peer)
 }
 
-/// 429 when the client is already over the unverified limit, without counting anything.
-///
-/// Only for a check that costs more than verifying; a caller that checks this before a cheap
-/// verification refuses genuine requests from a client key others can name (see the module
-/// doc). [`refuse`] applies the limit to failed requests by itself.
-pub(crate) fn check_unverified(state: &AppState, client: &str) -> Result<(), IntakeError> {
-    match state.limiter.peek(Limit::Unverified, client) {
-        Decision::Allowed => Ok(()),
-        Decision::Limited { retry_after } => Err(IntakeError::RateLimited { retry_after }),
-    }
-}
-
 /// The answer to a request that failed verification: 403, counted against the client, or 429
 /// when the client is over `RATE_LIMIT_UNVERIFIED` (known locally first, so a flood costs no
 /// Redis round trip per request). Noted in [`Refusals`], which logs at most one line a minute.

@@ -412,3 +412,105 @@ async fn the_say_voice_setting_is_used_in_every_hebrew_say() {
         assert!(resp.body.contains("<Say"));
     }
 }
+
+/// Delivery receipts from the Baileys bridge: the same route and secret as its messages, told
+/// apart by `"type": "receipt"`, each a `whatsapp.status` job like Twilio's status callback.
+mod baileys_receipts {
+    use moked_jobs::kinds::JobKind;
+
+    use crate::helpers::{BAILEYS_SECRET, Backend, Response, TestApp, spawn_app_with};
+
+    async fn post(app: &TestApp, secret: Option<&str>, body: &str) -> Response {
+        let mut req = app
+            .client
+            .post(app.url("/webhook/whatsapp/baileys"))
+            .header("Content-Type", "application/json");
+        if let Some(secret) = secret {
+            req = req.header("X-BAILEYS-SECRET", secret);
+        }
+        Response::read(req.body(body.to_owned()).send().await.expect("request")).await
+    }
+
+    async fn a_baileys_receipt_becomes_one_whatsapp_status_job_and_a_redelivery_none(
+        backend: Backend,
+    ) {
+        let app = spawn_app_with(backend, |_, _| {}).await;
+        let delivered = serde_json::json!({
+            "type": "receipt",
+            "message_id": "3EB0RECEIPT1",
+            "status": "delivered",
+            "timestamp": 1_764_000_000
+        });
+        // The bridge redelivers after a lost answer, with its own clock moved on: one job.
+        let mut redelivered = delivered.clone();
+        redelivered["timestamp"] = 1_764_000_007.into();
+        for body in [&delivered, &redelivered] {
+            let resp = post(&app, Some(BAILEYS_SECRET), &body.to_string()).await;
+            assert_eq!(resp.status, 204, "{}", resp.body);
+        }
+        let jobs = app.payloads(JobKind::WhatsAppStatus).await;
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0]["message_sid"], "3EB0RECEIPT1");
+        assert_eq!(jobs[0]["status"], "delivered");
+        assert_eq!(jobs[0]["received_at"], "2025-11-24T16:00:00.000Z");
+        assert!(jobs[0]["our_id"].is_null() && jobs[0]["error_code"].is_null());
+        assert!(app.payloads(JobKind::WhatsAppInbound).await.is_empty());
+        // The next status of the same message is a job of its own.
+        let read = r#"{"type":"receipt","message_id":"3EB0RECEIPT1","status":"read"}"#;
+        assert_eq!(post(&app, Some(BAILEYS_SECRET), read).await.status, 204);
+        assert_eq!(app.payloads(JobKind::WhatsAppStatus).await.len(), 2);
+    }
+
+    async fn a_baileys_receipt_without_the_right_secret_is_403_and_enqueues_nothing(
+        backend: Backend,
+    ) {
+        let app = spawn_app_with(backend, |_, _| {}).await;
+        let body = r#"{"type":"receipt","message_id":"3EB0RECEIPT2","status":"read"}"#;
+        for secret in [None, Some("wrong"), Some("")] {
+            let resp = post(&app, secret, body).await;
+            assert_eq!(resp.status, 403, "{secret:?}");
+            assert!(resp.body.is_empty());
+        }
+        assert_eq!(app.job_total().await, 0);
+    }
+
+    async fn a_malformed_baileys_receipt_is_400_with_the_reason_and_enqueues_nothing(
+        backend: Backend,
+    ) {
+        let app = spawn_app_with(backend, |_, _| {}).await;
+        for (body, reason) in [
+            (
+                r#"{"type":"receipt","status":"read"}"#,
+                "missing message_id",
+            ),
+            (r#"{"type":"receipt","message_id":"m"}"#, "missing status"),
+            (
+                r#"{"type":"receipt","message_id":"m","status":"played"}"#,
+                "`status` must be one of sent, delivered, read, failed",
+            ),
+            (
+                r#"{"type":"receipt","message_id":"m","status":"read","timestamp":"soon"}"#,
+                "`timestamp` must be Unix seconds",
+            ),
+            (
+                r#"{"type":"receipt","message_id":"m","status":"failed","error":{"code":479}}"#,
+                "`error` must be a string",
+            ),
+            (
+                r#"{"type":"reaction","message_id":"m","from":"972501234567@s.whatsapp.net"}"#,
+                "`type` must be \"message\" or \"receipt\"",
+            ),
+            (r#"{"type":"receipt","#, "malformed JSON body"),
+        ] {
+            let resp = post(&app, Some(BAILEYS_SECRET), body).await;
+            assert_eq!((resp.status, resp.body.as_str()), (400, reason), "{body}");
+        }
+        assert_eq!(app.job_total().await, 0);
+    }
+
+    backend_tests!(
+        a_baileys_receipt_becomes_one_whatsapp_status_job_and_a_redelivery_none,
+        a_baileys_receipt_without_the_right_secret_is_403_and_enqueues_nothing,
+        a_malformed_baileys_receipt_is_400_with_the_reason_and_enqueues_nothing,
+    );
+}

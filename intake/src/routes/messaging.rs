@@ -44,14 +44,24 @@ pub async fn status(
     State(state): State<AppState>,
     hook: TwilioForm,
 ) -> Result<StatusCode, IntakeError> {
-    let status = status_of(&hook)?;
+    enqueue_status(&state, &status_of(&hook)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enqueues one `whatsapp.status` job, deduplicated by its natural key (MessageSid + status)
+/// and limited per MessageSid. Shared with the Baileys bridge's receipts, so a status means
+/// the same job whichever provider reported it.
+pub(crate) async fn enqueue_status(
+    state: &AppState,
+    status: &WhatsAppStatus,
+) -> Result<(), IntakeError> {
     note_sid(&status.message_sid);
-    limit(&state, Limit::Status, &status.message_sid).await?;
+    limit(state, Limit::Status, &status.message_sid).await?;
     let key = format!("whatsapp.status:{}:{}", status.message_sid, status.status);
     state
-        .enqueue(NewJob::new(&status).dedupe(key, state.core.dedupe_ttl))
+        .enqueue(NewJob::new(status).dedupe(key, state.core.dedupe_ttl))
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// The `whatsapp.inbound` payload. MessageSid and From are required; media are read from

@@ -3,7 +3,8 @@
 //! * [`voice`] — Twilio voice webhooks: incoming call, recording action, recording status,
 //!   call status.
 //! * [`messaging`] — Twilio WhatsApp webhooks: inbound message, message status.
-//! * [`baileys`] — inbound messages from the Baileys WhatsApp bridge (JSON, shared secret).
+//! * [`baileys`] — inbound messages and delivery receipts from the Baileys WhatsApp bridge (JSON,
+//!   shared secret).
 //! * [`health`] — liveness and readiness under `/api`.
 //! * [`operator`] — the authenticated operator API under `/api`, its OpenAPI document, the
 //!   `/ops` page and `/metrics`. Operator routes go there and nowhere else, so the webhook
