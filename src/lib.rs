@@ -68,8 +68,8 @@ impl Cli {
 }
 
 /// The worker settings the intake's operator API reads (the WhatsApp send's provider, sender
-/// and window, and the recordings store it serves audio from), copied in so both halves of the
-/// process agree.
+/// and window, the recordings store it serves audio from, and the stale window of its workers
+/// view), copied in so both halves of the process agree.
 pub fn operator_settings(
     intake: &mut IntakeConfig,
     worker: &WorkerConfig,
@@ -80,6 +80,7 @@ pub fn operator_settings(
         worker.whatsapp.enforce_window,
     )?;
     intake.recordings_store = Some(worker.recordings_store.clone());
+    intake.worker_stale_after = worker.stale_after;
     Ok(())
 }
 
@@ -128,6 +129,10 @@ pub async fn run(
         let stop = stopped();
         async move { moked_workers::run::run_on(&core, &worker, db, queue, stop).await }
     });
+    let clock = moked_workers::clock::ClockConfig {
+        store: Some(db.clone()),
+        ..clock
+    };
     let tick = tokio::spawn(moked_workers::clock::run(clock, queue, stopped()));
     shutdown.await;
     let _ = stop_tx.send(true);

@@ -339,7 +339,14 @@ pub struct IntakeConfig {
     pub header_read_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// The workers' stale window (`WORKER_STALE_AFTER`, when this process has the worker's
+    /// settings, as the all-in-one `moked` does), for the console's workers view: a session
+    /// silent longer is shown as stale.
+    pub worker_stale_after: Duration,
 }
+
+/// The workers' default stale window (`WORKER_STALE_AFTER`'s default).
+pub const DEFAULT_WORKER_STALE_AFTER: Duration = Duration::from_secs(20);
 
 impl Default for IntakeConfig {
     /// The documented defaults (what `moked-intake` with no settings uses).
@@ -356,6 +363,7 @@ impl Default for IntakeConfig {
             recordings_store: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            worker_stale_after: DEFAULT_WORKER_STALE_AFTER,
         }
     }
 }
@@ -489,6 +497,7 @@ impl IntakeArgs {
             recordings_store: None,
             header_read_timeout,
             max_connections: self.max_connections,
+            worker_stale_after: DEFAULT_WORKER_STALE_AFTER,
         })
     }
 }

@@ -98,6 +98,10 @@ pub struct CoreArgs {
     /// Bearer token of the operator API and page. Unset: the operator API is off.
     #[arg(long, env = "OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
+    /// Named operator tokens, `name:token,name:token` (names `[A-Za-z0-9._-]{1,64}`): each
+    /// operator's actions are audited under their name. OPERATOR_TOKEN may be set beside it.
+    #[arg(long, env = "OPERATOR_TOKENS", hide_env_values = true)]
+    pub operator_tokens: Option<String>,
     /// Shared secret of the Baileys bridge (X-BAILEYS-SECRET, both directions).
     #[arg(long, env = "BAILEYS_SECRET", hide_env_values = true)]
     pub baileys_secret: Option<String>,
@@ -185,6 +189,9 @@ pub struct CoreConfig {
     pub queue_prefix: String,
     /// Operator bearer token (None: operator API off).
     pub operator_token: Option<SecretString>,
+    /// Named operator tokens (`OPERATOR_TOKENS`); with `operator_token` the operator API is on
+    /// when either is set ([`CoreConfig::operators`]).
+    pub operator_tokens: Vec<OperatorToken>,
     /// Baileys bridge secret (None: the Baileys webhook refuses everything).
     pub baileys_secret: Option<SecretString>,
     /// Log format.
@@ -220,6 +227,64 @@ fn parse_url(var: &'static str, value: &str, schemes: &[&str]) -> Result<Url, Co
 /// Trims a URL's trailing slash so paths can be appended.
 fn base(url: &Url) -> String {
     url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// An operator's name and bearer token (`OPERATOR_TOKENS`).
+#[derive(Debug, Clone)]
+pub struct OperatorToken {
+    /// The name actions are audited and logged under.
+    pub name: String,
+    /// The token.
+    pub token: SecretString,
+}
+
+/// The name `OPERATOR_TOKEN` (the single, unnamed token) is audited under.
+pub const UNNAMED_OPERATOR: &str = "operator";
+
+/// Parses `name:token,name:token`. Names are `[A-Za-z0-9._-]{1,64}` and unique, tokens
+/// non-empty and unique (a shared token could not say who acted). Errors never quote a token.
+fn parse_operator_tokens(value: &str) -> Result<Vec<OperatorToken>, ConfigError> {
+    use secrecy::ExposeSecret;
+    let err = |reason: String| ConfigError::new("OPERATOR_TOKENS", reason);
+    let mut out: Vec<OperatorToken> = Vec::new();
+    for (i, item) in value.split(',').map(str::trim).enumerate() {
+        if item.is_empty() {
+            continue;
+        }
+        let Some((name, token)) = item.split_once(':') else {
+            return Err(err(format!("entry {} is not name:token", i + 1)));
+        };
+        let (name, token) = (name.trim(), token.trim());
+        let valid_name = (1..=64).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid_name {
+            return Err(err(format!(
+                "entry {}: an operator name is 1 to 64 of A-Z a-z 0-9 . _ -",
+                i + 1
+            )));
+        }
+        if token.is_empty() {
+            return Err(err(format!("operator `{name}` has an empty token")));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(err(format!("operator `{name}` is named twice")));
+        }
+        if out.iter().any(|o| o.token.expose_secret() == token) {
+            return Err(err(format!(
+                "operator `{name}` has the token of another operator"
+            )));
+        }
+        out.push(OperatorToken {
+            name: name.to_owned(),
+            token: SecretString::from(token.to_owned()),
+        });
+    }
+    if out.is_empty() {
+        return Err(err("no name:token entry".into()));
+    }
+    Ok(out)
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -351,6 +416,10 @@ impl CoreArgs {
             queue: redis,
             queue_prefix: self.queue_prefix,
             operator_token: non_empty(self.operator_token).map(SecretString::from),
+            operator_tokens: match non_empty(self.operator_tokens) {
+                Some(v) => parse_operator_tokens(&v)?,
+                None => Vec::new(),
+            },
             baileys_secret: non_empty(self.baileys_secret).map(SecretString::from),
             log_format: self.log_format,
             job_retention: dur("JOB_RETENTION", &self.job_retention)?,
@@ -363,6 +432,19 @@ impl CoreArgs {
 }
 
 impl CoreConfig {
+    /// Every operator who may use the operator API: the `OPERATOR_TOKENS` names, then
+    /// `OPERATOR_TOKEN` as [`UNNAMED_OPERATOR`]. Empty: the operator API is off.
+    pub fn operators(&self) -> Vec<OperatorToken> {
+        let mut all = self.operator_tokens.clone();
+        if let Some(token) = &self.operator_token {
+            all.push(OperatorToken {
+                name: UNNAMED_OPERATOR.to_owned(),
+                token: token.clone(),
+            });
+        }
+        all
+    }
+
     /// Settings for tests and embedded use: SQLite at `database_url`, queue in the database,
     /// everything else at its default.
     pub fn for_database(database_url: &str) -> Self {
@@ -378,6 +460,7 @@ impl CoreConfig {
             queue: QueueBackend::Database,
             queue_prefix: "moked".into(),
             operator_token: None,
+            operator_tokens: Vec::new(),
             baileys_secret: None,
             log_format: LogFormat::Text,
             job_retention: Duration::from_secs(86_400),
@@ -433,12 +516,12 @@ mod tests {
             "REDIS_URL"
         );
         assert_eq!(
-            parse(&["--database-url", "mysql://x"]).unwrap_err().var,
-            "DATABASE_URL"
-        );
-        assert_eq!(
             parse(&["--dead-job-retention", "30x"]).unwrap_err().var,
             "DEAD_JOB_RETENTION"
+        );
+        assert_eq!(
+            parse(&["--database-url", "mysql://x"]).unwrap_err().var,
+            "DATABASE_URL"
         );
         assert_eq!(
             parse(&["--retry-schedule-whatsapp-send", "5x"])
@@ -446,6 +529,43 @@ mod tests {
                 .var,
             "RETRY_SCHEDULE_WHATSAPP_SEND"
         );
+    }
+
+    #[test]
+    fn operator_tokens_name_each_operator_and_bad_lists_never_echo_a_token() {
+        let c = parse(&[
+            "--operator-tokens",
+            "dana:t-dana, yossi.k:t-yossi",
+            "--operator-token",
+            "t-shared",
+        ])
+        .unwrap();
+        let ops: Vec<(String, String)> = c
+            .operators()
+            .into_iter()
+            .map(|o| (o.name, o.token.expose_secret().to_owned()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("dana".to_owned(), "t-dana".to_owned()),
+                ("yossi.k".to_owned(), "t-yossi".to_owned()),
+                ("operator".to_owned(), "t-shared".to_owned()),
+            ]
+        );
+        assert!(parse(&[]).unwrap().operators().is_empty());
+        for bad in [
+            "dana",
+            "dana:",
+            "bad name:s3cr3t-x",
+            "dana:s3cr3t-x,dana:s3cr3t-y",
+            "dana:s3cr3t-x,yossi:s3cr3t-x",
+            ",",
+        ] {
+            let e = parse(&["--operator-tokens", bad]).unwrap_err();
+            assert_eq!(e.var, "OPERATOR_TOKENS", "{bad}");
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ use moked_jobs::config::ConfigError;
 use moked_jobs::kinds::{ClockCleanup, ClockHealth, ClockReconcile, ClockTick, JobKind};
 use moked_jobs::queue::{Enqueued, NewJob, QueueResult, SharedQueue};
 use moked_jobs::retry::parse_duration;
+use moked_jobs::store::clock_tasks;
 use tracing::{info, warn};
 
 /// The scheduled tasks.
@@ -109,6 +110,9 @@ pub struct ClockConfig {
     pub tz: Tz,
     /// Each task's schedule.
     pub schedules: Vec<(Task, Schedule)>,
+    /// Where [`run_with`] publishes the schedule and each fired tick for the operator console
+    /// (`clock_task`, [`moked_jobs::store::clock_tasks`]); `None`: not published.
+    pub store: Option<moked_jobs::store::Db>,
 }
 
 fn parse_schedule(var: &'static str, s: &str) -> Result<Schedule, ConfigError> {
@@ -138,6 +142,7 @@ impl ClockArgs {
         })?;
         Ok(ClockConfig {
             tz,
+            store: None,
             schedules: vec![
                 (
                     Task::Reconcile,
@@ -363,6 +368,7 @@ impl ClockConfig {
         for task in Task::ALL {
             let only = ClockConfig {
                 tz: self.tz,
+                store: None,
                 schedules: self
                     .schedules
                     .iter()
@@ -499,8 +505,11 @@ pub async fn run_with(
 ) {
     tokio::pin!(shutdown);
     let tz = config.tz;
+    let published = config.clone();
+    publish_schedule(&published, now()).await;
     let (mut scheduler, fired) = Scheduler::start(config, queue, now()).await;
     report(&fired, "catch-up");
+    publish_ticks(&published, &fired).await;
     info!(%tz, "clock started");
     loop {
         let Some(next_at) = scheduler.next_tick().map(|t| t.at) else {
@@ -519,6 +528,55 @@ pub async fn run_with(
         // The timer may wake a hair before the wall clock reaches the tick.
         let fired = scheduler.step(now().max(next_at)).await;
         report(&fired, "tick");
+        publish_ticks(&published, &fired).await;
+    }
+}
+
+/// The next tick of `task` after `now`.
+fn next_of(config: &ClockConfig, task: Task, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let only = ClockConfig {
+        tz: config.tz,
+        store: None,
+        schedules: config
+            .schedules
+            .iter()
+            .filter(|(t, _)| *t == task)
+            .cloned()
+            .collect(),
+    };
+    only.next_after(now).map(|t| t.at)
+}
+
+/// Publishes every task's schedule (`config.store`); a failure is logged, never stops the clock.
+async fn publish_schedule(config: &ClockConfig, now: DateTime<Utc>) {
+    let Some(db) = &config.store else { return };
+    let tasks: Vec<clock_tasks::Schedule> = config
+        .schedules
+        .iter()
+        .map(|(task, schedule)| clock_tasks::Schedule {
+            task: task.name().to_owned(),
+            kind: task.kind().as_str().to_owned(),
+            cron: schedule.to_string(),
+            tz: config.tz.name().to_owned(),
+            next_tick: next_of(config, *task, now),
+        })
+        .collect();
+    if let Err(e) = clock_tasks::publish_schedule(db, &tasks).await {
+        warn!(error = %e, "could not publish the clock's schedule");
+    }
+}
+
+/// Publishes each fired tick with its job (this clock's or the one another clock made).
+async fn publish_ticks(config: &ClockConfig, fired: &[Fired]) {
+    let Some(db) = &config.store else { return };
+    for f in fired {
+        let Ok(enqueued) = &f.result else { continue };
+        let next = next_of(config, f.tick.task, f.tick.at);
+        let task = f.tick.task.name();
+        let published = clock_tasks::record_tick(db, task, f.tick.at, enqueued.id(), next);
+        if let Err(e) = published.await {
+            warn!(task, error = %e, "could not publish a clock tick");
+        }
     }
 }
 

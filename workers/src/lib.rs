@@ -59,6 +59,10 @@ pub async fn clock_command(
     if let Some(port) = metrics_port {
         status::spawn(port, "clock", queue.clone()).await?;
     }
+    let config = clock::ClockConfig {
+        store: Some(db),
+        ..config
+    };
     clock::run(config, queue, moked_jobs::shutdown::signal()).await;
     Ok(None)
 }

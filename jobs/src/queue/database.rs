@@ -1024,6 +1024,37 @@ impl Queue for DbQueue {
     async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
         outcomes::db_totals(&self.inner.db).await
     }
+
+    async fn sessions(&self) -> QueueResult<Vec<super::SessionInfo>> {
+        let sessions: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT session, name, heartbeat_at FROM worker_sessions ORDER BY name, session",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let running: Vec<(String, String, Option<i64>, String)> = sqlx::query_as(
+            "SELECT id, kind, started_at, session FROM jobs \
+             WHERE state = 'running' AND session IS NOT NULL ORDER BY started_at, id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(sessions
+            .into_iter()
+            .map(|(session, name, seen)| super::SessionInfo {
+                running: running
+                    .iter()
+                    .filter(|r| r.3 == session)
+                    .map(|(id, kind, started, _)| super::RunningJob {
+                        id: id.clone(),
+                        kind: kind.clone(),
+                        started_at: started.map(crate::store::from_ms),
+                    })
+                    .collect(),
+                name,
+                session,
+                last_seen_at: crate::store::from_ms(seen),
+            })
+            .collect())
+    }
 }
 
 /// Connects a listener on the queue channel.

@@ -311,6 +311,30 @@ impl Stats {
     }
 }
 
+/// A worker session as the queue knows it ([`Queue::sessions`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The worker's stable name.
+    pub name: String,
+    /// The session (`name#uuid`).
+    pub session: String,
+    /// Its last heartbeat or fetch.
+    pub last_seen_at: DateTime<Utc>,
+    /// The jobs running for it, oldest start first.
+    pub running: Vec<RunningJob>,
+}
+
+/// A job running for a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningJob {
+    /// The job id.
+    pub id: JobId,
+    /// Its kind.
+    pub kind: String,
+    /// When this attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
 /// Errors of the queue boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -435,6 +459,12 @@ pub trait Queue: Send + Sync + 'static {
     /// The cluster-wide outcome counters since the queue began.
     async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
         Ok(outcomes::Counts::new())
+    }
+
+    /// Every registered worker session with its last sign of life and the jobs running for it,
+    /// for the operator console (`GET /api/workers`). The default (none) serves test wrappers.
+    async fn sessions(&self) -> QueueResult<Vec<SessionInfo>> {
+        Ok(Vec::new())
     }
 }
 

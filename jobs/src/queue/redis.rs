@@ -19,7 +19,7 @@
 //! | `{p}:delayed` | ZSET | id → `run_at` ms of jobs not yet due: future first runs (`queued`) and scheduled retries (`retrying`) |
 //! | `{p}:inflight:{session}` | LIST | ids claimed by one worker session and not yet acknowledged |
 //! | `{p}:sessions` | ZSET | session → last sign of life in ms (a heartbeat or a fetch) |
-//! | `{p}:session-names` | HASH | session → worker name (for "abandoned by worker NAME") |
+//! | `{p}:session-names` | HASH | session → worker name (for "abandoned by worker NAME" and the console's workers view, `lua/sessions.lua`) |
 //! | `{p}:s:{state}` | ZSET | id → score, one index per state except `running` (see *Indexes*); the score is `state_at`, except in `queued` where it is `run_at` |
 //! | `{p}:s:{state}:{kind}` | ZSET | the same, per kind |
 //! | `{p}:dedupe:{key}` | STRING | the id of the job that took the dedupe key; expires after the key's TTL (`PX`) |
@@ -193,6 +193,7 @@ static DISCARD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dis
 static PRUNE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/prune.lua")));
 static RUNNING: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/running.lua")));
 static HELD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/held.lua")));
+static SESSIONS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/sessions.lua")));
 
 /// Marks "a blocking pop may have moved an id nobody marked" in a session's lost claims.
 const SWEEP: &str = "-";
@@ -986,6 +987,47 @@ impl Queue for RedisQueue {
 
     async fn outcome_totals(&self) -> QueueResult<outcomes::Counts> {
         outcomes::redis_totals(&mut self.conn(), &self.inner.prefix).await
+    }
+
+    async fn sessions(&self) -> QueueResult<Vec<super::SessionInfo>> {
+        // One script: each session's liveness and in-flight jobs read at one instant
+        // (O(sessions + jobs in flight), bounded by the fleet's concurrency).
+        type Reply = Vec<(String, String, String, Vec<(String, String, String)>)>;
+        let reply: Reply = SESSIONS
+            .arg(&self.inner.prefix)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let ms = |s: &str| {
+            s.parse::<f64>()
+                .ok()
+                .map(|v| crate::store::from_ms(v as i64))
+        };
+        let mut out: Vec<super::SessionInfo> = reply
+            .into_iter()
+            .map(|(session, name, seen, jobs)| {
+                let mut running: Vec<super::RunningJob> = jobs
+                    .into_iter()
+                    .map(|(id, kind, started)| super::RunningJob {
+                        id,
+                        kind,
+                        started_at: ms(&started),
+                    })
+                    .collect();
+                running.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+                super::SessionInfo {
+                    name: if name.is_empty() {
+                        session.split('#').next().unwrap_or_default().to_owned()
+                    } else {
+                        name
+                    },
+                    last_seen_at: ms(&seen).unwrap_or_default(),
+                    session,
+                    running,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.name, &a.session).cmp(&(&b.name, &b.session)));
+        Ok(out)
     }
 }
 

@@ -529,35 +529,74 @@ fn parse_call_cursor(cursor: &str) -> Result<(i64, i64), StoreError> {
     ))
 }
 
+/// Which calls [`list_calls`] lists (all when empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Started at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Started before this instant.
+    pub until: Option<DateTime<Utc>>,
+    /// In this status.
+    pub status: Option<String>,
+    /// With (`true`) or without (`false`) a transcript.
+    pub has_transcript: Option<bool>,
+}
+
 /// Calls newest first (by `started_at`, then row id), `limit` (1..=[`MAX_CALL_PAGE`]) at a time,
-/// for the operator API. Keyset paging: `cursor` is the previous page's `next_cursor`, so a
-/// page costs one index range scan however deep it is, and calls arriving meanwhile never shift
-/// later pages. A cursor that does not parse is [`StoreError::Invalid`].
-pub async fn list_calls(db: &Db, cursor: Option<&str>, limit: u32) -> Result<CallPage, StoreError> {
+/// for the operator API, narrowed by `filter`. Keyset paging: `cursor` is the previous page's
+/// `next_cursor`, so a page costs one index range scan however deep it is, and calls arriving
+/// meanwhile never shift later pages. A cursor that does not parse is [`StoreError::Invalid`].
+pub async fn list_calls(
+    db: &Db,
+    filter: &CallFilter,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<CallPage, StoreError> {
     let limit = limit.clamp(1, MAX_CALL_PAGE);
-    let fetch = i64::from(limit) + 1;
-    let rows = match cursor.map(parse_call_cursor).transpose()? {
-        Some((at, id)) => {
-            sqlx::query_as::<_, CallRow>(sqlx::AssertSqlSafe(format!(
-                "SELECT {CALL_COLUMNS} FROM call \
-                 WHERE started_at < $1 OR (started_at = $1 AND id < $2) \
-                 ORDER BY started_at DESC, id DESC LIMIT $3"
-            )))
-            .bind(at)
-            .bind(id)
-            .bind(fetch)
-            .fetch_all(db.pool())
-            .await?
-        }
-        None => {
-            sqlx::query_as::<_, CallRow>(sqlx::AssertSqlSafe(format!(
-                "SELECT {CALL_COLUMNS} FROM call ORDER BY started_at DESC, id DESC LIMIT $1"
-            )))
-            .bind(fetch)
-            .fetch_all(db.pool())
-            .await?
-        }
+    // Every bound value but the status is an integer; the status goes after them.
+    let mut clauses: Vec<String> = Vec::new();
+    let mut ints: Vec<i64> = Vec::new();
+    if let Some((at, id)) = cursor.map(parse_call_cursor).transpose()? {
+        ints.extend([at, id]);
+        clauses.push("(started_at < $1 OR (started_at = $1 AND id < $2))".to_owned());
+    }
+    if let Some(from) = filter.from {
+        ints.push(to_ms(from));
+        clauses.push(format!("started_at >= ${}", ints.len()));
+    }
+    if let Some(until) = filter.until {
+        ints.push(to_ms(until));
+        clauses.push(format!("started_at < ${}", ints.len()));
+    }
+    match filter.has_transcript {
+        Some(true) => clauses.push(TRANSCRIBED.to_owned()),
+        Some(false) => clauses.push(format!("NOT {TRANSCRIBED}")),
+        None => {}
+    }
+    if filter.status.is_some() {
+        clauses.push(format!("status = ${}", ints.len() + 1));
+    }
+    let limit_param = ints.len() + usize::from(filter.status.is_some()) + 1;
+    let filter_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
     };
+    let sql = format!(
+        "SELECT {CALL_COLUMNS} FROM call{filter_sql} \
+         ORDER BY started_at DESC, id DESC LIMIT ${limit_param}"
+    );
+    let mut query = sqlx::query_as::<_, CallRow>(sqlx::AssertSqlSafe(sql));
+    for v in ints {
+        query = query.bind(v);
+    }
+    if let Some(status) = &filter.status {
+        query = query.bind(status.clone());
+    }
+    let rows = query
+        .bind(i64::from(limit) + 1)
+        .fetch_all(db.pool())
+        .await?;
     let more = rows.len() > limit as usize;
     let calls: Vec<Call> = rows
         .into_iter()
@@ -570,6 +609,9 @@ pub async fn list_calls(db: &Db, cursor: Option<&str>, limit: u32) -> Result<Cal
     };
     Ok(CallPage { calls, next_cursor })
 }
+
+/// A call with a transcript (of any of its recordings).
+const TRANSCRIBED: &str = "EXISTS (SELECT 1 FROM transcript t WHERE t.call_sid = call.call_sid)";
 
 #[cfg(test)]
 mod tests {

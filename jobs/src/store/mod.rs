@@ -10,8 +10,11 @@
 //! 5 s busy timeout so several processes (a `moked` and a `moked-worker jobs` CLI) can share the
 //! file.
 
+pub mod audit;
 pub mod business;
 pub mod calls;
+pub mod clock_tasks;
+pub mod console;
 pub mod customers;
 pub mod error;
 pub mod health;

@@ -1,7 +1,9 @@
 //! `/api/calls…`: calls for operators.
 //!
-//! * `GET /api/calls?cursor=&limit=` — newest first, keyset-paged
-//!   ([`moked_jobs::store::calls::list_calls`]): `{"calls":[…],"next_cursor"}`.
+//! * `GET /api/calls?date=&status=&has_transcript=&cursor=&limit=` — newest first,
+//!   keyset-paged ([`moked_jobs::store::calls::list_calls`]): `{"calls":[…],"next_cursor"}`;
+//!   `date` (`YYYY-MM-DD`) is a calendar day in the console's zone (`CLOCK_TZ`, as the clock
+//!   published it), `has_transcript` is `true` or `false`.
 //! * `GET /api/calls/{call_sid}` — the call, its business and customer, its history (status
 //!   callbacks and the voice pipeline's steps, oldest first), its recordings (each with a
 //!   `download_url` served by [`super::recordings`] once stored) and its latest transcript.
@@ -10,35 +12,37 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use moked_jobs::store::calls::{self as store_calls, CallDetail, CallEvent};
+use moked_jobs::store::calls::{self as store_calls, CallDetail, CallEvent, CallFilter};
 use moked_jobs::store::recordings::Recording;
+use moked_jobs::store::{clock_tasks, console};
 
 use super::schema::{
-    self, BusinessRef, CallEventView, CallList, CallSummary, CallView, CustomerRef, PageQuery,
+    self, BusinessRef, CallEventView, CallList, CallListQuery, CallSummary, CallView, CustomerRef,
     RecordingView, TranscriptView,
 };
 use super::{ApiQuery, page_size};
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Calls, newest first.
+/// Calls, newest first, optionally of one day, status, and with or without a transcript.
 #[utoipa::path(
     get,
     path = "/calls",
     tag = "calls",
-    params(PageQuery),
+    params(CallListQuery),
     responses(
         (status = 200, description = "One page of calls", body = CallList),
-        (status = 400, description = "Bad cursor or limit", body = schema::ErrorBody),
+        (status = 400, description = "Bad date, has_transcript, cursor or limit", body = schema::ErrorBody),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<CallListQuery>,
 ) -> Result<Json<CallList>, ApiError> {
     let limit = page_size(q.limit)?;
     let cursor = q.cursor.filter(|c| !c.trim().is_empty());
-    let page = store_calls::list_calls(&state.db, cursor.as_deref(), limit).await?;
+    let filter = call_filter(&state, q.date, q.status, q.has_transcript).await?;
+    let page = store_calls::list_calls(&state.db, &filter, cursor.as_deref(), limit).await?;
     Ok(Json(CallList {
         calls: page
             .calls
@@ -55,6 +59,41 @@ pub async fn list(
             .collect(),
         next_cursor: page.next_cursor,
     }))
+}
+
+/// The store filter of the listing's query: the day in the console's zone, the status, and
+/// `has_transcript` as `true`/`false` (anything else is a 400 naming it).
+async fn call_filter(
+    state: &AppState,
+    date: Option<String>,
+    status: Option<String>,
+    has_transcript: Option<String>,
+) -> Result<CallFilter, ApiError> {
+    let present = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let mut filter = CallFilter {
+        status: present(status),
+        has_transcript: match present(has_transcript).as_deref() {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "has_transcript must be true or false (got `{other}`)"
+                )));
+            }
+        },
+        ..CallFilter::default()
+    };
+    if let Some(date) = present(date) {
+        let day = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| {
+            ApiError::bad_request(format!("date must be YYYY-MM-DD (got `{date}`)"))
+        })?;
+        let tz = clock_tasks::console_tz(&state.db).await?;
+        let (from, until) = console::day_bounds(tz, day);
+        filter.from = Some(from);
+        filter.until = Some(until);
+    }
+    Ok(filter)
 }
 
 /// One call with its history, recordings and transcript.

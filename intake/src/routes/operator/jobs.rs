@@ -12,6 +12,10 @@
 //!   reason when the effect cannot be re-attempted (a message the provider already accepted).
 //!   `POST /api/jobs/{id}/discard` — a queued, retrying or dead job discarded; 409 otherwise.
 //!   Both answer the job as it is afterwards.
+//! * `GET /api/jobs?…&q=TEXT` — only jobs whose `last_error` contains TEXT, gathered by a
+//!   bounded scan of the listing (`search_errors`).
+//! * `POST /api/jobs/discard?state=dead|retrying|queued&kind=` — every such job discarded:
+//!   `{"discarded": N}`.
 //! * `POST /api/jobs/retry?state=dead&kind=` — every dead (or `state=retrying`) job,
 //!   optionally of one kind, retried by the same rule: `{"retried": N, "refused": M,
 //!   "refusals": [{"id","kind","reason"}…]}` (at most 100 listed)
@@ -20,11 +24,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use moked_jobs::kinds::JobKind;
-use moked_jobs::queue::{JobState, ListQuery, view};
+use moked_jobs::queue::{JobPage, JobState, ListQuery, view};
 use moked_jobs::retry_effect::{self, Outcome, RetryError};
 use serde_json::{Value, json};
 
-use super::schema::{self, BulkRetryQuery, JobListQuery};
+use super::audit::{self, Actor, Outcome as AuditOutcome};
+use super::schema::{self, BulkDiscardQuery, BulkRetryQuery, JobListQuery};
 use super::{ApiQuery, page_size};
 use crate::AppState;
 use crate::error::ApiError;
@@ -66,8 +71,50 @@ pub async fn list(
         cursor: non_empty(q.cursor),
         limit: page_size(q.limit)?,
     };
-    let page = state.queue.list(&query).await?;
+    let page = match non_empty(q.q) {
+        None => state.queue.list(&query).await?,
+        Some(text) => search_errors(&state, query, &text).await?,
+    };
     Ok(Json(view::page(&page)))
+}
+
+/// How many jobs one error search reads at most, and in how many listing calls, before it
+/// answers (a page of fewer matches, and a cursor to read on).
+const ERROR_SCAN: usize = 5_000;
+const ERROR_SCAN_CALLS: usize = 50;
+
+/// The jobs of `query` whose last error contains `text`: pages of the listing read in order
+/// until `limit` jobs matched, the listing ended, or the scan's bounds were reached. Neither
+/// backend indexes error text (a substring cannot use an index anyway); the bounds keep one
+/// request from reading the whole queue. Each page read is only as long as the matches still
+/// missing, so a page never overshoots `limit` and the listing's own cursor resumes exactly
+/// where the scan stopped.
+async fn search_errors(
+    state: &AppState,
+    mut query: ListQuery,
+    text: &str,
+) -> Result<JobPage, ApiError> {
+    let limit = query.limit as usize;
+    let (mut jobs, mut read) = (Vec::new(), 0usize);
+    for _ in 0..ERROR_SCAN_CALLS {
+        query.limit = u32::try_from(limit - jobs.len()).unwrap_or(1);
+        let page = state.queue.list(&query).await?;
+        read += page.jobs.len();
+        jobs.extend(
+            page.jobs
+                .into_iter()
+                .filter(|j| j.last_error.as_deref().is_some_and(|e| e.contains(text))),
+        );
+        query.cursor = page.next_cursor;
+        if jobs.len() >= limit || query.cursor.is_none() || read >= ERROR_SCAN {
+            break;
+        }
+    }
+    Ok(JobPage {
+        total: jobs.len() as u64,
+        jobs,
+        next_cursor: query.cursor,
+    })
 }
 
 /// Counts per state and kind.
@@ -160,20 +207,44 @@ fn not_retryable(id: &str, kind: &str, reason: &str) -> ApiError {
 )]
 pub async fn retry(
     State(state): State<AppState>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    const ACTION: &str = "job.retry";
     match retry_effect::retry(state.queue.as_ref(), &state.db, &id).await? {
         Outcome::Retried(job) => {
-            tracing::info!(job_id = %id, kind = %job.summary.kind, "operator retried a job");
+            let detail = format!("{} queued again", job.summary.kind);
+            audit::record(&state, &actor, ACTION, &id, AuditOutcome::Ok, detail).await;
             Ok(Json(view::detail(&job)))
         }
         Outcome::NotFound => Err(no_job(&id)),
-        Outcome::WrongState(now) => Err(ApiError::conflict(format!(
-            "job {id} is {now}; only dead or retrying jobs can be retried"
-        ))),
+        Outcome::WrongState(now) => {
+            let e = ApiError::conflict(format!(
+                "job {id} is {now}; only dead or retrying jobs can be retried"
+            ));
+            audit::record(
+                &state,
+                &actor,
+                ACTION,
+                &id,
+                AuditOutcome::Conflict,
+                e.message.clone(),
+            )
+            .await;
+            Err(e)
+        }
         Outcome::Refused { kind, reason } => {
-            tracing::info!(job_id = %id, %kind, %reason, "operator retry refused");
-            Err(not_retryable(&id, &kind, &reason))
+            let e = not_retryable(&id, &kind, &reason);
+            audit::record(
+                &state,
+                &actor,
+                ACTION,
+                &id,
+                AuditOutcome::Refused,
+                e.message.clone(),
+            )
+            .await;
+            Err(e)
         }
     }
 }
@@ -192,20 +263,28 @@ pub async fn retry(
 )]
 pub async fn discard(
     State(state): State<AppState>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let moved = state.queue.discard(&id).await?;
-    if moved {
-        tracing::info!(job_id = %id, "operator discarded a job");
-    }
-    act(
+    let answer = act(
         &state,
         &id,
         "discarded",
         &[JobState::Queued, JobState::Retrying, JobState::Dead],
         moved,
     )
-    .await
+    .await;
+    let (outcome, detail) = match &answer {
+        Ok(_) => (AuditOutcome::Ok, "discarded".to_owned()),
+        Err(e) if e.status == http::StatusCode::CONFLICT => {
+            (AuditOutcome::Conflict, e.message.clone())
+        }
+        // An unknown id (404) or a failing queue: nothing was acted on.
+        Err(_) => return answer,
+    };
+    audit::record(&state, &actor, "job.discard", &id, outcome, detail).await;
+    answer
 }
 
 /// Queue every dead (or retrying) job again, optionally of one kind, each by the retry rule.
@@ -221,6 +300,7 @@ pub async fn discard(
 )]
 pub async fn retry_all(
     State(state): State<AppState>,
+    actor: Actor,
     ApiQuery(q): ApiQuery<BulkRetryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let job_state = match non_empty(q.state) {
@@ -234,16 +314,98 @@ pub async fn retry_all(
     }
     let kind = non_empty(q.kind).as_deref().map(parse_kind).transpose()?;
     let bulk = retry_effect::retry_all(state.queue.as_ref(), &state.db, job_state, kind).await?;
-    tracing::info!(
-        state = %job_state,
-        kind = kind.map(JobKind::as_str).unwrap_or("*"),
-        retried = bulk.retried,
-        refused = bulk.refused,
-        "operator retried jobs in bulk"
-    );
+    audit::record(
+        &state,
+        &actor,
+        "jobs.retry",
+        &bulk_target(job_state, kind),
+        AuditOutcome::Ok,
+        format!("{} retried, {} refused", bulk.retried, bulk.refused),
+    )
+    .await;
     Ok(Json(json!({
         "retried": bulk.retried,
         "refused": bulk.refused,
         "refusals": bulk.refusals,
     })))
+}
+
+/// Discard every dead (or retrying, or queued) job, optionally of one kind.
+#[utoipa::path(
+    post,
+    path = "/jobs/discard",
+    tag = "jobs",
+    params(BulkDiscardQuery),
+    responses(
+        (status = 200, description = "How many jobs were discarded", body = schema::Discarded),
+        (status = 400, description = "A state other than dead, retrying or queued, or an unknown kind", body = schema::ErrorBody),
+    )
+)]
+pub async fn discard_all(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiQuery(q): ApiQuery<BulkDiscardQuery>,
+) -> Result<Json<schema::Discarded>, ApiError> {
+    let job_state = match non_empty(q.state) {
+        None => JobState::Dead,
+        Some(s) => parse_state(&s)?,
+    };
+    if !matches!(
+        job_state,
+        JobState::Dead | JobState::Retrying | JobState::Queued
+    ) {
+        return Err(ApiError::bad_request(format!(
+            "only dead, retrying or queued jobs can be discarded in bulk (got state={job_state})"
+        )));
+    }
+    let kind = non_empty(q.kind).as_deref().map(parse_kind).transpose()?;
+    let discarded = discard_matching(&state, job_state, kind).await?;
+    audit::record(
+        &state,
+        &actor,
+        "jobs.discard",
+        &bulk_target(job_state, kind),
+        AuditOutcome::Ok,
+        format!("{discarded} discarded"),
+    )
+    .await;
+    Ok(Json(schema::Discarded { discarded }))
+}
+
+/// Discards the jobs in `state` (of `kind`), a page at a time from the start of the listing
+/// (a discarded job leaves it, so the next page is the listing's first again), until a page
+/// discards nothing. Jobs entering the state meanwhile may be taken too, as the CLI's would.
+async fn discard_matching(
+    state: &AppState,
+    job_state: JobState,
+    kind: Option<JobKind>,
+) -> Result<u64, ApiError> {
+    let query = ListQuery {
+        state: Some(job_state),
+        kind,
+        cursor: None,
+        limit: 500,
+    };
+    let mut discarded = 0u64;
+    loop {
+        let page = state.queue.list(&query).await?;
+        let mut moved = 0u64;
+        for job in &page.jobs {
+            if state.queue.discard(&job.id).await? {
+                moved += 1;
+            }
+        }
+        discarded += moved;
+        if moved == 0 || page.next_cursor.is_none() && moved == page.jobs.len() as u64 {
+            return Ok(discarded);
+        }
+    }
+}
+
+/// The audit target of a bulk action: `state=dead&kind=call.started` (`kind=*` for all kinds).
+fn bulk_target(state: JobState, kind: Option<JobKind>) -> String {
+    format!(
+        "state={state}&kind={}",
+        kind.map(JobKind::as_str).unwrap_or("*")
+    )
 }

@@ -1,12 +1,15 @@
 //! The operator surface: the JSON API under `/api` (jobs, calls, customers, WhatsApp), its
 //! OpenAPI document, the `/ops` page and `/metrics`.
 //!
-//! **Access.** With `OPERATOR_TOKEN` unset the whole surface is off: every operator path
-//! answers 404 `{"error":{"code":"operator_api_disabled",…}}` (the page still loads and says
-//! so). With it set, every request needs `Authorization: Bearer <OPERATOR_TOKEN>`, compared in
-//! constant time (both sides hashed with SHA-256 first, so neither the content nor the length
-//! of the token leaks through timing); a missing or wrong token is a 401 with
-//! `WWW-Authenticate: Bearer`. Two exceptions need no token: `GET /api/openapi.json` (it
+//! **Access.** With neither `OPERATOR_TOKEN` nor `OPERATOR_TOKENS` set the whole surface is
+//! off: every operator path answers 404 `{"error":{"code":"operator_api_disabled",…}}` (the
+//! page still loads and says so). With either set, every request needs
+//! `Authorization: Bearer <token>` of one operator (`OPERATOR_TOKENS=name:token,…` names each;
+//! the single `OPERATOR_TOKEN` is the operator named `operator`), compared in constant time
+//! with every configured token (both sides hashed with SHA-256 first, so neither the content
+//! nor the length of a token leaks through timing); a missing or wrong token is a 401 with
+//! `WWW-Authenticate: Bearer`. Retries, discards and sends are recorded under the operator's
+//! name in the audit log ([`audit`]). Two exceptions need no token: `GET /api/openapi.json` (it
 //! describes the API and holds no data) and the page's static assets (`/ops`, which asks for
 //! the token and keeps it in the tab's `sessionStorage`).
 //!
@@ -27,17 +30,26 @@
 //! | `GET /api/recordings/{recording_sid}/audio` | [`recordings`] |
 //! | `GET /api/customers/{phone}` | [`customers`] |
 //! | `POST /api/whatsapp/send`, `GET /api/whatsapp/messages/{id}` | [`whatsapp`] |
+//! | `POST /api/jobs/discard` (bulk) | [`jobs`] |
+//! | `GET /api/me`, `GET /api/audit` | [`audit`] (who is signed in; the audit log of retries, discards and sends) |
+//! | `GET /api/stats/today`, `GET /api/stats/history` | [`stats`] |
+//! | `GET /api/workers`, `GET /api/clock` | [`workers`] |
+//! | `GET /api/search` | [`search`] |
 //! | `GET /api/openapi.json` | [`schema`] (generated from the handlers' annotations) |
 //! | `GET /ops`, `/ops/app.js`, `/ops/app.css` | [`page`] |
 //! | `GET /metrics` | [`crate::metrics`] |
 
+pub mod audit;
 pub mod calls;
 pub mod customers;
 pub mod jobs;
 pub mod page;
 pub mod recordings;
 pub mod schema;
+pub mod search;
+pub mod stats;
 pub mod whatsapp;
+pub mod workers;
 
 use std::sync::LazyLock;
 
@@ -74,6 +86,14 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(customers::show))
         .routes(routes!(whatsapp::send))
         .routes(routes!(whatsapp::show))
+        .routes(routes!(audit::audit))
+        .routes(routes!(audit::me))
+        .routes(routes!(stats::today))
+        .routes(routes!(stats::history))
+        .routes(routes!(workers::workers))
+        .routes(routes!(workers::clock))
+        .routes(routes!(search::find))
+        .routes(routes!(jobs::discard_all))
 }
 
 /// The OpenAPI document of the operator API, generated from the handlers (what
@@ -144,28 +164,63 @@ async fn wrong_method() -> ApiError {
     )
 }
 
-/// 404 `operator_api_disabled` while `OPERATOR_TOKEN` is unset.
+/// Whether any operator token is configured (`OPERATOR_TOKEN` or `OPERATOR_TOKENS`).
+fn enabled(state: &AppState) -> bool {
+    state.core.operator_token.is_some() || !state.core.operator_tokens.is_empty()
+}
+
+/// 404 `operator_api_disabled` while neither `OPERATOR_TOKEN` nor `OPERATOR_TOKENS` is set.
 async fn require_enabled(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.core.operator_token.is_none() {
+    if !enabled(&state) {
         return ApiError::disabled().into_response();
     }
     next.run(req).await
 }
 
-/// 401 unless the request carries `Authorization: Bearer OPERATOR_TOKEN`.
-async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(expected) = &state.core.operator_token else {
+/// 401 unless the request carries `Authorization: Bearer <token>` of a configured operator;
+/// the operator's name goes into the request's extensions ([`audit::Actor`] reads it).
+async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !enabled(&state) {
         return ApiError::disabled().into_response();
-    };
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer);
-    match given {
-        Some(token) if token_matches(token, expected.expose_secret()) => next.run(req).await,
-        _ => ApiError::unauthorized().into_response(),
+    let operators = state.core.operators();
+    let signed_in = given.and_then(|token| {
+        find_operator(
+            token,
+            operators
+                .iter()
+                .map(|o| (o.name.as_str(), o.token.expose_secret())),
+        )
+    });
+    match signed_in {
+        Some(name) => {
+            req.extensions_mut()
+                .insert(audit::SignedIn(name.to_owned()));
+            next.run(req).await
+        }
+        None => ApiError::unauthorized().into_response(),
     }
+}
+
+/// The name of the operator whose token `given` is. Every configured token is compared (in
+/// constant time, [`token_matches`]) whichever matches, so the answer's timing does not say
+/// which operator's token came close or how many there are before it.
+fn find_operator<'a>(
+    given: &str,
+    operators: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Option<&'a str> {
+    let mut found = None;
+    for (name, token) in operators {
+        if token_matches(given, token) && found.is_none() {
+            found = Some(name);
+        }
+    }
+    found
 }
 
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
@@ -232,6 +287,14 @@ mod tests {
         assert!(token_matches("s3cret", "s3cret"));
         assert!(!token_matches("s3cre", "s3cret"));
         assert!(!token_matches("", "s3cret"));
+    }
+
+    #[test]
+    fn a_token_signs_in_the_operator_it_belongs_to() {
+        let ops = [("dana", "t-dana"), ("yossi", "t-yossi")];
+        assert_eq!(find_operator("t-yossi", ops.into_iter()), Some("yossi"));
+        assert_eq!(find_operator("t-dana", ops.into_iter()), Some("dana"));
+        assert_eq!(find_operator("t-other", ops.into_iter()), None);
     }
 
     #[test]

@@ -38,6 +38,10 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         (name = "calls", description = "Calls with their status history, recordings and transcript"),
         (name = "customers", description = "A customer's calls and messages"),
         (name = "whatsapp", description = "Send and look up WhatsApp messages"),
+        (name = "operators", description = "Who is signed in, and the audit log of what operators did"),
+        (name = "stats", description = "Today's calls and messages, and the queue over time"),
+        (name = "fleet", description = "Worker sessions and the clock's scheduled tasks"),
+        (name = "search", description = "One box for ids and phone numbers"),
     )
 )]
 pub struct ApiDoc;
@@ -306,6 +310,44 @@ pub struct JobListQuery {
     pub state: Option<String>,
     /// Only this kind (e.g. `whatsapp.send`).
     pub kind: Option<String>,
+    /// Only jobs whose last error contains this text (case-sensitive). The page is then
+    /// gathered from a bounded scan: `total` counts the matches found so far, and
+    /// `next_cursor` continues the scan.
+    pub q: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// `POST /api/jobs/discard` filters.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BulkDiscardQuery {
+    /// `dead` (default), `retrying` or `queued`.
+    pub state: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+}
+
+/// What a bulk discard did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Discarded {
+    /// How many jobs were discarded.
+    pub discarded: u64,
+}
+
+/// `GET /api/calls` filters and paging.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallListQuery {
+    /// Only calls that started on this day (`YYYY-MM-DD`) in the console's zone (`CLOCK_TZ`).
+    pub date: Option<String>,
+    /// Only calls in this status (`completed`, `no-answer`, …).
+    pub status: Option<String>,
+    /// `true`: only calls with a transcript; `false`: only calls without one.
+    pub has_transcript: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1..=500 (default 50).
@@ -320,16 +362,6 @@ pub struct BulkRetryQuery {
     pub state: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
-}
-
-/// `GET /api/calls` paging.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=500 (default 50).
-    pub limit: Option<u32>,
 }
 
 /// A call as listed.

@@ -26,9 +26,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
+use moked_jobs::phone::mask_raw;
 use moked_jobs::store::messages::get_message;
 use moked_jobs::whatsapp::{SendError, SendRequest, SendSettings, request_send};
 
+use super::audit::{self, Actor, Outcome as AuditOutcome};
 use super::schema::{self, MessageView, SendAccepted, SendBody};
 use crate::AppState;
 use crate::error::ApiError;
@@ -83,16 +85,67 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 )]
 pub async fn send(
     State(state): State<AppState>,
+    actor: Actor,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body: serde_json::Value = serde_json::from_slice(&body)
+    let mut to = None;
+    let answer = queue_send(&state, &headers, &body, &mut to).await;
+    // Recorded under the masked number: the audit detail is also logged.
+    let to = to
+        .as_deref()
+        .map(mask_raw)
+        .unwrap_or_else(|| "?".to_owned());
+    match &answer {
+        Ok((status, accepted)) => {
+            let detail = if *status == StatusCode::ACCEPTED {
+                format!("queued to {to}")
+            } else {
+                format!(
+                    "idempotent replay of the message to {to} ({})",
+                    accepted.status
+                )
+            };
+            audit::record(
+                &state,
+                &actor,
+                ACTION,
+                &accepted.id,
+                AuditOutcome::Ok,
+                detail,
+            )
+            .await;
+        }
+        // 4xx: the request was refused; 5xx: nothing was decided, the caller retries.
+        Err(e) if e.status.is_client_error() => {
+            let detail = format!("to {to}: {}", e.message);
+            audit::record(&state, &actor, ACTION, "-", AuditOutcome::Refused, detail).await;
+        }
+        Err(_) => {}
+    }
+    let (status, accepted) = answer?;
+    Ok((status, Json(accepted)).into_response())
+}
+
+/// The audit action of a send.
+const ACTION: &str = "whatsapp.send";
+
+/// Validates, stores and queues the message of `body`; `to` gets the recipient as given once
+/// the body parsed (for the audit entry).
+async fn queue_send(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    to: &mut Option<String>,
+) -> Result<(StatusCode, SendAccepted), ApiError> {
+    let body: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))?;
     if !body.is_object() {
         return Err(ApiError::bad_request(
             "body must be a JSON object such as {\"to\":\"+972…\",\"body\":\"…\"}",
         ));
     }
+    *to = body.get("to").and_then(|v| v.as_str()).map(str::to_owned);
     let body: SendBody = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request(format!("body is not a send request: {e}")))?;
     let request = SendRequest {
@@ -101,7 +154,7 @@ pub async fn send(
         content_sid: body.content_sid,
         content_variables: body.content_variables,
         media_urls: body.media_urls,
-        idempotency_key: idempotency_key(&headers)?,
+        idempotency_key: idempotency_key(headers)?,
         business_id: None,
     };
     let settings = SendSettings {
@@ -118,12 +171,11 @@ pub async fn send(
     };
     Ok((
         status,
-        Json(SendAccepted {
+        SendAccepted {
             id: out.message.id,
             status: out.message.status,
-        }),
-    )
-        .into_response())
+        },
+    ))
 }
 
 /// One WhatsApp message.
