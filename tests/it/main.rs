@@ -29,3 +29,4 @@ mod operator_metrics;
 mod operator_openapi;
 mod operator_support;
 mod operator_whatsapp;
+mod recordings_s3;
