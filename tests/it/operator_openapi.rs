@@ -106,6 +106,9 @@ fn every_operation_id_is_unique() {
         }
     }
     let twice: Vec<_> = seen.iter().filter(|(_, at)| at.len() > 1).collect();
-    assert!(twice.is_empty(), "operationIds used more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "operationIds used more than once: {twice:?}"
+    );
     assert!(seen.len() >= 8, "{seen:?}");
 }
