@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The intake floor beside bare axum, in the shared harness: how fast can any intake on this
+# The intake floor beside bare axum, in the harness of bench/harness/: how fast can any intake on this
 # stack (axum, HMAC-SHA1, Redis) check a signed webhook and queue it, on this machine, in the
 # same run as the HTTP ceiling? bench/floor/ is that least possible intake (no dedupe, no job
 # record, no request ids or metrics); see its src/main.rs. One harness pass per mode:
@@ -16,7 +16,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SHARED=${MOKED_SHARED:-$ROOT/../shared}
 echo "building the intake floor (bench/floor, release)" >&2
 cargo build --release --locked --manifest-path bench/floor/Cargo.toml --target-dir target/floor >&2
 PORT=${FLOOR_PORT:-8095}
@@ -30,6 +29,6 @@ TWILIO_AUTH_TOKEN=${TOKEN:-bench-auth-token-0123456789abcdef} $ROOT/target/floor
   else
     unset OURS_ENQ_ALL OURS_QUEUE_LEN
   fi
-  PEERS=axum-hello WORKERS="" REDIS_BENCH=0 OUT=$OUT/floor-$mode bash "$SHARED/bench/run-bench.sh"
+  PEERS=axum-hello WORKERS="" REDIS_BENCH=0 OUT=$OUT/floor-$mode bash "$ROOT/bench/harness/run.sh"
 done
 echo "results in $OUT" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Intake benchmark: moked-intake (signature check + durable enqueue to Redis) against bare axum,
-# Express+BullMQ and Flask+RQ, with the shared harness (../shared/bench/run-bench.sh) — same
-# machine, same run, interleaved repetitions; read the ratios.
+# Express+BullMQ and Flask+RQ, with the harness of bench/harness/ (run.sh; the peers are in
+# bench/peers/) — same machine, same run, interleaved repetitions; read the ratios.
 #
 #   bench/intake.sh                       # full run (~8 min on 2 cores)
 #   QUICK=1 bench/intake.sh               # smoke run; numbers not for comparison
@@ -14,7 +14,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SHARED=${MOKED_SHARED:-$ROOT/../shared}
 echo "building release binaries" >&2
 cargo build --release --locked --bin moked-intake --bin moked-worker >&2
 PORT=${OURS_PORT:-8088}
@@ -32,5 +31,5 @@ export OURS_QUEUE_LEN="env $MOKED_ENV $ROOT/target/release/moked-worker jobs sta
 export WORKERS=${WORKERS-""}
 OUT=${OUT:-$ROOT/bench/results/intake-$(date +%Y%m%d-%H%M%S)}
 export OUT
-bash "$SHARED/bench/run-bench.sh"
+bash "$ROOT/bench/harness/run.sh"
 echo "results in $OUT" >&2

@@ -6,16 +6,16 @@
 #   REPS=1 JOBS=5000 BACKLOG=20000 bench/queue.sh   # a quick smoke run
 #
 # Starts its own redis-server on 127.0.0.1:$REDIS_PORT (default 6391, no persistence, as the
-# shared harness does for every peer) and stops it by PID at the end. BullMQ's drain is the
-# shared harness's peers/express-bullmq/drain.js (one Worker, concurrency 50, no-op jobs).
+# intake harness does for every peer) and stops it by PID at the end. BullMQ's drain is
+# bench/peers/express-bullmq/drain.js (one Worker, concurrency 50, no-op jobs), with the
+# packages pinned by its package-lock.json (installed under target/bench-peers/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SHARED=${MOKED_SHARED:-$ROOT/../shared}
-CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moked-bench}
+. bench/harness/peers.sh
 REDIS_PORT=${REDIS_PORT:-6391}
 REPS=${REPS:-3}; JOBS=${JOBS:-50000}; BACKLOG=${BACKLOG:-300000}; CONC=${CONC:-50}
-OUT=$ROOT/bench/results; mkdir -p "$OUT" "$CACHE/node"
+OUT=$ROOT/bench/results; mkdir -p "$OUT"
 RUN=$OUT/queue-$(date +%Y%m%d-%H%M%S).txt
 log() { echo "[queue-bench $(date +%H:%M:%S)] $*" >&2; }
 
@@ -27,17 +27,13 @@ REDIS_PID=$!
 trap 'kill $REDIS_PID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-if [ ! -d "$CACHE/node/node_modules/bullmq" ]; then
-  log "installing BullMQ into $CACHE/node"
-  cp "$SHARED/bench/peers/express-bullmq/package.json" "$CACHE/node/"
-  (cd "$CACHE/node" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+install_peers bullmq
 log "building the benchmark (release)"
 cargo bench -p moked-jobs --bench queue --no-run --locked >/dev/null 2>&1
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 
 ours() { cargo bench -q -p moked-jobs --bench queue --locked -- "$@" 2>/dev/null | grep '^RESULT'; }
-bullmq() { (cd "$SHARED/bench/peers/express-bullmq" && REDIS_PORT=$REDIS_PORT NODE_PATH=$CACHE/node/node_modules node drain.js "$@" | grep '^RESULT'); }
+bullmq() { (cd bench/peers/express-bullmq && REDIS_PORT=$REDIS_PORT NODE_PATH=$PEER_NODE_MODULES node drain.js "$@" | grep '^RESULT'); }
 
 {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), redis $(redis-server --version | awk '{print $3}')"

@@ -6,7 +6,7 @@
 Each PATH is one of (in any order):
   - a report folder written by bench/report.sh (machine.txt, queue.txt, intake/results.txt);
   - a bench/queue.sh result file (bench/results/queue-*.txt);
-  - a shared-harness run folder (bench/results/intake-*/, holding results.txt), or that
+  - a harness run folder (bench/results/intake-*/, holding results.txt), or that
     results.txt itself;
   - a bench/floor.sh run folder (bench/results/floor-*/, holding floor-push/ and floor-verify/).
 
@@ -195,7 +195,7 @@ class Queue:
 
 
 class Intake:
-    """A shared-harness results.txt (bench/intake.sh's run folder)."""
+    """A harness results.txt (bench/intake.sh's run folder)."""
 
     def __init__(self, path):
         path = Path(path)
@@ -490,7 +490,7 @@ def when_text(iso):
 def intake_section(it, lines):
     k = it.knobs
     loads = Stat(num(r.get("load1")) for rs in it.peers.values() for r in rs)
-    lines.append(f"## Intake (`bench/intake.sh`, shared harness `run-bench.sh`, {when_text(it.when)}, "
+    lines.append(f"## Intake (`bench/intake.sh`, harness `bench/harness/run.sh`, {when_text(it.when)}, "
                  f"load {loads.fmt(1) if loads else '?'})\n")
     reps = k.get("REPS", "?")
     lines.append(
@@ -644,7 +644,7 @@ def os_cores(it):
 def harness_workers_section(it, lines):
     if not it.workers:
         return
-    lines.append("## Workers in the shared harness\n")
+    lines.append("## Workers in the harness\n")
     lines.append(f"Drains of {fmt_num(num(it.knobs.get('WORKER_JOBS')))} no-op jobs (time cap {it.knobs.get('WORKER_MAX_S', '?')} s), "
                  "same Redis, same run as the intake table.\n")
     lines.append("| worker | jobs/s steady, median [min..max] | jobs/s incl. start-up | worker CPU ms/job "
@@ -726,7 +726,7 @@ def document(machine, queue, intake, floors, png_name):
         harness_workers_section(intake, lines)
     lines.append("## Not in this report\n")
     if not (intake and "ours" in intake.workers):
-        lines.append("- CPU per job of the whole `moked-worker run` process tree (the shared harness's "
+        lines.append("- CPU per job of the whole `moked-worker run` process tree (the harness's "
                      "`OURS_DRAIN` path); the queue table above times the runner inside the benchmark process.")
     lines.append("- The database queue backends (SQLite, Postgres), and runs under injected faults (killed "
                  "workers, Redis stopped): they have tests of their own, not figures here.")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark report in one command: runs bench/queue.sh (moked's queue against BullMQ,
 # a due backlog, idle pickup), bench/intake.sh (moked-intake against bare axum,
-# Express+BullMQ and Flask+RQ in the shared harness) and bench/floor.sh (the least possible
+# Express+BullMQ and Flask+RQ in the harness of bench/harness/) and bench/floor.sh (the least possible
 # intake on the same stack beside bare axum) on this machine, keeps the runs' raw results in
 # one folder, and writes docs/BENCHMARKS.md and docs/bench.png from them with bench/report.py
 # (matplotlib in a venv inside the clone, target/bench-venv).
@@ -19,7 +19,7 @@
 #   ... --out DIR                        write BENCHMARKS.md and bench.png into DIR instead
 #
 # Raw results: bench/results/report-<UTC time>/ (not committed): machine.txt (machine,
-# versions, load average), queue.txt (bench/queue.sh's file), intake/ (the shared harness's
+# versions, load average), queue.txt (bench/queue.sh's file), intake/ (the harness's
 # run folder: results.txt, table.md, every wrk output and peer log), floor-push/ and
 # floor-verify/ (bench/floor.sh's harness passes; FLOOR_MODES="" skips them). The benchmarks'
 # knobs pass through the environment (REPS, JOBS, BACKLOG for the queue; PEERS, DURATION, …
@@ -96,11 +96,11 @@ if [ -n "${FLOOR_MODES-push verify}" ]; then
   OUT=$RUN bench/floor.sh >&2
 fi
 
-CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moked-bench}
+. bench/harness/peers.sh
 {
   echo "load end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "wrk: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
-  echo "bullmq: $(node -p "require('$CACHE/node/node_modules/bullmq/package.json').version" 2>/dev/null || true)"
+  echo "bullmq: $(node -p "require('$PEER_NODE_MODULES/bullmq/package.json').version" 2>/dev/null || true)"
 } >> "$RUN/machine.txt"
 
 if [ -z "$OUT_DIR" ]; then

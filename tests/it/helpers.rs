@@ -9,7 +9,7 @@
 //!   [`TestApp`] signs and sends webhooks and reads the queue back.
 //! * [`twilio_python`] — the Python with the official `twilio` package (`MOKED_TWILIO_PY`, else
 //!   `target/twilio-venv`, created on first use), for the independent signer and the TwiML
-//!   checker in `../shared/twilio/`.
+//!   checker of the repository's Twilio test kit, [`twilio_kit`] (`tests/twilio/`).
 //!
 //! Services: Postgres at `MOKED_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`, which
 //! must allow `CREATE DATABASE`), Redis at `MOKED_TEST_REDIS` (default
@@ -541,12 +541,10 @@ impl Response {
     }
 }
 
-/// The shared test kit folder (`MOKED_SHARED/twilio` or `../shared/twilio`).
+/// The Twilio test kit of this repository (`tests/twilio/`: signer, TwiML checker, their
+/// pinned `requirements.txt`).
 pub fn twilio_kit() -> PathBuf {
-    let shared = std::env::var_os("MOKED_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    shared.join("twilio")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/twilio")
 }
 
 /// The Python with the official `twilio` package, or `None` (with a loud message) when there is
@@ -586,7 +584,7 @@ fn find_or_make_python() -> Option<PathBuf> {
     if !python3.is_ok_and(|o| o.status.success()) {
         eprintln!(
             "\n*** SKIPPING Twilio SDK oracle checks: python3 is not installed. CI must have it \
-             (the independent signer and TwiML checker in ../shared/twilio need it). ***\n"
+             (the independent signer and TwiML checker in tests/twilio need it). ***\n"
         );
         return None;
     }
@@ -623,7 +621,7 @@ fn find_or_make_python() -> Option<PathBuf> {
     Some(py)
 }
 
-/// Runs `../shared/twilio/twiml_check.py --kind KIND -` on `xml`; panics with the checker's
+/// Runs `tests/twilio/twiml_check.py --kind KIND -` on `xml`; panics with the checker's
 /// verdict when it refuses the document. Returns false (skipped) without Python.
 pub async fn assert_valid_twiml(xml: &str, kind: &str) -> bool {
     let Some(py) = twilio_python() else {

@@ -1,4 +1,4 @@
-//! Every TwiML answer the intake gives passes `../shared/twilio/twiml_check.py`, the oracle
+//! Every TwiML answer the intake gives passes `tests/twilio/twiml_check.py`, the oracle
 //! built from the official SDK's TwiML model (nesting, attribute names, required text).
 
 use moked_intake::config::{Rate, RateLimits};

@@ -7,16 +7,19 @@
 //!   from a script (404, 401, a WAV, a body cut short …) and records every request;
 //! * **Prism** serving Twilio's official OpenAPI spec for the REST shapes (`MOKED_PRISM_URL`,
 //!   started by scripts/test; a local run without it skips those tests with a message, CI fails);
-//! * `../shared/twilio/fake_transcriber.py` (a child process on port 0) for the `openai`
-//!   provider.
+//! * the **fake transcription API** of `common/fake_transcriber.rs` (axum on 127.0.0.1:0) for
+//!   the `openai` provider.
 //!
 //! Jobs run with [`Runner::drain`] and retry schedules of a few tens of milliseconds, so retries
 //! happen for real and no test sleeps to wait for work.
 
+#[path = "common/fake_http.rs"]
+mod fake_http;
+#[path = "common/fake_transcriber.rs"]
+mod fake_transcriber;
+
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Cursor};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +30,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use fake_transcriber::{FakeTranscriber, SttScript};
 use futures::StreamExt;
 use moked_jobs::config::CoreConfig;
 use moked_jobs::kinds::RecordingProcess;
@@ -37,7 +41,7 @@ use moked_jobs::store::Db;
 use moked_jobs::store::calls::{self, CallDetail, CallStart};
 use moked_jobs::store::customers::Number;
 use moked_jobs::store::recordings::{Recording, get_recording};
-use moked_workers::clients::transcriber::{NoTranscriber, OpenAiTranscriber, SharedTranscriber};
+use moked_workers::clients::transcriber::{NoTranscriber, SharedTranscriber};
 use moked_workers::config::WorkerConfig;
 use moked_workers::handlers::Ctx;
 use moked_workers::run;
@@ -463,97 +467,14 @@ fn prism_url() -> Option<String> {
     match std::env::var("MOKED_PRISM_URL") {
         Ok(u) if !u.trim().is_empty() => Some(u.trim().trim_end_matches('/').to_owned()),
         _ if flag("CI") => panic!(
-            "MOKED_PRISM_URL is unset in CI: scripts/test must start Prism (bash ../shared/twilio/prism.sh start 4010)"
+            "MOKED_PRISM_URL is unset in CI: scripts/test must start Prism (tests/twilio/prism.sh start 4010)"
         ),
         _ => {
             eprintln!(
-                "SKIPPED: MOKED_PRISM_URL is unset; start Prism with `bash ../shared/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010"
+                "SKIPPED: MOKED_PRISM_URL is unset; start Prism with `tests/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010"
             );
             None
         }
-    }
-}
-
-/// The shared folder (the Twilio test kit): `$MOKED_SHARED`, else `../shared` beside the clone.
-fn shared_dir() -> PathBuf {
-    std::env::var_os("MOKED_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-}
-
-/// `fake_transcriber.py` on a free port, stopped when dropped.
-struct FakeStt {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    base: String,
-    log: PathBuf,
-}
-
-impl FakeStt {
-    fn start(dir: &Path, args: &[&str]) -> FakeStt {
-        let script = shared_dir().join("twilio/fake_transcriber.py");
-        assert!(
-            script.is_file(),
-            "{} is missing (set MOKED_SHARED)",
-            script.display()
-        );
-        let log = dir.join("stt.jsonl");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .args(["--port", "0", "--api-key", "sk-test"])
-            .arg("--log")
-            .arg(&log)
-            .arg("--pid-file")
-            .arg(dir.join("stt.pid"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs fake_transcriber.py");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let port = line
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        FakeStt {
-            child,
-            _stdout: stdout,
-            base: format!("http://127.0.0.1:{port}/v1"),
-            log,
-        }
-    }
-
-    fn transcriber(&self, key: &str) -> OpenAiTranscriber {
-        OpenAiTranscriber::new(&self.base, key.to_owned().into(), "gpt-4o-transcribe")
-            .expect("client")
-    }
-
-    /// The requests the fake logged, in order.
-    fn requests(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
-            .filter(|r: &serde_json::Value| {
-                r["path"]
-                    .as_str()
-                    .is_some_and(|p| p.contains("transcriptions"))
-            })
-            .collect()
-    }
-}
-
-impl Drop for FakeStt {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -877,14 +798,14 @@ async fn prism_mp3_when_recording_format_is_mp3() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The openai provider against fake_transcriber.py.
+// The openai provider against the fake transcription API.
 
 #[tokio::test]
 async fn an_openai_transcript_is_stored_on_the_call_with_provider_model_and_language() {
     let audio = wav(2);
     let twilio = FakeTwilio::start(vec![Reply::Wav(audio.clone())]).await;
     let w = World::new(&twilio.base).await;
-    let stt = FakeStt::start(w.dir.path(), &["--text", "שלום, אני רוצה לקבוע פגישה"]);
+    let stt = FakeTranscriber::start(SttScript::text("שלום, אני רוצה לקבוע פגישה"));
     let (re, ca) = (sid("RE"), sid("CA"));
     w.call(&ca).await;
     let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
@@ -933,19 +854,7 @@ async fn an_openai_transcript_is_stored_on_the_call_with_provider_model_and_lang
 async fn an_openai_429_with_retry_after_is_retried_after_the_delay_without_downloading_again() {
     let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
     let w = World::new(&twilio.base).await;
-    let stt = FakeStt::start(
-        w.dir.path(),
-        &[
-            "--text",
-            "תודה רבה",
-            "--fail-first",
-            "1",
-            "--fail-status",
-            "429",
-            "--retry-after",
-            "1",
-        ],
-    );
+    let stt = FakeTranscriber::start(SttScript::text("תודה רבה").failing_first(1, 429));
     let (re, ca) = (sid("RE"), sid("CA"));
     w.call(&ca).await;
     let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
@@ -996,7 +905,7 @@ async fn an_openai_413_splits_the_recording_and_joins_the_parts() {
     assert!(audio.len() as u64 > 26_214_400);
     let twilio = FakeTwilio::start(vec![Reply::Wav(audio.clone())]).await;
     let w = World::new(&twilio.base).await;
-    let stt = FakeStt::start(w.dir.path(), &["--text", "חלק"]);
+    let stt = FakeTranscriber::start(SttScript::text("חלק"));
     let (re, ca) = (sid("RE"), sid("CA"));
     w.call(&ca).await;
     let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
@@ -1040,7 +949,7 @@ async fn an_openai_upload_over_25_mib_is_split_before_sending() {
     let audio = wav(1656);
     let twilio = FakeTwilio::start(vec![Reply::Wav(audio)]).await;
     let w = World::new(&twilio.base).await;
-    let stt = FakeStt::start(w.dir.path(), &["--text", "חלק"]);
+    let stt = FakeTranscriber::start(SttScript::text("חלק"));
     let (re, ca) = (sid("RE"), sid("CA"));
     w.call(&ca).await;
     w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
@@ -1059,10 +968,7 @@ async fn an_openai_upload_over_25_mib_is_split_before_sending() {
 async fn openai_500s_are_retried_then_the_job_is_dead_and_the_recording_stays_stored() {
     let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
     let w = World::new(&twilio.base).await;
-    let stt = FakeStt::start(
-        w.dir.path(),
-        &["--fail-first", "100", "--fail-status", "500"],
-    );
+    let stt = FakeTranscriber::start(SttScript::default().failing_first(100, 500));
     let (re, ca) = (sid("RE"), sid("CA"));
     w.call(&ca).await;
     let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
@@ -1098,7 +1004,7 @@ async fn openai_500s_are_retried_then_the_job_is_dead_and_the_recording_stays_st
     // Running the recording again (once the API is back) transcribes the stored copy without
     // downloading it again: a failed transcription can be re-claimed.
     drop(stt);
-    let stt = FakeStt::start(w.dir.path(), &["--text", "שוב"]);
+    let stt = FakeTranscriber::start(SttScript::text("שוב"));
     let again = w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await;
     w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
     assert_eq!(w.job(&again).await.summary.state, JobState::Done);
@@ -1114,7 +1020,7 @@ async fn openai_500s_are_retried_then_the_job_is_dead_and_the_recording_stays_st
 async fn a_wrong_transcription_key_is_dead_at_once_naming_the_setting() {
     let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
     let w = World::new(&twilio.base).await;
-    let stt = FakeStt::start(w.dir.path(), &[]);
+    let stt = FakeTranscriber::start(SttScript::default());
     let (re, ca) = (sid("RE"), sid("CA"));
     w.call(&ca).await;
     let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
@@ -1138,7 +1044,7 @@ async fn notify_whatsapp_to_queues_one_note_with_the_caller_and_the_transcript()
     let mut w = World::new(&twilio.base).await;
     w.worker.notify_whatsapp_to = Some("+972541112233".into());
     w.worker.twilio_whatsapp_number = Some(BUSINESS_NUMBER.into());
-    let stt = FakeStt::start(w.dir.path(), &["--text", "אני רוצה לקבוע פגישה"]);
+    let stt = FakeTranscriber::start(SttScript::text("אני רוצה לקבוע פגישה"));
     let (re, ca) = (sid("RE"), sid("CA"));
     w.call(&ca).await;
     w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
@@ -1184,7 +1090,7 @@ async fn on_postgres_a_recording_is_stored_and_transcribed_once() {
     let audio = wav(1);
     let twilio = FakeTwilio::start(vec![Reply::Status(404), Reply::Wav(audio.clone())]).await;
     let w = World::postgres(&twilio.base).await;
-    let stt = FakeStt::start(w.dir.path(), &["--text", "בדיקה"]);
+    let stt = FakeTranscriber::start(SttScript::text("בדיקה"));
     let (re, ca) = (sid("RE"), sid("CA"));
     w.call(&ca).await;
     for _ in 0..2 {
@@ -1259,6 +1165,8 @@ async fn a_recording_that_beats_its_call_started_job_waits_for_the_call_and_file
 
 #[cfg(feature = "whisper")]
 mod whisper {
+    use std::path::Path;
+
     use super::*;
     use moked_workers::clients::whisper::WhisperTranscriber;
 
@@ -1398,8 +1306,8 @@ mod whisper {
         ];
         for (name, reference) in clips {
             let t = WhisperTranscriber::load(&path, 1, 2).expect("model loads");
-            // Whisper base is weak at Hebrew (notes/asr.md: CER ≈ 0.5–0.6 on synthetic 8 kHz
-            // speech, and some clips loop); the rate is reported, not asserted, and the text is
+            // Whisper base is weak at Hebrew (measured CER ≈ 0.5–0.6 on these synthetic 8 kHz
+            // clips, and some clips loop); the rate is reported, not asserted, and the text is
             // stored as it came. A decode that runs past its deadline counts as CER 1.
             match transcribe_call(clip(name), t, false).await {
                 Ok((text, took)) => {

@@ -9,22 +9,26 @@
 //!   also serves the list endpoint the lookup uses;
 //! * the **Prism mock** of Twilio's official OpenAPI spec (`MOKED_PRISM_URL`, started by
 //!   `scripts/test`) for the request shape; in CI a missing mock fails, locally it is skipped;
-//! * `../shared/twilio/fake_baileys.py` as a child process (port 0) for the bridge.
+//! * the **fake Baileys bridge** of `common/fake_baileys.rs` (axum on 127.0.0.1:0).
 //!
 //! Each test has its own SQLite file (and, for pacing, its own Redis prefix, deleted after).
 //! Nothing sleeps to wait for work: [`Runner::drain`] returns when no job is left; retry
 //! schedules are a few milliseconds so retries take no time.
 
+#[path = "common/fake_baileys.rs"]
+mod fake_baileys;
+#[path = "common/fake_http.rs"]
+mod fake_http;
 #[path = "common/fake_twilio.rs"]
 mod fake_twilio;
 #[path = "common/teardown.rs"]
 mod teardown;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use fake_baileys::{BridgeScript, FakeBaileys};
 use fake_twilio::{FakeTwilio, MEDIA_BYTES, Step, field};
 use moked_jobs::config::{CoreConfig, QueueBackend};
 use moked_jobs::kinds::{WhatsAppInbound, WhatsAppSend, WhatsAppStatus};
@@ -375,12 +379,17 @@ async fn refusals_fail_the_message_at_once_with_code_and_reason() {
             (job.summary.state, job.summary.attempts),
             (JobState::Dead, 1)
         );
-        assert!(
-            job.summary
-                .last_error
-                .unwrap_or_default()
-                .contains(&code.to_string())
-        );
+        let last_error = job.summary.last_error.unwrap_or_default();
+        assert!(last_error.contains(&code.to_string()));
+        // Twilio's 21211 text quotes the number ("The 'To' number whatsapp:+972… is not
+        // valid."): the message's error, the job's last error and its history keep it masked.
+        if *code == 21211 {
+            let history = &job.history.last().unwrap().error;
+            for stored in [&text, &last_error, history] {
+                assert!(stored.contains("whatsapp:+9725****0002"), "{stored}");
+                assert!(!stored.contains("525550002"), "{stored}");
+            }
+        }
     }
 }
 
@@ -834,6 +843,37 @@ async fn pacing_spreads_sends_at_the_configured_rate_across_workers() {
     ));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_waited_for_its_slot_looks_again_and_does_not_resend() {
+    // Issue #14: two runs of one message's send job (one took the job over from a worker
+    // thought dead) both read "unsent", then wait in the pacer. The first sends when its slot
+    // comes; the second, whose slot comes later, must see that before it sends.
+    let twilio = FakeTwilio::start(vec![]).await;
+    let interval = Duration::from_millis(500);
+    let rate = Rate::per_second(1.0 / interval.as_secs_f64());
+    let w = World::build(&twilio.url, true, |wc| wc.whatsapp.rate = rate).await;
+    let out = w.send_text("+972525556789", "שלום").await;
+    w.queue
+        .enqueue(NewJob::new(&WhatsAppSend {
+            message_id: out.message.id.clone(),
+        }))
+        .await
+        .unwrap();
+    // Another sender's message took the next slot: both runs wait, one interval apart.
+    let (url, prefix) = w.redis.clone().unwrap();
+    Pacer::redis(&url, &prefix, rate, Duration::from_secs(5))
+        .unwrap()
+        .acquire(&format!("whatsapp:{SENDER}"))
+        .await
+        .unwrap();
+
+    let summary = w.drain().await;
+
+    assert_eq!(summary.done, 2, "{summary:?}");
+    assert_eq!(twilio.post_count(), 1, "sent once");
+    assert!(w.message(&out.message.id).await.provider_sid.is_some());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The Prism mock of Twilio's REST spec: the request shape.
 
@@ -847,7 +887,7 @@ fn prism_url() -> Option<String> {
         }
         _ => {
             eprintln!(
-                "SKIPPED: MOKED_PRISM_URL is unset (run `bash ../shared/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010)"
+                "SKIPPED: MOKED_PRISM_URL is unset (run `tests/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010)"
             );
             None
         }
@@ -895,58 +935,7 @@ async fn prism_accepts_the_request_shapes_of_text_templates_and_the_lookup() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The Baileys bridge (../shared/twilio/fake_baileys.py).
-
-struct FakeBaileys {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl FakeBaileys {
-    fn start(extra: &[&str]) -> FakeBaileys {
-        let shared = std::env::var("MOKED_SHARED")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").to_owned());
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("baileys.jsonl");
-        let mut child = Command::new("python3")
-            .arg(format!("{shared}/twilio/fake_baileys.py"))
-            .args(["--port", "0", "--secret", "s3cret", "--log"])
-            .arg(&log)
-            .arg("--pid-file")
-            .arg(dir.path().join("baileys.pid"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs ../shared/twilio/fake_baileys.py");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_owned();
-        FakeBaileys {
-            child,
-            url,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .filter(|r: &Value| r["path"] == "/sendMessage")
-            .collect()
-    }
-}
+// The Baileys bridge (the fake of common/fake_baileys.rs).
 
 /// A request header from the fake's log, by case-insensitive name.
 fn header(request: &Value, name: &str) -> Option<String> {
@@ -954,13 +943,6 @@ fn header(request: &Value, name: &str) -> Option<String> {
         k.eq_ignore_ascii_case(name)
             .then(|| v.as_str().unwrap_or_default().to_owned())
     })
-}
-
-impl Drop for FakeBaileys {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn baileys_world(bridge: &FakeBaileys, secret: &str) -> World {
@@ -976,7 +958,7 @@ async fn baileys_world(bridge: &FakeBaileys, secret: &str) -> World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baileys_sends_text_to_a_jid_with_the_secret_and_our_id() {
-    let bridge = FakeBaileys::start(&[]);
+    let bridge = FakeBaileys::start(BridgeScript::new("s3cret"));
     let w = baileys_world(&bridge, "s3cret").await;
     let out = w.send_text("052-555-1234", "שלום מהגשר").await;
     assert_eq!(out.message.provider, "baileys");
@@ -1010,7 +992,7 @@ async fn baileys_sends_text_to_a_jid_with_the_secret_and_our_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baileys_errors_retry_with_the_same_idempotency_key_until_one_message_is_sent() {
-    let bridge = FakeBaileys::start(&["--fail-first", "2", "--fail-status", "502"]);
+    let bridge = FakeBaileys::start(BridgeScript::new("s3cret").failing_first(2, 502));
     let w = baileys_world(&bridge, "s3cret").await;
     let out = w.send_text("052-555-1234", "שלום").await;
 
@@ -1032,7 +1014,7 @@ async fn baileys_errors_retry_with_the_same_idempotency_key_until_one_message_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_baileys_secret_leaves_the_message_queued_for_an_operator() {
-    let bridge = FakeBaileys::start(&[]);
+    let bridge = FakeBaileys::start(BridgeScript::new("s3cret"));
     let w = baileys_world(&bridge, "wrong").await;
     let out = w.send_text("052-555-1234", "שלום").await;
 
@@ -1123,4 +1105,124 @@ async fn the_cli_queues_a_message_once_per_idempotency_key_and_refuses_bad_numbe
     );
     assert!(String::from_utf8_lossy(&tmpl.stdout).starts_with("queued WhatsApp message"));
     assert_eq!(w.count(JobState::Queued).await, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator retry re-attempts the send (issue #14, item 3).
+
+/// `moked-worker jobs retry ARGS…` against the world's store and queue.
+fn jobs_retry(w: &World, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_moked-worker"))
+        .args(["jobs", "retry"])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &w.db_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_retry_of_a_refused_message_sends_it_once_and_an_accepted_one_is_refused() {
+    let to = "+972525550002";
+    let twilio = FakeTwilio::start(vec![]).await;
+    twilio.script_for(
+        to,
+        vec![Step::Fail {
+            status: 400,
+            code: 21211,
+            retry_after: None,
+            create: false,
+        }],
+    );
+    let w = World::new(&twilio.url).await;
+    let refused = w.send_text(to, "התור שלך אושר").await;
+    let job = refused.job_id.clone().expect("a job");
+    let summary = w.drain().await;
+    assert_eq!(summary.dead, 1);
+    let m = w.message(&refused.message.id).await;
+    assert_eq!((m.status.as_str(), m.error_code), ("failed", Some(21211)));
+
+    // The number is fixed at Twilio's end (the fake accepts from now on); the operator retries.
+    let out = jobs_retry(&w, &[&job]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "retried 1 job(s)"
+    );
+    let m = w.message(&refused.message.id).await;
+    assert_eq!(
+        (m.status.as_str(), m.error_code, m.provider_sid.as_deref()),
+        ("queued", None, None),
+        "the message is queued again before its job runs"
+    );
+    let detail = w.queue.get(&job).await.unwrap().unwrap();
+    assert_eq!(detail.summary.state, JobState::Queued);
+    assert!(
+        detail.history[0].error.contains("21211"),
+        "the refusal stays in the job's history: {:?}",
+        detail.history
+    );
+
+    let summary = w.drain().await;
+    assert_eq!((summary.done, summary.dead), (1, 0));
+    assert_eq!(twilio.posts().len(), 2, "the refused POST, then one more");
+    assert_eq!(twilio.created_to(to), 1, "sent exactly once");
+    let m = w.message(&refused.message.id).await;
+    assert_eq!(
+        m.provider_sid.as_deref(),
+        Some(twilio.created()[0].sid.as_str())
+    );
+    assert_eq!(
+        m.error_code, None,
+        "the old refusal does not stick to the sent message"
+    );
+    let detail = w.queue.get(&job).await.unwrap().unwrap();
+    assert_eq!(detail.summary.state, JobState::Done);
+
+    // A job that died after the provider accepted its message (it has a sid): a retry would
+    // send nothing and end `done`, so it is refused with the reason and the job stays dead.
+    let accepted = w.send_text("+972525550003", "תודה").await;
+    let job = accepted.job_id.clone().expect("a job");
+    messages::attach_provider_sid(&w.db, &accepted.message.id, "SM0123456789abcdef", "sent")
+        .await
+        .unwrap();
+    let worker = queue::WorkerId::new("operator-test");
+    let leases = w
+        .queue
+        .fetch(&worker, 1, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 1);
+    w.queue
+        .bury(&worker, &job, "database error: the store went away")
+        .await
+        .unwrap();
+
+    let out = jobs_retry(&w, &[&job]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&job)
+            && said.contains("SM0123456789abcdef")
+            && said.contains("second message"),
+        "the refusal names the job and the reason: {said}"
+    );
+    let out = jobs_retry(&w, &["--all-dead"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("retried 0 dead job(s); 1 cannot be retried") && said.contains(&job),
+        "bulk retry applies the same rule and names the refused job: {said}"
+    );
+    assert_eq!(
+        w.queue.get(&job).await.unwrap().unwrap().summary.state,
+        JobState::Dead
+    );
+    assert_eq!(twilio.created_to("+972525550003"), 0, "nothing was sent");
 }

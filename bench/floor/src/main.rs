@@ -1,5 +1,5 @@
 //! The intake floor: the least any signed-webhook intake can do, as a reference for the intake
-//! benchmark (bench/floor.sh runs it in the shared harness beside bare axum).
+//! benchmark (bench/floor.sh runs it in bench/harness/ beside bare axum).
 //!
 //! Per request it reads the form, checks `X-Twilio-Signature` (HMAC-SHA1 over PUBLIC_HOST +
 //! path + the sorted pairs; one URL variant, one token) and, with `FLOOR_MODE=push` (the

