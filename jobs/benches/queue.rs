@@ -8,8 +8,8 @@
 //! ```
 //! Environment: `REDIS_URL` (default redis://127.0.0.1:6391/0, the bench harness's Redis) or
 //! `DATABASE_URL` (sqlite:// or postgres://) to bench the database backend instead.
-//! Each prints one `RESULT key=value …` line, the format `bench/run.sh` and the shared harness
-//! read. Jobs are no-op `call.status` jobs, as in the BullMQ drain (`drain.js`) they are
+//! Each prints one `RESULT key=value …` line, the format `bench/queue.sh` and
+//! `bench/report.py` read. Jobs are no-op `call.status` jobs, as in the BullMQ drain (`drain.js`) they are
 //! compared with. Redis CPU is read from `INFO cpu` around the drain.
 
 use std::sync::{Arc, Mutex};

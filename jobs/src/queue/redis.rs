@@ -2,7 +2,7 @@
 //!
 //! Production runs any number of intake and worker processes against one Redis (7.0 or newer:
 //! the scripts use `SET … NX GET`, `LPOP … count` and `BLMOVE`). This backend exists because
-//! apalis-redis 1.0 could not meet the contract (see `notes/queue.md`); every rule below answers
+//! apalis-redis 1.0 could not meet the contract (docs/ARCHITECTURE.md, "Why our own queue"); every rule below answers
 //! one of its measured defects.
 //!
 //! # Keys

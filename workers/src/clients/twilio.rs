@@ -1,7 +1,7 @@
 //! The Twilio REST API (2010-04-01): the few endpoints moked needs, behind [`TwilioApi`].
 //!
-//! Twilio has no official Rust SDK and the community crates are unmaintained or unsafe (see
-//! notes/libraries.md), so this is a thin reqwest client with serde structs for the fields we
+//! Twilio has no official Rust SDK and the community crates (`twilio`, `twilio-rs`, …) are
+//! unmaintained or untyped, so this is a thin reqwest client with serde structs for the fields we
 //! read. Every call uses HTTP Basic auth (Account SID, Auth Token) against `TWILIO_API_BASE`.
 //!
 //! Errors are classified for the retry policy ([`TwilioError::to_job_error`]):
