@@ -9,7 +9,7 @@
 //!   MP3 is not decoded here (set `RECORDING_FORMAT=wav`, the default).
 //! * **Decoding**: greedy, language `he` (the provider's language; tests of an English model set
 //!   `en`), no timestamps. Whisper's temperature fallback re-decodes a window whose output looks
-//!   like a loop; unbounded it took 167 s on a 7.8 s clip (measured on 2 cores with a tiny model), so it is capped: at most
+//!   like a loop; unbounded it took 167 s on a 7.8 s clip when we measured it, so it is capped: at most
 //!   two fallbacks (0.0 → 0.4 → 0.8), a clip under 30 s may produce at most 16 + 20 tokens per
 //!   second of audio (a loop runs to Whisper's 224-token window cap otherwise), and a deadline of
 //!   [`deadline`] (30 s + 8 × the audio length) aborts a decode that still runs away — a
