@@ -12,6 +12,7 @@
 //! | metric | type | labels | where |
 //! |---|---|---|---|
 //! | `moked_webhooks_total` | counter | `path`, `outcome` (`accepted`, or the status: `400`, `403`, `413`, `415`, `429`, `503`) | every `/webhook/*` answer ([`count_webhook`]) |
+//! | `moked_rate_limited_total` | counter | `limit` (`unverified`, `calls`, `recordings`, `status`) | every refusal of a rate limit ([`crate::ratelimit`]) |
 //! | `moked_enqueue_duration_seconds` | histogram | `kind`, `result` (`ok`, `error`) | [`crate::AppState::enqueue`] |
 //! | `moked_jobs_total` | counter | `kind`, `outcome` (`done`, `retry`, `dead`) | worker runtime (`jobs/src/runner.rs`) |
 //! | `moked_job_duration_seconds` | histogram | `kind` | worker runtime |
@@ -74,6 +75,10 @@ fn describe() {
     metrics::describe_gauge!(
         "moked_queue_jobs",
         "Jobs per kind and state (sampled on scrape)"
+    );
+    metrics::describe_counter!(
+        "moked_rate_limited_total",
+        "Requests refused by a rate limit, by limit (unverified, calls, recordings, status)"
     );
     metrics::describe_counter!(
         "moked_cluster_jobs_total",

@@ -309,15 +309,20 @@ impl Limiter {
         };
         let key = bounded(key);
         let now = Instant::now();
-        match &self.backend {
-            Backend::Local(maps) => gcra(lock(&maps[limit.index()]).get(&key), now, rate).decision,
-            Backend::Redis(r) => match lock(&r.blocked[limit.index()]).get(&key) {
-                Some(until) if until > now => Decision::Limited {
-                    retry_after: until - now,
+        counted(
+            limit,
+            match &self.backend {
+                Backend::Local(maps) => {
+                    gcra(lock(&maps[limit.index()]).get(&key), now, rate).decision
+                }
+                Backend::Redis(r) => match lock(&r.blocked[limit.index()]).get(&key) {
+                    Some(until) if until > now => Decision::Limited {
+                        retry_after: until - now,
+                    },
+                    _ => Decision::Allowed,
                 },
-                _ => Decision::Allowed,
             },
-        }
+        )
     }
 
     /// Counts one event for `key`; refused (and not counted) when over `limit`.
@@ -326,18 +331,21 @@ impl Limiter {
             return Decision::Allowed;
         };
         let key = bounded(key);
-        match &self.backend {
-            Backend::Local(maps) => {
-                let now = Instant::now();
-                let mut map = lock(&maps[limit.index()]);
-                let step = gcra(map.get(&key), now, rate);
-                if let Some(tat) = step.store {
-                    map.set(&key, tat, now);
+        counted(
+            limit,
+            match &self.backend {
+                Backend::Local(maps) => {
+                    let now = Instant::now();
+                    let mut map = lock(&maps[limit.index()]);
+                    let step = gcra(map.get(&key), now, rate);
+                    if let Some(tat) = step.store {
+                        map.set(&key, tat, now);
+                    }
+                    step.decision
                 }
-                step.decision
-            }
-            Backend::Redis(r) => r.hit(limit, &key, rate).await,
-        }
+                Backend::Redis(r) => r.hit(limit, &key, rate).await,
+            },
+        )
     }
 
     /// Forgets every local counter (tests; Redis counters expire on their own).
@@ -442,6 +450,14 @@ fn ip_key(ip: IpAddr) -> String {
             }
         },
     }
+}
+
+/// Counts a refusal in `moked_rate_limited_total{limit}` and passes the decision on.
+fn counted(limit: Limit, decision: Decision) -> Decision {
+    if let Decision::Limited { .. } = decision {
+        metrics::counter!("moked_rate_limited_total", "limit" => limit.name()).increment(1);
+    }
+    decision
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use reqwest::Method;
 
 use crate::helpers::{Backend, call_params, sid, spawn_app};
 use crate::operator_support::{
-    Make, OP_TOKEN, call, clock_health_job, make_jobs, spawn_operator_app, whatsapp_send_job,
+    Make, OP_TOKEN, call, clock_health_job, make_jobs, spawn_operator_app, spawn_operator_app_with,
+    whatsapp_send_job,
 };
 
 /// The value of the sample `name{labels}` (labels in the exporter's order), if present.
@@ -281,4 +282,33 @@ async fn the_exposition_text_parses_with_prometheus_own_parser(backend: Backend)
         assert_eq!(got, kind, "{name}");
         assert!(*samples > 0, "{name} has no sample");
     }
+}
+
+#[tokio::test]
+async fn refusals_of_each_rate_limit_are_counted_by_limit() {
+    let app = spawn_operator_app_with(Backend::Sqlite, |_, intake| {
+        intake.limits = moked_intake::config::RateLimits::default();
+    })
+    .await;
+    let mut refused = 0;
+    for _ in 0..70 {
+        let resp = app
+            .webhook("/webhook/call_status")
+            .params([("CallSid", "CA1"), ("CallStatus", "completed")])
+            .signature(crate::helpers::Signature::Missing)
+            .header("X-Forwarded-For", "198.51.100.7")
+            .send()
+            .await;
+        refused += u32::from(resp.status == 429);
+    }
+    assert!(
+        refused > 0,
+        "the unsigned flood went over RATE_LIMIT_UNVERIFIED"
+    );
+    let text = scrape(&app).await;
+    let counted = sample(&text, r#"moked_rate_limited_total{limit="unverified"}"#).unwrap_or(0.0);
+    assert!(
+        counted >= f64::from(refused),
+        "{refused} refused, {counted} counted: {text}"
+    );
 }
