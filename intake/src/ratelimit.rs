@@ -417,7 +417,17 @@ fn bounded(key: &str) -> std::borrow::Cow<'_, str> {
 /// else the TCP peer, else `unknown`. IPv6 addresses are keyed by their /64 (one subscriber
 /// usually holds a whole /64); IPv4-mapped IPv6 is read as IPv4.
 pub fn client_key(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    let forwarded = headers
+    match client_ip(headers, peer.map(|p| p.ip())) {
+        Some(ip) => ip_key(ip),
+        None => "unknown".to_owned(),
+    }
+}
+
+/// The client's address: the right-most `X-Forwarded-For` entry (the one the platform's router
+/// appended), else the TCP peer; IPv4-mapped IPv6 is read as IPv4. Shared by the rate limits
+/// and the operators' audit log.
+pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+    headers
         .get_all("x-forwarded-for")
         .iter()
         .next_back()
@@ -425,11 +435,12 @@ pub fn client_key(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
         .and_then(|v| v.rsplit(',').next())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .and_then(parse_ip);
-    match forwarded.or_else(|| peer.map(|p| p.ip())) {
-        Some(ip) => ip_key(ip),
-        None => "unknown".to_owned(),
-    }
+        .and_then(parse_ip)
+        .or(peer)
+        .map(|ip| match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        })
 }
 
 /// An IP, also in `ip:port` / `[ip]:port` form (some routers append the port).

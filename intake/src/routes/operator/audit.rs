@@ -57,30 +57,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
             .map(|c| c.0.ip());
         Ok(Actor {
             operator,
-            ip: client_ip(&parts.headers, peer).map(|ip| ip.to_string()),
+            ip: crate::ratelimit::client_ip(&parts.headers, peer).map(|ip| ip.to_string()),
         })
     }
-}
-
-/// The right-most `X-Forwarded-For` entry (the one our own router added), else the peer.
-fn client_ip(headers: &http::HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .map(str::trim)
-        .and_then(|raw| {
-            raw.parse::<IpAddr>()
-                .ok()
-                .or_else(|| raw.parse::<SocketAddr>().ok().map(|s| s.ip()))
-        })
-        .or(peer)
-        .map(|ip| match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        })
 }
 
 /// What an audited action came to.
@@ -249,6 +228,7 @@ mod tests {
     fn the_client_is_the_right_most_forwarded_address_else_the_peer() {
         let peer: Option<IpAddr> = "10.0.0.9".parse().ok();
         let mut h = http::HeaderMap::new();
+        let client_ip = crate::ratelimit::client_ip;
         assert_eq!(client_ip(&h, peer), peer);
         h.append("x-forwarded-for", "6.6.6.6, 1.2.3.4".parse().unwrap());
         assert_eq!(client_ip(&h, peer), "1.2.3.4".parse().ok());
