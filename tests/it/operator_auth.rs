@@ -125,18 +125,29 @@ async fn the_page_and_the_openapi_document_need_no_token() {
     let app = spawn_operator_app(Backend::Sqlite).await;
     let page = call(&app, Method::GET, "/ops", None, None, &[]).await;
     assert_eq!(page.status, 200);
-    assert!(page.text.contains("<title>moked · operators</title>"));
+    // Hebrew first: the page opens right to left (English is a toggle in the page).
+    assert!(page.text.contains(r#"<html lang="he" dir="rtl">"#));
+    assert!(page.text.contains("<title>מוקד · מפעילים</title>"));
     let csp = page
         .headers
         .get("content-security-policy")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     assert!(csp.contains("script-src 'self'"), "{csp}");
-    for asset in ["/ops/app.js", "/ops/app.css"] {
+    for asset in [
+        "/ops/app.js",
+        "/ops/i18n.js",
+        "/ops/charts.js",
+        "/ops/sw.js",
+        "/ops/app.css",
+    ] {
         let a = call(&app, Method::GET, asset, None, None, &[]).await;
         assert_eq!(a.status, 200, "{asset}");
         assert!(a.text.len() > 100, "{asset}");
     }
+    // The service worker may control the page itself (/ops), above its own folder.
+    let sw = call(&app, Method::GET, "/ops/sw.js", None, None, &[]).await;
+    assert_eq!(sw.headers["service-worker-allowed"], "/ops");
     let spec = call(&app, Method::GET, "/api/openapi.json", None, None, &[]).await;
     assert_eq!(spec.status, 200);
     assert_eq!(spec.json["info"]["title"], "moked operator API");

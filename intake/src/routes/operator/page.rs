@@ -8,6 +8,10 @@
 //! audio from `blob:` URLs the script makes from the authenticated audio download), no caching
 //! and no framing.
 //!
+//! Recordings stream through a service worker (`/ops/sw.js`, scope `/ops`) that adds the
+//! bearer token to the audio element's own (Range) requests; it asks the page for the token
+//! and keeps none.
+//!
 //! The page's sources also sit in the repository's `static/ops/`, which is the default
 //! `STATIC_DIR` served at `/static/*`; so every `/static/*` answer gets the same headers
 //! ([`harden_static`]): a copy of the page reached there is no more frameable or cacheable than
@@ -28,6 +32,18 @@ pub const INDEX_HTML: &str = include_str!(concat!(
 ));
 /// `static/ops/app.js`.
 pub const APP_JS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../static/ops/app.js"));
+/// `static/ops/i18n.js` (the page's words, dates and language toggle).
+pub const I18N_JS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../static/ops/i18n.js"
+));
+/// `static/ops/charts.js` (the dashboard's SVG charts).
+pub const CHARTS_JS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../static/ops/charts.js"
+));
+/// `static/ops/sw.js` (the service worker that streams recordings with the bearer token).
+pub const SW_JS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../static/ops/sw.js"));
 /// `static/ops/app.css`.
 pub const APP_CSS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -88,11 +104,32 @@ async fn style() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-/// `/ops`, `/ops/`, `/ops/app.js`, `/ops/app.css`.
+async fn i18n() -> Response {
+    asset("text/javascript; charset=utf-8", I18N_JS)
+}
+
+async fn charts() -> Response {
+    asset("text/javascript; charset=utf-8", CHARTS_JS)
+}
+
+/// The service worker, allowed to control `/ops` itself (its folder alone would be `/ops/`).
+async fn service_worker() -> Response {
+    let mut response = asset("text/javascript; charset=utf-8", SW_JS);
+    response.headers_mut().insert(
+        HeaderName::from_static("service-worker-allowed"),
+        HeaderValue::from_static("/ops"),
+    );
+    response
+}
+
+/// `/ops`, `/ops/`, `/ops/app.js`, `/ops/i18n.js`, `/ops/charts.js`, `/ops/sw.js`, `/ops/app.css`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ops", get(index))
         .route("/ops/", get(index))
         .route("/ops/app.js", get(script))
+        .route("/ops/i18n.js", get(i18n))
+        .route("/ops/charts.js", get(charts))
+        .route("/ops/sw.js", get(service_worker))
         .route("/ops/app.css", get(style))
 }
