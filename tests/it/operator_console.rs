@@ -220,7 +220,22 @@ async fn workers_shows_each_session_its_jobs_and_which_are_stale(backend: Backen
     let (one, two) = (&sessions[0], &sessions[1]);
     assert_eq!(
         keys(one),
-        sorted(&["name", "session", "last_seen_at", "stale", "running"])
+        sorted(&[
+            "name",
+            "session",
+            "started_at",
+            "last_seen_at",
+            "stale",
+            "running"
+        ])
+    );
+    // The session's process start, from its UUIDv7: not after its first sign of life.
+    let started = one["started_at"].as_str().expect("started_at");
+    let started: chrono::DateTime<chrono::Utc> = started.parse().expect("RFC 3339");
+    assert!(started <= chrono::Utc::now(), "{started}");
+    assert!(
+        chrono::Utc::now() - started < chrono::Duration::minutes(5),
+        "{started}"
     );
     assert_eq!(
         (

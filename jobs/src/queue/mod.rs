@@ -203,6 +203,14 @@ impl WorkerId {
         let session = format!("{name}#{}", uuid::Uuid::now_v7().simple());
         WorkerId { name, session }
     }
+
+    /// When the process that made `session` started: the time in its UUIDv7 (`None` for a
+    /// session string of another shape).
+    pub fn started_at(session: &str) -> Option<DateTime<Utc>> {
+        let (_, id) = session.rsplit_once('#')?;
+        let (secs, nanos) = uuid::Uuid::parse_str(id).ok()?.get_timestamp()?.to_unix();
+        DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+    }
 }
 
 /// A job claimed by a worker session.

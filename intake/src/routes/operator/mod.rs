@@ -36,7 +36,7 @@
 //! | `GET /api/workers`, `GET /api/clock` | [`workers`] |
 //! | `GET /api/search` | [`search`] |
 //! | `GET /api/openapi.json` | [`schema`] (generated from the handlers' annotations) |
-//! | `GET /ops`, `/ops/app.js`, `/ops/app.css` | [`page`] |
+//! | `GET /ops`, `/ops/app.js`, `/ops/app.css`, `/ops/i18n.js`, `/ops/charts.js`, `/ops/sw.js` | [`page`] |
 //! | `GET /metrics` | [`crate::metrics`] |
 
 pub mod audit;

@@ -40,6 +40,8 @@ pub struct WorkerSession {
     pub name: String,
     /// The session (`name#uuid`, new per process start).
     pub session: String,
+    /// When its process started (from the session's UUIDv7).
+    pub started_at: Option<DateTime<Utc>>,
     /// Its last heartbeat or fetch.
     pub last_seen_at: DateTime<Utc>,
     /// Silent longer than `stale_after_s`.
@@ -79,6 +81,7 @@ pub async fn workers(State(state): State<AppState>) -> Result<Json<Workers>, Api
             .into_iter()
             .map(|s| WorkerSession {
                 stale: (now - s.last_seen_at).num_milliseconds() > stale_after_ms,
+                started_at: moked_jobs::queue::WorkerId::started_at(&s.session),
                 name: s.name,
                 session: s.session,
                 last_seen_at: s.last_seen_at,
