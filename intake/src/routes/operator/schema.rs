@@ -63,8 +63,22 @@ impl Modify for BearerAuth {
 /// `jobs_show`, …): utoipa names an operation after its handler function alone, and several
 /// modules have a `show` or a `list`, which code generators and validators reject.
 pub fn name_operations(doc: &mut utoipa::openapi::OpenApi) {
-    for item in doc.paths.paths.values_mut() {
-        let operations = [
+    for operation in operations(doc) {
+        let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned();
+        if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
+            && !id.starts_with(&format!("{tag}_"))
+        {
+            *id = format!("{tag}_{id}");
+        }
+    }
+}
+
+/// Every operation of `doc`, whatever its method.
+fn operations(
+    doc: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.put,
             &mut item.post,
@@ -73,16 +87,10 @@ pub fn name_operations(doc: &mut utoipa::openapi::OpenApi) {
             &mut item.head,
             &mut item.patch,
             &mut item.trace,
-        ];
-        for operation in operations.into_iter().flatten() {
-            let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned();
-            if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
-                && !id.starts_with(&format!("{tag}_"))
-            {
-                *id = format!("{tag}_{id}");
-            }
-        }
-    }
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// Adds the 401 answer to every operation of `doc`. Every documented path sits behind the
@@ -99,24 +107,12 @@ pub fn document_unauthorized(doc: &mut utoipa::openapi::OpenApi) {
         )
         .build()
         .into();
-    for item in doc.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ];
-        for operation in operations.into_iter().flatten() {
-            operation
-                .responses
-                .responses
-                .entry("401".to_owned())
-                .or_insert_with(|| unauthorized.clone());
-        }
+    for operation in operations(doc) {
+        operation
+            .responses
+            .responses
+            .entry("401".to_owned())
+            .or_insert_with(|| unauthorized.clone());
     }
 }
 
