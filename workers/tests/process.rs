@@ -299,3 +299,22 @@ async fn a_worker_serves_its_own_metrics_health_and_readiness_on_metrics_port() 
     assert!(!ok, "a dead worker is unhealthy: {said}");
     assert!(said.contains("unhealthy"), "{said}");
 }
+
+#[test]
+fn a_malformed_env_file_stops_the_worker_with_the_line_that_is_wrong() {
+    // As moked and moked-intake do: a half-read .env would run with settings nobody chose.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "GOOD=1\nthis is not a line\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_moked-worker"))
+        .args(["jobs", "stats"])
+        .current_dir(dir.path())
+        .env_clear()
+        .output()
+        .expect("moked-worker");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("cannot read .env") && said.contains("this is not a line"),
+        "{said}"
+    );
+}
