@@ -475,6 +475,17 @@ fn counted(limit: Limit, decision: Decision) -> Decision {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_client_is_the_right_most_forwarded_address_else_the_peer() {
+        let peer: Option<IpAddr> = "10.0.0.9".parse().ok();
+        let mut h = HeaderMap::new();
+        assert_eq!(client_ip(&h, peer), peer);
+        h.append("x-forwarded-for", "6.6.6.6, 1.2.3.4".parse().unwrap());
+        assert_eq!(client_ip(&h, peer), "1.2.3.4".parse().ok());
+        h.append("x-forwarded-for", "[::ffff:5.6.7.8]:443".parse().unwrap());
+        assert_eq!(client_ip(&h, peer), "5.6.7.8".parse().ok());
+    }
+
     fn headers(xff: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in xff {
