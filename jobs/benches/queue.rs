@@ -211,11 +211,12 @@ async fn pickup(t: &Target, samples: u64, gap: Duration) -> String {
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
     let h = {
         let (sent, lat) = (sent.clone(), lat.clone());
-        handler(move |l| {
+        handler(move |claim| {
             let (sent, lat) = (sent.clone(), lat.clone());
             async move {
                 let now = Instant::now();
-                let p: CallStatus = moked_jobs::kinds::decode(&l.payload).expect("payload");
+                let p: CallStatus =
+                    moked_jobs::kinds::decode(&claim.lease.payload).expect("payload");
                 let i = usize::from_str_radix(&p.call_sid[2..], 16).expect("index");
                 if let Some(at) = sent.lock().expect("lock")[i] {
                     lat.lock()

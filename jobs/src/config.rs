@@ -7,6 +7,7 @@
 //! `Debug` prints `[REDACTED]`) and `--help` never shows their env values. Tests build the
 //! typed structs directly and never touch the process environment.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Args;
@@ -123,33 +124,60 @@ pub struct CoreArgs {
     /// Default retry schedule of every job kind (delays between attempts).
     #[arg(long, env = "RETRY_SCHEDULE", default_value = "5s,30s,2m,10m,1h,6h")]
     pub retry_schedule: String,
-    /// Retry schedule override for call.started.
-    #[arg(long, env = "RETRY_SCHEDULE_CALL_STARTED")]
-    pub retry_schedule_call_started: Option<String>,
-    /// Retry schedule override for call.status.
-    #[arg(long, env = "RETRY_SCHEDULE_CALL_STATUS")]
-    pub retry_schedule_call_status: Option<String>,
-    /// Retry schedule override for recording.process.
-    #[arg(long, env = "RETRY_SCHEDULE_RECORDING_PROCESS")]
-    pub retry_schedule_recording_process: Option<String>,
-    /// Retry schedule override for whatsapp.inbound.
-    #[arg(long, env = "RETRY_SCHEDULE_WHATSAPP_INBOUND")]
-    pub retry_schedule_whatsapp_inbound: Option<String>,
-    /// Retry schedule override for whatsapp.status.
-    #[arg(long, env = "RETRY_SCHEDULE_WHATSAPP_STATUS")]
-    pub retry_schedule_whatsapp_status: Option<String>,
-    /// Retry schedule override for whatsapp.send.
-    #[arg(long, env = "RETRY_SCHEDULE_WHATSAPP_SEND")]
-    pub retry_schedule_whatsapp_send: Option<String>,
-    /// Retry schedule override for clock.reconcile.
-    #[arg(long, env = "RETRY_SCHEDULE_CLOCK_RECONCILE")]
-    pub retry_schedule_clock_reconcile: Option<String>,
-    /// Retry schedule override for clock.health.
-    #[arg(long, env = "RETRY_SCHEDULE_CLOCK_HEALTH")]
-    pub retry_schedule_clock_health: Option<String>,
-    /// Retry schedule override for clock.cleanup.
-    #[arg(long, env = "RETRY_SCHEDULE_CLOCK_CLEANUP")]
-    pub retry_schedule_clock_cleanup: Option<String>,
+    /// Per-kind overrides of the retry schedule, one per job kind.
+    #[command(flatten)]
+    pub retry_overrides: RetryOverrides,
+}
+
+/// The per-kind retry schedule overrides (`RETRY_SCHEDULE_CALL_STARTED` …
+/// `RETRY_SCHEDULE_CLOCK_CLEANUP`), as clap reads them.
+///
+/// The arguments are made from the job kind table ([`JobKind::ALL`], [`JobKind::retry_env`]),
+/// not written out one per kind, so a new kind has its override without a line here; each is
+/// what a derived `Option<String>` field would be (same env var, flag, value name and help).
+#[derive(Debug, Clone, Default)]
+pub struct RetryOverrides(pub BTreeMap<JobKind, String>);
+
+impl RetryOverrides {
+    fn arg(kind: JobKind) -> clap::Arg {
+        clap::Arg::new(kind.retry_env())
+            .long(kind.retry_flag())
+            .env(kind.retry_env())
+            .value_name(kind.retry_env())
+            .value_parser(clap::value_parser!(String))
+            .action(clap::ArgAction::Set)
+            .required(false)
+            .help(format!("Retry schedule override for {kind}"))
+    }
+}
+
+impl clap::FromArgMatches for RetryOverrides {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut overrides = RetryOverrides::default();
+        overrides.update_from_arg_matches(matches)?;
+        Ok(overrides)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for kind in JobKind::ALL {
+            if let Some(value) = matches.get_one::<String>(kind.retry_env()) {
+                self.0.insert(kind, value.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Args for RetryOverrides {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        JobKind::ALL
+            .into_iter()
+            .fold(cmd, |cmd, kind| cmd.arg(RetryOverrides::arg(kind)))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        RetryOverrides::augment_args(cmd)
+    }
 }
 
 /// Twilio account settings.
@@ -349,56 +377,9 @@ impl CoreArgs {
                 .map_err(|e| ConfigError::new(var, e.to_string()))
         };
         let mut retry = RetryPolicy::new(sched("RETRY_SCHEDULE", &self.retry_schedule)?);
-        let overrides = [
-            (
-                JobKind::CallStarted,
-                "RETRY_SCHEDULE_CALL_STARTED",
-                self.retry_schedule_call_started,
-            ),
-            (
-                JobKind::CallStatus,
-                "RETRY_SCHEDULE_CALL_STATUS",
-                self.retry_schedule_call_status,
-            ),
-            (
-                JobKind::RecordingProcess,
-                "RETRY_SCHEDULE_RECORDING_PROCESS",
-                self.retry_schedule_recording_process,
-            ),
-            (
-                JobKind::WhatsAppInbound,
-                "RETRY_SCHEDULE_WHATSAPP_INBOUND",
-                self.retry_schedule_whatsapp_inbound,
-            ),
-            (
-                JobKind::WhatsAppStatus,
-                "RETRY_SCHEDULE_WHATSAPP_STATUS",
-                self.retry_schedule_whatsapp_status,
-            ),
-            (
-                JobKind::WhatsAppSend,
-                "RETRY_SCHEDULE_WHATSAPP_SEND",
-                self.retry_schedule_whatsapp_send,
-            ),
-            (
-                JobKind::ClockReconcile,
-                "RETRY_SCHEDULE_CLOCK_RECONCILE",
-                self.retry_schedule_clock_reconcile,
-            ),
-            (
-                JobKind::ClockHealth,
-                "RETRY_SCHEDULE_CLOCK_HEALTH",
-                self.retry_schedule_clock_health,
-            ),
-            (
-                JobKind::ClockCleanup,
-                "RETRY_SCHEDULE_CLOCK_CLEANUP",
-                self.retry_schedule_clock_cleanup,
-            ),
-        ];
-        for (kind, var, value) in overrides {
-            if let Some(v) = non_empty(value) {
-                retry = retry.with(kind, sched(var, &v)?);
+        for (kind, value) in self.retry_overrides.0 {
+            if let Some(v) = non_empty(Some(value)) {
+                retry = retry.with(kind, sched(kind.retry_env(), &v)?);
             }
         }
         if self.queue_prefix.is_empty() || self.queue_prefix.contains(char::is_whitespace) {
@@ -565,6 +546,27 @@ mod tests {
             let e = parse(&["--operator-tokens", bad]).unwrap_err();
             assert_eq!(e.var, "OPERATOR_TOKENS", "{bad}");
             assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_kind_has_its_retry_override_named_after_it() {
+        for kind in JobKind::ALL {
+            let flag = format!("--retry-schedule-{}", kind.as_str().replace('.', "-"));
+            let var = format!(
+                "RETRY_SCHEDULE_{}",
+                kind.as_str().replace('.', "_").to_uppercase()
+            );
+            assert_eq!(parse(&[&flag, "5x"]).unwrap_err().var, var);
+            let c = parse(&[&flag, "1s,2s"]).unwrap();
+            for other in JobKind::ALL {
+                let expected = if other == kind {
+                    "1s,2s"
+                } else {
+                    "5s,30s,2m,10m,1h,6h"
+                };
+                assert_eq!(c.retry.schedule(other).to_string(), expected, "{flag}");
+            }
         }
     }
 

@@ -4,6 +4,16 @@
 //! The names are used by the queue, `--kind` filters, metrics and the operator API, so they never
 //! change; renaming a Rust type must not move a queue (a trap apalis fell into).
 //!
+//! **One table.** [`crate::for_each_job_kind!`] is the only list of kinds: one line per kind
+//! names its variant (also the name of its payload type in this module), its stable name, the
+//! workers' handler module that runs it and the rule an operator retry follows
+//! ([`crate::retry_effect`]). Everything else is generated from it: [`JobKind`],
+//! [`JobKind::ALL`], [`JobKind::as_str`], the list of known kinds in [`UnknownKind`]'s message,
+//! each payload's [`JobPayload`] impl, the per-kind retry override (`RETRY_SCHEDULE_<KIND>`,
+//! [`JobKind::retry_env`], [`crate::config::RetryOverrides`]), the operator retry's dispatch
+//! and the workers' `dispatch`. Adding a kind is its payload struct here, its handler file and
+//! one line in the table (docs/ARCHITECTURE.md, "Adding a kind").
+//!
 //! Payloads carry ids and small fields, never blobs. Each payload is wrapped in an [`Envelope`]
 //! with a schema version `v`; a worker that cannot decode a payload (unknown version, missing
 //! field, garbage) sends the job to dead with the decode error instead of looping on it.
@@ -17,71 +27,145 @@ use serde::{Deserialize, Serialize};
 /// The schema version written into every new payload envelope.
 pub const PAYLOAD_VERSION: u32 = 1;
 
-/// The stable name of a kind of job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum JobKind {
-    /// A call reached `/webhook/incoming_call`.
-    #[serde(rename = "call.started")]
-    CallStarted,
-    /// A call status callback reached `/webhook/call_status`.
-    #[serde(rename = "call.status")]
-    CallStatus,
-    /// A recording to download, store and transcribe.
-    #[serde(rename = "recording.process")]
-    RecordingProcess,
-    /// An inbound WhatsApp message (Twilio or Baileys).
-    #[serde(rename = "whatsapp.inbound")]
-    WhatsAppInbound,
-    /// A WhatsApp message status callback.
-    #[serde(rename = "whatsapp.status")]
-    WhatsAppStatus,
-    /// An outbound WhatsApp message to send.
-    #[serde(rename = "whatsapp.send")]
-    WhatsAppSend,
-    /// Scheduled reconciliation with the Twilio REST API.
-    #[serde(rename = "clock.reconcile")]
-    ClockReconcile,
-    /// Scheduled health check.
-    #[serde(rename = "clock.health")]
-    ClockHealth,
-    /// Scheduled cleanup.
-    #[serde(rename = "clock.cleanup")]
-    ClockCleanup,
+/// The table of job kinds, one line per kind: calls `$callback!` with every line.
+///
+/// A line reads `Variant = "stable.name", handler module, operator_retry rule;` under the kind's
+/// doc comment:
+///
+/// * `Variant` is the [`JobKind`] variant and the payload type of the same name in
+///   `moked_jobs::kinds` (which gets its [`JobPayload`] impl from here);
+/// * `"stable.name"` is the name stored in the queue; it never changes once deployed;
+/// * `handler module` names the file under `workers/src/handlers/` whose
+///   `run(ctx, payload, claim)` runs the kind (the workers' `dispatch` is generated from it);
+/// * `operator_retry rule` names the function in [`crate::retry_effect`] that decides what an
+///   operator retry of such a job does (there is no default: a new kind picks its rule).
+///
+/// Used by this module (the kinds themselves), [`crate::retry_effect`] and the workers' handler
+/// registry; read a callback to see what a kind gets.
+#[macro_export]
+macro_rules! for_each_job_kind {
+    ($callback:ident) => {
+        $callback! {
+            /// A call reached `/webhook/incoming_call`.
+            CallStarted = "call.started", handler call_started, operator_retry requeue;
+            /// A call status callback reached `/webhook/call_status`.
+            CallStatus = "call.status", handler call_status, operator_retry requeue;
+            /// A recording to download, store and transcribe.
+            RecordingProcess = "recording.process", handler recording_process, operator_retry requeue;
+            /// An inbound WhatsApp message (Twilio or Baileys).
+            WhatsAppInbound = "whatsapp.inbound", handler whatsapp_inbound, operator_retry requeue;
+            /// A WhatsApp message status callback.
+            WhatsAppStatus = "whatsapp.status", handler whatsapp_status, operator_retry requeue;
+            /// An outbound WhatsApp message to send.
+            WhatsAppSend = "whatsapp.send", handler whatsapp_send, operator_retry send_unless_accepted;
+            /// Scheduled reconciliation with the Twilio REST API.
+            ClockReconcile = "clock.reconcile", handler clock_reconcile, operator_retry requeue;
+            /// Scheduled health check.
+            ClockHealth = "clock.health", handler clock_health, operator_retry refuse_past_health_check;
+            /// Scheduled cleanup.
+            ClockCleanup = "clock.cleanup", handler clock_cleanup, operator_retry requeue;
+        }
+    };
 }
 
-impl JobKind {
-    /// Every kind, in a fixed order (stats, metrics, docs).
-    pub const ALL: [JobKind; 9] = [
-        JobKind::CallStarted,
-        JobKind::CallStatus,
-        JobKind::RecordingProcess,
-        JobKind::WhatsAppInbound,
-        JobKind::WhatsAppStatus,
-        JobKind::WhatsAppSend,
-        JobKind::ClockReconcile,
-        JobKind::ClockHealth,
-        JobKind::ClockCleanup,
-    ];
-
-    /// The stable name (`call.started`, …).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            JobKind::CallStarted => "call.started",
-            JobKind::CallStatus => "call.status",
-            JobKind::RecordingProcess => "recording.process",
-            JobKind::WhatsAppInbound => "whatsapp.inbound",
-            JobKind::WhatsAppStatus => "whatsapp.status",
-            JobKind::WhatsAppSend => "whatsapp.send",
-            JobKind::ClockReconcile => "clock.reconcile",
-            JobKind::ClockHealth => "clock.health",
-            JobKind::ClockCleanup => "clock.cleanup",
+/// Generates [`JobKind`] and everything named after a kind in this module from the table.
+macro_rules! define_job_kinds {
+    ($(
+        $(#[doc = $doc:literal])+
+        $kind:ident = $name:literal, handler $handler:ident, operator_retry $rule:ident;
+    )+) => {
+        /// The stable name of a kind of job.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum JobKind {
+            $(
+                $(#[doc = $doc])+
+                #[serde(rename = $name)]
+                $kind,
+            )+
         }
-    }
 
-    /// The suffix of the env var that overrides this kind's retry schedule
-    /// (`RETRY_SCHEDULE_WHATSAPP_SEND`).
-    pub fn env_suffix(self) -> String {
-        self.as_str().replace('.', "_").to_ascii_uppercase()
+        impl JobKind {
+            /// Every kind, in the table's order (stats, metrics, docs).
+            pub const ALL: [JobKind; [$($name),+].len()] = [$(JobKind::$kind),+];
+
+            /// The stable name (`call.started`, …).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(JobKind::$kind => $name,)+
+                }
+            }
+
+            /// The env var that overrides this kind's retry schedule
+            /// (`RETRY_SCHEDULE_WHATSAPP_SEND`).
+            pub const fn retry_env(self) -> &'static str {
+                match self {
+                    $(JobKind::$kind => {
+                        const BYTES: [u8; RETRY_ENV_PREFIX.len() + $name.len()] =
+                            setting_name(RETRY_ENV_PREFIX, $name, b'_', true);
+                        const NAME: &str = ascii(&BYTES);
+                        NAME
+                    })+
+                }
+            }
+
+            /// The flag of [`JobKind::retry_env`] (`retry-schedule-whatsapp-send`, without the
+            /// dashes in front).
+            pub const fn retry_flag(self) -> &'static str {
+                match self {
+                    $(JobKind::$kind => {
+                        const BYTES: [u8; RETRY_FLAG_PREFIX.len() + $name.len()] =
+                            setting_name(RETRY_FLAG_PREFIX, $name, b'-', false);
+                        const NAME: &str = ascii(&BYTES);
+                        NAME
+                    })+
+                }
+            }
+        }
+
+        $(
+            impl JobPayload for $kind {
+                const KIND: JobKind = JobKind::$kind;
+            }
+        )+
+    };
+}
+
+for_each_job_kind!(define_job_kinds);
+
+/// The start of every per-kind retry override's env var.
+const RETRY_ENV_PREFIX: &str = "RETRY_SCHEDULE_";
+/// The start of every per-kind retry override's flag.
+const RETRY_FLAG_PREFIX: &str = "retry-schedule-";
+
+/// `prefix` then `name` with its `.` (and `_`, `-`) as `sep`, upper-cased when `upper`: a
+/// kind's setting name, built at compile time so it is a `&'static str` like every other
+/// setting's (clap and [`crate::config::ConfigError`] take those).
+const fn setting_name<const N: usize>(prefix: &str, name: &str, sep: u8, upper: bool) -> [u8; N] {
+    let (prefix, name) = (prefix.as_bytes(), name.as_bytes());
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < prefix.len() {
+        out[i] = prefix[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < name.len() {
+        out[i + j] = match name[j] {
+            b'.' | b'_' | b'-' => sep,
+            b if upper => b.to_ascii_uppercase(),
+            b => b,
+        };
+        j += 1;
+    }
+    out
+}
+
+/// The text of a setting name made by [`setting_name`] (always UTF-8: only ASCII bytes of a
+/// `&str` were replaced, by ASCII; the check runs at compile time).
+const fn ascii(bytes: &'static [u8]) -> &'static str {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(_) => panic!("a job kind's name is ASCII"),
     }
 }
 
@@ -91,11 +175,14 @@ impl fmt::Display for JobKind {
     }
 }
 
+/// Every kind's name, comma-separated (the error message of [`UnknownKind`]).
+fn known_kinds() -> String {
+    JobKind::ALL.map(JobKind::as_str).join(", ")
+}
+
 /// A kind name that is not one of [`JobKind::ALL`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "unknown job kind `{0}` (known: call.started, call.status, recording.process, whatsapp.inbound, whatsapp.status, whatsapp.send, clock.reconcile, clock.health, clock.cleanup)"
-)]
+#[error("unknown job kind `{0}` (known: {known})", known = known_kinds())]
 pub struct UnknownKind(pub String);
 
 impl FromStr for JobKind {
@@ -110,7 +197,7 @@ impl FromStr for JobKind {
 
 /// A payload type bound to its kind.
 pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
-    /// The kind this payload is queued as.
+    /// The kind this payload is queued as (generated from [`crate::for_each_job_kind!`]).
     const KIND: JobKind;
 }
 
@@ -204,10 +291,6 @@ pub struct CallStarted {
     pub received_at: String,
 }
 
-impl JobPayload for CallStarted {
-    const KIND: JobKind = JobKind::CallStarted;
-}
-
 /// `/webhook/call_status`: a call changed status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallStatus {
@@ -231,10 +314,6 @@ pub struct CallStatus {
     pub received_at: String,
 }
 
-impl JobPayload for CallStatus {
-    const KIND: JobKind = JobKind::CallStatus;
-}
-
 /// A recording to download, store and transcribe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordingProcess {
@@ -249,10 +328,6 @@ pub struct RecordingProcess {
     pub duration_s: Option<i64>,
     /// When the intake received it (RFC 3339).
     pub received_at: String,
-}
-
-impl JobPayload for RecordingProcess {
-    const KIND: JobKind = JobKind::RecordingProcess;
 }
 
 /// An inbound WhatsApp message, from Twilio or the Baileys bridge.
@@ -290,10 +365,6 @@ pub struct InboundMedia {
     pub content_type: Option<String>,
 }
 
-impl JobPayload for WhatsAppInbound {
-    const KIND: JobKind = JobKind::WhatsAppInbound;
-}
-
 /// `/webhook/whatsapp/status`: an outbound message changed status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WhatsAppStatus {
@@ -314,19 +385,11 @@ pub struct WhatsAppStatus {
     pub received_at: String,
 }
 
-impl JobPayload for WhatsAppStatus {
-    const KIND: JobKind = JobKind::WhatsAppStatus;
-}
-
 /// Send one outbound WhatsApp message (the row already exists in the store).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WhatsAppSend {
     /// Our message id.
     pub message_id: String,
-}
-
-impl JobPayload for WhatsAppSend {
-    const KIND: JobKind = JobKind::WhatsAppSend;
 }
 
 /// A clock tick: the scheduled time it stands for.
@@ -339,23 +402,14 @@ pub struct ClockTick {
 /// Scheduled reconciliation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClockReconcile(pub ClockTick);
-impl JobPayload for ClockReconcile {
-    const KIND: JobKind = JobKind::ClockReconcile;
-}
 
 /// Scheduled health check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClockHealth(pub ClockTick);
-impl JobPayload for ClockHealth {
-    const KIND: JobKind = JobKind::ClockHealth;
-}
 
 /// Scheduled cleanup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClockCleanup(pub ClockTick);
-impl JobPayload for ClockCleanup {
-    const KIND: JobKind = JobKind::ClockCleanup;
-}
 
 #[cfg(test)]
 mod tests {
@@ -369,7 +423,20 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
         }
         assert!("call.bogus".parse::<JobKind>().is_err());
-        assert_eq!(JobKind::WhatsAppSend.env_suffix(), "WHATSAPP_SEND");
+        assert_eq!(
+            JobKind::WhatsAppSend.retry_env(),
+            "RETRY_SCHEDULE_WHATSAPP_SEND"
+        );
+    }
+
+    #[test]
+    fn an_unknown_kind_is_refused_with_every_known_kind_named() {
+        assert_eq!(
+            "call.bogus".parse::<JobKind>().unwrap_err().to_string(),
+            "unknown job kind `call.bogus` (known: call.started, call.status, recording.process, \
+             whatsapp.inbound, whatsapp.status, whatsapp.send, clock.reconcile, clock.health, \
+             clock.cleanup)"
+        );
     }
 
     #[test]

@@ -93,9 +93,15 @@ impl RetrySchedule {
         u32::try_from(self.0.len()).unwrap_or(u32::MAX - 1) + 1
     }
 
+    /// Whether attempt number `attempts` (1-based) is the last this schedule allows: its
+    /// failure, whatever the error, is dead ([`RetrySchedule::next`]).
+    pub fn is_last_attempt(&self, attempts: u32) -> bool {
+        attempts >= self.max_attempts()
+    }
+
     /// Decides what follows the failure of attempt number `attempts` (1-based).
     pub fn next(&self, attempts: u32, error: &JobError, rng: &mut impl Rng) -> Next {
-        if matches!(error, JobError::Permanent(_)) || attempts >= self.max_attempts() {
+        if matches!(error, JobError::Permanent(_)) || self.is_last_attempt(attempts) {
             return Next::Dead;
         }
         match error {

@@ -20,6 +20,10 @@
 //! | `clock.health` | **refused**: a health check reports on its own tick (its queue lag is measured from it), and the clock runs a new one every minute; `moked-worker clock --once health` checks now |
 //! | any kind, payload that does not decode, or a kind this build does not know | **refused**: it would die again at once; discard it |
 //!
+//! Each kind's rule is named on its line of the job kind table (`operator_retry …` in
+//! [`crate::for_each_job_kind!`]): `requeue`, `refuse_past_health_check` or
+//! `send_unless_accepted`, the functions below.
+//!
 //! A refusal is [`Outcome::Refused`] with a reason (API 409 `not_retryable`, CLI exit 1, the
 //! page's banner); the job stays where it was. Bulk retry applies the same rule to each job and
 //! reports the refused ones ([`Bulk`]).
@@ -30,10 +34,7 @@
 //! refusal unless the job is queued, running or done by then (someone else's retry is sending
 //! it). Dead jobs move only by operator action, so the window is operator against operator.
 
-use crate::kinds::{
-    self, CallStarted, CallStatus, ClockCleanup, ClockHealth, ClockReconcile, JobKind, JobPayload,
-    RecordingProcess, WhatsAppInbound, WhatsAppSend, WhatsAppStatus,
-};
+use crate::kinds::{self, ClockHealth, JobKind, JobPayload, WhatsAppSend};
 use crate::queue::{JobDetail, JobId, JobState, ListQuery, Queue, QueueError};
 use crate::store::Db;
 use crate::store::error::StoreError;
@@ -126,35 +127,49 @@ pub async fn decide(db: &Db, kind: &str, payload: &str) -> Result<Decision, Stor
             "kind `{kind}` is unknown to this build, so no worker can run it; discard it"
         )));
     };
-    // Every kind is named here (no catch-all), so a new kind cannot be added without its rule.
-    let checked = match kind {
-        JobKind::CallStarted => decoded::<CallStarted>(payload).map(|_| Decision::Requeue),
-        JobKind::CallStatus => decoded::<CallStatus>(payload).map(|_| Decision::Requeue),
-        JobKind::WhatsAppStatus => decoded::<WhatsAppStatus>(payload).map(|_| Decision::Requeue),
-        JobKind::WhatsAppInbound => decoded::<WhatsAppInbound>(payload).map(|_| Decision::Requeue),
-        JobKind::RecordingProcess => {
-            decoded::<RecordingProcess>(payload).map(|_| Decision::Requeue)
+    rule_of(db, kind, payload).await
+}
+
+/// Generates [`rule_of`] from the job kind table ([`crate::for_each_job_kind!`]): every kind's
+/// line names its rule (`operator_retry …`, one of the functions below), so a new kind cannot
+/// be added without choosing one.
+macro_rules! rule_of_each_kind {
+    ($(
+        $(#[doc = $doc:literal])+
+        $kind:ident = $name:literal, handler $handler:ident, operator_retry $rule:ident;
+    )+) => {
+        /// Decodes `payload` as the type of `kind` and applies the kind's rule.
+        async fn rule_of(db: &Db, kind: JobKind, payload: &str) -> Result<Decision, StoreError> {
+            match kind {
+                $(JobKind::$kind => match decoded::<kinds::$kind>(payload) {
+                    Ok(job) => $rule(db, job).await,
+                    Err(refusal) => Ok(refusal),
+                },)+
+            }
         }
-        JobKind::ClockReconcile => decoded::<ClockReconcile>(payload).map(|_| Decision::Requeue),
-        JobKind::ClockCleanup => decoded::<ClockCleanup>(payload).map(|_| Decision::Requeue),
-        JobKind::ClockHealth => decoded::<ClockHealth>(payload).map(|_| {
-            Decision::Refuse(
-                "a health check reports on its own tick (its queue lag is measured from it) and \
-                 the clock runs a new one every minute; run `moked-worker clock --once health` \
-                 to check now"
-                    .into(),
-            )
-        }),
-        JobKind::WhatsAppSend => match decoded::<WhatsAppSend>(payload) {
-            Ok(job) => Ok(send_decision(db, job.message_id).await?),
-            Err(refusal) => Err(refusal),
-        },
     };
-    Ok(checked.unwrap_or_else(|refusal| refusal))
+}
+crate::for_each_job_kind!(rule_of_each_kind);
+
+/// The rule of most kinds: queued again as is, the handler re-attempts the effect (see the
+/// module doc's table for why that is right for each).
+async fn requeue<T: JobPayload>(_: &Db, _: T) -> Result<Decision, StoreError> {
+    Ok(Decision::Requeue)
+}
+
+/// The rule for `clock.health` (see the module doc).
+async fn refuse_past_health_check(_: &Db, _: ClockHealth) -> Result<Decision, StoreError> {
+    Ok(Decision::Refuse(
+        "a health check reports on its own tick (its queue lag is measured from it) and \
+         the clock runs a new one every minute; run `moked-worker clock --once health` \
+         to check now"
+            .into(),
+    ))
 }
 
 /// The rule for `whatsapp.send` (see the module doc).
-async fn send_decision(db: &Db, message_id: String) -> Result<Decision, StoreError> {
+async fn send_unless_accepted(db: &Db, job: WhatsAppSend) -> Result<Decision, StoreError> {
+    let message_id = job.message_id;
     let Some(message) = messages::get_message(db, &message_id).await? else {
         return Ok(Decision::Refuse(format!(
             "WhatsApp message {message_id} does not exist; there is nothing to send"

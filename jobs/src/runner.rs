@@ -11,7 +11,9 @@
 //!    with it). Prefetched jobs are `running` in the queue (claimed by this session) but wait
 //!    for an execution slot.
 //! 2. **Run** each job on its own task, at most `concurrency` at once; a panic is caught and
-//!    treated as a transient failure.
+//!    treated as a transient failure. The handler gets a [`Claim`]: the lease with its kind
+//!    parsed once here (an unknown kind is dead without running) and `is_last_attempt` from the
+//!    same retry schedule step 3 applies.
 //! 3. **Decide**: success → `complete`; failure → the kind's [`RetrySchedule`] says retry at
 //!    `now + delay` or dead ([`JobError::Permanent`] is dead at once). A job claimed more often
 //!    than its schedule allows (it kept killing its workers) goes to dead before it runs again.
@@ -72,16 +74,31 @@ use crate::queue::outcomes::{Outcome, Tally};
 use crate::queue::{JobState, Lease, QueueError, SharedQueue, WorkerId};
 use crate::retry::{JobError, Next, RetryPolicy};
 
+/// One claimed job as its handler gets it: the lease, the kind the runner parsed (once, before
+/// the handler runs; a kind this build does not know never reaches a handler) and whether this
+/// is the last attempt the kind's retry schedule allows.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The job as the queue handed it out.
+    pub lease: Lease,
+    /// The lease's kind, parsed.
+    pub kind: JobKind,
+    /// No attempt follows this one if it fails (the runner's [`RetryPolicy`] says so; a
+    /// handler that must leave a final record on its last try reads this instead of working it
+    /// out again).
+    pub is_last_attempt: bool,
+}
+
 /// A job handler: runs one claimed job.
-pub type Handler = Arc<dyn Fn(Lease) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
+pub type Handler = Arc<dyn Fn(Claim) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
 
 /// Wraps an async closure as a [`Handler`].
 pub fn handler<F, Fut>(f: F) -> Handler
 where
-    F: Fn(Lease) -> Fut + Send + Sync + 'static,
+    F: Fn(Claim) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
-    Arc::new(move |lease| f(lease).boxed())
+    Arc::new(move |claim| f(claim).boxed())
 }
 
 /// Runner settings.
@@ -545,9 +562,14 @@ impl JobTask {
                     attempts - 1
                 )))
             }
-            Ok(_) => {
+            Ok(k) => {
+                let claim = Claim {
+                    is_last_attempt: self.policy.schedule(*k).is_last_attempt(attempts),
+                    kind: *k,
+                    lease,
+                };
                 let started = std::time::Instant::now();
-                let result = AssertUnwindSafe((self.handler)(lease)).catch_unwind().await;
+                let result = AssertUnwindSafe((self.handler)(claim)).catch_unwind().await;
                 let result = result.unwrap_or_else(|panic| {
                     let msg = panic
                         .downcast_ref::<&str>()

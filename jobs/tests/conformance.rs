@@ -84,6 +84,7 @@ every_backend!(
     a_permanent_error_is_dead_at_once,
     an_undecodable_payload_goes_to_dead_once_and_blocks_nothing,
     a_panicking_handler_is_retried_and_the_worker_survives,
+    a_handler_gets_the_parsed_kind_and_whether_it_is_the_last_attempt,
     operators_retry_and_discard_dead_jobs,
     listing_pages_through_a_state_with_cheap_totals,
     jobs_of_a_worker_that_vanished_are_requeued_and_its_late_ack_is_ignored,

@@ -620,7 +620,7 @@ async fn sqlite_an_ack_refused_by_a_long_write_lock_lands_once_the_lock_is_gone(
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let h = {
         let gate = gate.clone();
-        handler(move |_lease| {
+        handler(move |_claim| {
             let (gate, started_tx) = (gate.clone(), started_tx.clone());
             async move {
                 let _ = started_tx.send(());

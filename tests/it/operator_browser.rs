@@ -185,10 +185,10 @@ async fn the_operator_console_works_in_hebrew_in_a_browser() {
         },
         handler({
             let failing = failing.clone();
-            move |lease| {
+            move |claim| {
                 let failing = failing.load(Ordering::SeqCst);
                 async move {
-                    match lease.kind.as_str() {
+                    match claim.lease.kind.as_str() {
                         "call.started" => Err(JobError::RetryAfter {
                             after: Duration::from_secs(600),
                             reason: "the fake CRM is busy".into(),

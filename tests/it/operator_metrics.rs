@@ -90,7 +90,7 @@ async fn metrics_show_webhooks_enqueues_jobs_and_the_queue(backend: Backend) {
             fetch_wait: Duration::from_millis(100),
             ..RunnerConfig::default()
         },
-        handler(|_lease| async { Ok(()) }),
+        handler(|_claim| async { Ok(()) }),
     );
     // The webhook's call.status job runs too (the handler accepts everything).
     let summary = tokio::time::timeout(
@@ -258,7 +258,7 @@ async fn the_exposition_text_parses_with_prometheus_own_parser(backend: Backend)
             fetch_wait: Duration::from_millis(100),
             ..RunnerConfig::default()
         },
-        handler(|_lease| async { Ok(()) }),
+        handler(|_claim| async { Ok(()) }),
     );
     tokio::time::timeout(
         Duration::from_secs(30),

@@ -127,16 +127,8 @@ fn parse_schedule(var: &'static str, s: &str) -> Result<Schedule, ConfigError> {
 }
 
 impl ClockArgs {
-    /// Parses and checks the clock settings. Tasks whose job kind has no handler in this build
-    /// are not scheduled (they would only fill the dead set).
+    /// Parses and checks the clock settings.
     pub fn into_config(self) -> Result<ClockConfig, ConfigError> {
-        let mut c = self.parse()?;
-        c.schedules
-            .retain(|(task, _)| crate::handlers::handles(task.kind()));
-        Ok(c)
-    }
-
-    fn parse(self) -> Result<ClockConfig, ConfigError> {
         let tz: Tz = self.clock_tz.parse().map_err(|_| {
             ConfigError::new("CLOCK_TZ", format!("unknown time zone `{}`", self.clock_tz))
         })?;
@@ -609,7 +601,7 @@ mod tests {
             schedule_health: health.into(),
             schedule_cleanup: cleanup.into(),
         }
-        .parse()
+        .into_config()
         .unwrap()
     }
 

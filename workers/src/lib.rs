@@ -4,7 +4,8 @@
 //!
 //! * [`run`] — `moked-worker run`: the job loop ([`moked_jobs::runner`]) with every handler.
 //! * [`jobs_cli`] — `moked-worker jobs …`: list, show, retry, discard, stats without a server.
-//! * [`handlers`] — one file per job kind; [`handlers::dispatch`] is the one registration list.
+//! * [`handlers`] — one file per job kind; [`handlers::dispatch`] is generated from the job kind
+//!   table ([`moked_jobs::for_each_job_kind!`]).
 //! * [`clock`] — `moked-worker clock`: scheduled tasks, exactly once per tick.
 //! * [`sign`] — `moked-worker sign`: Twilio-style signatures for hand tests.
 //! * [`status`] — `METRICS_PORT` (`/metrics`, `/health`, `/ready`) and `moked-worker health`.

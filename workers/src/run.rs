@@ -28,9 +28,9 @@ pub fn runner_config(core: &CoreConfig, worker: &WorkerConfig) -> RunnerConfig {
 /// The handler that dispatches every job kind.
 pub fn dispatcher(ctx: Ctx) -> Handler {
     let ctx = Arc::new(ctx);
-    handler(move |lease| {
+    handler(move |claim| {
         let ctx = ctx.clone();
-        async move { handlers::dispatch(&ctx, &lease).await }
+        async move { handlers::dispatch(&ctx, &claim).await }
     })
 }
 

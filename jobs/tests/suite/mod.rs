@@ -50,7 +50,7 @@ async fn drain(runner: Runner) -> moked_jobs::runner::RunSummary {
 }
 
 fn ok_handler() -> Handler {
-    handler(|_lease| async { Ok(()) })
+    handler(|_claim| async { Ok(()) })
 }
 
 pub async fn a_dedupe_key_inside_its_ttl_yields_one_job(q: SharedQueue) {
@@ -200,7 +200,7 @@ pub async fn the_runner_retries_on_the_kinds_schedule_then_buries(q: SharedQueue
     let runs = Arc::new(Mutex::new(Vec::<Instant>::new()));
     let h = {
         let runs = runs.clone();
-        handler(move |_lease| {
+        handler(move |_claim| {
             let runs = runs.clone();
             async move {
                 runs.lock().unwrap().push(Instant::now());
@@ -232,7 +232,7 @@ pub async fn a_retry_waits_for_the_scheduled_delay(q: SharedQueue) {
     let runs = Arc::new(Mutex::new(Vec::<Instant>::new()));
     let h = {
         let runs = runs.clone();
-        handler(move |_lease| {
+        handler(move |_claim| {
             let runs = runs.clone();
             async move {
                 let mut r = runs.lock().unwrap();
@@ -271,7 +271,7 @@ pub async fn a_permanent_error_is_dead_at_once(q: SharedQueue) {
     let calls = Arc::new(AtomicUsize::new(0));
     let h = {
         let calls = calls.clone();
-        handler(move |_lease| {
+        handler(move |_claim| {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err(JobError::permanent("Twilio 21211: invalid To number")) }
         })
@@ -302,10 +302,10 @@ pub async fn an_undecodable_payload_goes_to_dead_once_and_blocks_nothing(q: Shar
     let calls = Arc::new(AtomicUsize::new(0));
     let h = {
         let calls = calls.clone();
-        handler(move |lease| {
+        handler(move |claim| {
             calls.fetch_add(1, Ordering::SeqCst);
             async move {
-                kinds::decode::<WhatsAppSend>(&lease.payload).map_err(JobError::permanent)?;
+                kinds::decode::<WhatsAppSend>(&claim.lease.payload).map_err(JobError::permanent)?;
                 Ok(())
             }
         })
@@ -333,9 +333,9 @@ pub async fn an_undecodable_payload_goes_to_dead_once_and_blocks_nothing(q: Shar
 pub async fn a_panicking_handler_is_retried_and_the_worker_survives(q: SharedQueue) {
     let job = q.enqueue(send_job(1)).await.unwrap();
     let other = q.enqueue(send_job(2)).await.unwrap();
-    let h = handler(move |lease| async move {
-        let p = kinds::decode::<WhatsAppSend>(&lease.payload).unwrap();
-        if p.message_id == "m1" && lease.attempts == 1 {
+    let h = handler(move |claim| async move {
+        let p = kinds::decode::<WhatsAppSend>(&claim.lease.payload).unwrap();
+        if p.message_id == "m1" && claim.lease.attempts == 1 {
             panic!("bug in a handler");
         }
         Ok(())
@@ -349,6 +349,53 @@ pub async fn a_panicking_handler_is_retried_and_the_worker_survives(q: SharedQue
         q.get(other.id()).await.unwrap().unwrap().summary.state,
         JobState::Done
     );
+}
+
+pub async fn a_handler_gets_the_parsed_kind_and_whether_it_is_the_last_attempt(q: SharedQueue) {
+    let send = q.enqueue(send_job(1)).await.unwrap();
+    let call = q
+        .enqueue(NewJob::new(&moked_jobs::kinds::CallStarted {
+            call_sid: "CA1".into(),
+            from: "+972501234567".into(),
+            to: "+97231234567".into(),
+            status: None,
+            received_at: Utc::now().to_rfc3339(),
+        }))
+        .await
+        .unwrap();
+    // Three attempts for whatsapp.send (the default of fast_config), two for call.started: the
+    // flag follows the schedule of the job's own kind.
+    let mut config = fast_config();
+    config.policy = config
+        .policy
+        .with(JobKind::CallStarted, "50ms".parse().expect("schedule"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let h = handler({
+        let seen = seen.clone();
+        move |claim| {
+            seen.lock().unwrap().push((
+                claim.lease.id.clone(),
+                claim.kind,
+                claim.lease.attempts,
+                claim.is_last_attempt,
+            ));
+            async { Err(JobError::Transient("not yet".into())) }
+        }
+    });
+    let summary = drain(Runner::new(q.clone(), "w", config, h)).await;
+    assert_eq!((summary.retried, summary.dead), (3, 2));
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|(id, _, attempts, _)| (id.clone(), *attempts));
+    let (send, call) = (send.id().to_owned(), call.id().to_owned());
+    let mut expected = vec![
+        (send.clone(), JobKind::WhatsAppSend, 1, false),
+        (send.clone(), JobKind::WhatsAppSend, 2, false),
+        (send, JobKind::WhatsAppSend, 3, true),
+        (call.clone(), JobKind::CallStarted, 1, false),
+        (call, JobKind::CallStarted, 2, true),
+    ];
+    expected.sort_by_key(|(id, _, attempts, _)| (id.clone(), *attempts));
+    assert_eq!(seen, expected);
 }
 
 pub async fn operators_retry_and_discard_dead_jobs(q: SharedQueue) {
@@ -590,10 +637,10 @@ pub async fn shutdown_lets_running_jobs_finish_and_fetches_nothing_new(q: Shared
     let gate = Arc::new(Semaphore::new(0));
     let h = {
         let gate = gate.clone();
-        handler(move |l| {
+        handler(move |claim| {
             let (gate, started_tx) = (gate.clone(), started_tx.clone());
             async move {
-                let _ = started_tx.send(l.id.clone());
+                let _ = started_tx.send(claim.lease.id.clone());
                 gate.acquire().await.unwrap().forget();
                 Ok(())
             }
@@ -768,10 +815,10 @@ pub async fn two_runners_share_a_backlog_and_run_each_job_exactly_once(q: Shared
     }
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let make = |seen: Arc<Mutex<Vec<String>>>| {
-        handler(move |l| {
+        handler(move |claim| {
             let seen = seen.clone();
             async move {
-                seen.lock().unwrap().push(l.id);
+                seen.lock().unwrap().push(claim.lease.id);
                 Ok(())
             }
         })
@@ -900,10 +947,10 @@ fn reporting_runner(
 ) {
     let (start_tx, start_rx) = mpsc::unbounded_channel();
     let (end_tx, end_rx) = mpsc::unbounded_channel();
-    let h = handler(move |lease| {
+    let h = handler(move |claim| {
         let (start_tx, end_tx) = (start_tx.clone(), end_tx.clone());
         async move {
-            let _ = start_tx.send((lease.attempts, Instant::now()));
+            let _ = start_tx.send((claim.lease.attempts, Instant::now()));
             let _ = end_tx.send(Instant::now());
             Ok(())
         }

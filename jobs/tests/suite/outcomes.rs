@@ -92,13 +92,13 @@ pub async fn two_runners_add_what_they_finished_to_the_cluster_wide_counters(q: 
     .expect("enqueue");
     // Sends fail once, then succeed; the undecodable call.started goes dead.
     let tried = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-    let h = handler(move |lease| {
+    let h = handler(move |claim| {
         let first = tried
             .lock()
-            .map(|mut t| t.insert(lease.id.clone()))
+            .map(|mut t| t.insert(claim.lease.id.clone()))
             .unwrap_or(false);
         async move {
-            if lease.kind == "call.started" {
+            if claim.lease.kind == "call.started" {
                 Err(JobError::permanent("undecodable"))
             } else if first {
                 Err(JobError::Transient("Twilio 503".into()))

@@ -8,6 +8,7 @@
 
 use moked_jobs::kinds::CallStarted;
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::calls::{self, CallStart};
 use moked_jobs::store::customers::Number;
 
@@ -15,7 +16,7 @@ use super::Ctx;
 
 /// Handles one job.
 #[tracing::instrument(skip_all, fields(call_sid = %job.call_sid))]
-pub async fn run(ctx: &Ctx, job: CallStarted) -> Result<(), JobError> {
+pub async fn run(ctx: &Ctx, job: CallStarted, _claim: &Claim) -> Result<(), JobError> {
     let start = CallStart {
         from: Number::parse(&job.from),
         to: Number::parse(&job.to),

@@ -8,6 +8,7 @@
 
 use moked_jobs::kinds::CallStatus;
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::calls::{self, CallStatusChange};
 use moked_jobs::store::customers::Number;
 
@@ -15,7 +16,7 @@ use super::Ctx;
 
 /// Handles one job.
 #[tracing::instrument(skip_all, fields(call_sid = %job.call_sid, status = %job.status))]
-pub async fn run(ctx: &Ctx, job: CallStatus) -> Result<(), JobError> {
+pub async fn run(ctx: &Ctx, job: CallStatus, _claim: &Claim) -> Result<(), JobError> {
     let change = CallStatusChange {
         status: job.status,
         sequence: job.sequence,

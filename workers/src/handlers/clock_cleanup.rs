@@ -35,6 +35,7 @@ use std::time::{Duration, SystemTime};
 use chrono::Utc;
 use moked_jobs::kinds::ClockCleanup;
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::reconcile::prune_checks;
 use moked_jobs::store::retention::{mark_recording_expired, recordings_stored_before};
 use object_store::ObjectStoreExt;
@@ -73,7 +74,7 @@ pub struct Summary {
 
 /// Handles one cleanup tick.
 #[tracing::instrument(skip_all, fields(tick = %job.0.tick))]
-pub async fn run(ctx: &Ctx, job: ClockCleanup) -> Result<(), JobError> {
+pub async fn run(ctx: &Ctx, job: ClockCleanup, _claim: &Claim) -> Result<(), JobError> {
     let now = Utc::now();
     let mut summary = Summary::default();
     let retention = chrono::Duration::from_std(ctx.core.job_retention)

@@ -22,6 +22,7 @@ use chrono::Utc;
 use moked_jobs::kinds::ClockHealth;
 use moked_jobs::queue::{JobState, Stats};
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::health::{CLOCK_HEALTH, HealthRecord, record_health};
 use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
@@ -131,7 +132,7 @@ async fn storage(ctx: &Ctx) -> Check {
 
 /// Handles one health tick.
 #[tracing::instrument(skip_all, fields(tick = %job.0.tick))]
-pub async fn run(ctx: &Ctx, job: ClockHealth) -> Result<(), JobError> {
+pub async fn run(ctx: &Ctx, job: ClockHealth, _claim: &Claim) -> Result<(), JobError> {
     let (db, (queue, stats), twilio, storage) =
         tokio::join!(database(ctx), queue(ctx), twilio(ctx), storage(ctx));
     let now = Utc::now();

@@ -42,6 +42,7 @@ use chrono::{DateTime, Utc};
 use moked_jobs::kinds::{ClockReconcile, RecordingProcess};
 use moked_jobs::queue::{Enqueued, NewJob};
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::calls::{CallStatusChange, apply_call_status_from};
 use moked_jobs::store::customers::Number;
 use moked_jobs::store::messages::{
@@ -83,7 +84,7 @@ pub struct Summary {
 
 /// Handles one reconcile tick.
 #[tracing::instrument(skip_all, fields(tick = %job.0.tick))]
-pub async fn run(ctx: &Ctx, job: ClockReconcile) -> Result<(), JobError> {
+pub async fn run(ctx: &Ctx, job: ClockReconcile, _claim: &Claim) -> Result<(), JobError> {
     let twilio = &ctx.core.twilio;
     if twilio.account_sid.is_none() || twilio.auth_token.is_none() {
         info!("reconcile skipped: TWILIO_ACCOUNT_SID or TWILIO_AUTH_TOKEN is unset");

@@ -1,17 +1,21 @@
-//! Job handlers: one file per job kind, and [`dispatch`], the one registration list.
+//! Job handlers: one file per job kind, and [`dispatch`], generated from the job kind table.
 //!
-//! A handler is `async fn run(ctx: &Ctx, job: Payload) -> Result<(), JobError>`: it decodes
-//! nothing and decides everything about one kind of job. Every handler is idempotent by its
-//! natural key (CallSid, RecordingSid, MessageSid + status, our message id): the queue delivers
-//! at least once, the effects happen once.
+//! A handler is `async fn run(ctx: &Ctx, job: Payload, claim: &Claim) -> Result<(), JobError>`:
+//! it decodes nothing and decides everything about one kind of job ([`Claim`] carries the
+//! kind, the lease and `is_last_attempt`, all from the runner). Which file runs which kind is
+//! the `handler …` of the kind's line in [`moked_jobs::for_each_job_kind!`]; the `pub mod`
+//! lines below stay written out so `cargo fmt` still finds the files. Every handler is
+//! idempotent by its natural key (CallSid, RecordingSid, MessageSid + status, our message id):
+//! the queue delivers at least once, the effects happen once.
 
 use std::sync::Arc;
 
 use moked_jobs::config::CoreConfig;
 use moked_jobs::kinds::{self, JobKind, JobPayload};
 use moked_jobs::pacing::Pacer;
-use moked_jobs::queue::{Lease, SharedQueue};
+use moked_jobs::queue::SharedQueue;
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::Db;
 
 use crate::clients::audio_store::AudioStore;
@@ -54,31 +58,24 @@ pub struct Ctx {
 }
 
 /// Decodes a payload; a payload that does not decode is a permanent failure (dead at once).
-fn payload<T: JobPayload>(lease: &Lease) -> Result<T, JobError> {
-    kinds::decode::<T>(&lease.payload).map_err(JobError::permanent)
+fn payload<T: JobPayload>(claim: &Claim) -> Result<T, JobError> {
+    kinds::decode::<T>(&claim.lease.payload).map_err(JobError::permanent)
 }
 
-/// Whether this build has a handler for `kind` (the clock schedules only those).
-pub fn handles(kind: JobKind) -> bool {
-    // Every kind has its handler in `dispatch` now.
-    JobKind::ALL.contains(&kind)
-}
-
-/// Runs one claimed job with the handler of its kind.
-pub async fn dispatch(ctx: &Ctx, lease: &Lease) -> Result<(), JobError> {
-    let kind: JobKind = lease.kind.parse().map_err(JobError::permanent)?;
-    match kind {
-        JobKind::CallStarted => call_started::run(ctx, payload(lease)?).await,
-        JobKind::CallStatus => call_status::run(ctx, payload(lease)?).await,
-        JobKind::WhatsAppInbound => whatsapp_inbound::run(ctx, payload(lease)?).await,
-        JobKind::WhatsAppStatus => whatsapp_status::run(ctx, payload(lease)?).await,
-        JobKind::WhatsAppSend => whatsapp_send::run(ctx, payload(lease)?).await,
-        JobKind::RecordingProcess => {
-            let last = lease.attempts >= ctx.core.retry.schedule(kind).max_attempts();
-            recording_process::run(ctx, payload(lease)?, last).await
+/// Generates [`dispatch`] from the job kind table: each kind runs `run` of its `handler` file.
+macro_rules! dispatch_by_kind {
+    ($(
+        $(#[doc = $doc:literal])+
+        $kind:ident = $name:literal, handler $handler:ident, operator_retry $rule:ident;
+    )+) => {
+        /// Runs one claimed job with the handler of its kind (the runner parsed the kind).
+        pub async fn dispatch(ctx: &Ctx, claim: &Claim) -> Result<(), JobError> {
+            match claim.kind {
+                $(JobKind::$kind => {
+                    $handler::run(ctx, payload::<kinds::$kind>(claim)?, claim).await
+                })+
+            }
         }
-        JobKind::ClockReconcile => clock_reconcile::run(ctx, payload(lease)?).await,
-        JobKind::ClockHealth => clock_health::run(ctx, payload(lease)?).await,
-        JobKind::ClockCleanup => clock_cleanup::run(ctx, payload(lease)?).await,
-    }
+    };
 }
+moked_jobs::for_each_job_kind!(dispatch_by_kind);

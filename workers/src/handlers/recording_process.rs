@@ -49,6 +49,7 @@ use chrono::{DateTime, Datelike, Utc};
 use futures::StreamExt;
 use moked_jobs::kinds::{self, RecordingProcess};
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::business::default_business;
 use moked_jobs::store::calls::get_call_row;
 use moked_jobs::store::now_ms;
@@ -82,10 +83,10 @@ pub const STORE_CHUNK_BYTES: usize = 5 * 1024 * 1024;
 /// Recordings larger than this are refused (a runaway body, not a phone message).
 pub const MAX_RECORDING_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
-/// Handles one job; `last_attempt` is true when the retry schedule allows no further attempt
-/// (a transient failure then marks the stage failed).
+/// Handles one job; on the claim's last attempt (the retry schedule allows no further one) a
+/// transient failure marks the stage failed.
 #[tracing::instrument(skip_all, fields(recording_sid = %job.recording_sid, call_sid = %job.call_sid))]
-pub async fn run(ctx: &Ctx, job: RecordingProcess, last_attempt: bool) -> Result<(), JobError> {
+pub async fn run(ctx: &Ctx, job: RecordingProcess, claim: &Claim) -> Result<(), JobError> {
     check_sid("RecordingSid", &job.recording_sid, "RE")?;
     check_sid("CallSid", &job.call_sid, "CA")?;
     let received = kinds::received_at(&job.received_at);
@@ -103,13 +104,13 @@ pub async fn run(ctx: &Ctx, job: RecordingProcess, last_attempt: bool) -> Result
     let (row, local) = if row.status == "stored" {
         (row, None)
     } else {
-        match download_stage(ctx, &job, received, last_attempt).await? {
+        match download_stage(ctx, &job, received, claim.is_last_attempt).await? {
             Some((row, local)) => (row, Some(local)),
             None => (stored_row(ctx, &job.recording_sid).await?, None),
         }
     };
     let deleted = delete_stage(ctx, &job).await;
-    transcribe_stage(ctx, &job, &row, local, last_attempt).await?;
+    transcribe_stage(ctx, &job, &row, local, claim.is_last_attempt).await?;
     notify_whatsapp(ctx, &job).await?;
     deleted
 }

@@ -11,6 +11,7 @@
 
 use moked_jobs::kinds::WhatsAppInbound;
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::customers::Number;
 use moked_jobs::store::messages::{self, Inbound, Media};
 
@@ -18,7 +19,7 @@ use super::Ctx;
 
 /// Handles one job.
 #[tracing::instrument(skip_all, fields(provider = %job.provider, provider_sid = %job.provider_sid))]
-pub async fn run(ctx: &Ctx, job: WhatsAppInbound) -> Result<(), JobError> {
+pub async fn run(ctx: &Ctx, job: WhatsAppInbound, _claim: &Claim) -> Result<(), JobError> {
     let inbound = Inbound {
         from: Number::parse(&job.from),
         to: job.to.as_deref().map(Number::parse),

@@ -37,6 +37,7 @@ use moked_jobs::kinds::WhatsAppSend;
 use moked_jobs::pacing::Paced;
 use moked_jobs::phone::{E164, mask_in_text};
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::error::StoreError;
 use moked_jobs::store::messages::{
     self, StatusChange, WhatsAppMessage, is_terminal_message_status,
@@ -49,7 +50,7 @@ use crate::clients::whatsapp::{Accepted, FailureKind, Outgoing};
 
 /// Handles one job.
 #[tracing::instrument(skip_all, fields(message_id = %job.message_id))]
-pub async fn run(ctx: &Ctx, job: WhatsAppSend) -> Result<(), JobError> {
+pub async fn run(ctx: &Ctx, job: WhatsAppSend, _claim: &Claim) -> Result<(), JobError> {
     let id = job.message_id;
     let Some(message) = messages::get_message(&ctx.db, &id).await? else {
         return Err(JobError::Permanent(format!("no WhatsApp message {id}")));

@@ -9,13 +9,14 @@
 
 use moked_jobs::kinds::WhatsAppStatus;
 use moked_jobs::retry::JobError;
+use moked_jobs::runner::Claim;
 use moked_jobs::store::messages::{self, StatusCallback, StatusChange, StatusOutcome};
 
 use super::Ctx;
 
 /// Handles one job.
 #[tracing::instrument(skip_all, fields(message_sid = %job.message_sid, status = %job.status))]
-pub async fn run(ctx: &Ctx, job: WhatsAppStatus) -> Result<(), JobError> {
+pub async fn run(ctx: &Ctx, job: WhatsAppStatus, _claim: &Claim) -> Result<(), JobError> {
     let callback = StatusCallback {
         message_sid: job.message_sid,
         change: StatusChange {
