@@ -303,16 +303,12 @@ pub async fn retry_all(
     actor: Actor,
     ApiQuery(q): ApiQuery<BulkRetryQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let job_state = match non_empty(q.state) {
-        None => JobState::Dead,
-        Some(s) => parse_state(&s)?,
-    };
-    if !matches!(job_state, JobState::Dead | JobState::Retrying) {
-        return Err(ApiError::bad_request(format!(
-            "only dead or retrying jobs can be retried in bulk (got state={job_state})"
-        )));
-    }
-    let kind = non_empty(q.kind).as_deref().map(parse_kind).transpose()?;
+    let (job_state, kind) = bulk_selection(
+        q.state,
+        q.kind,
+        &[JobState::Dead, JobState::Retrying],
+        "only dead or retrying jobs can be retried in bulk",
+    )?;
     let bulk = retry_effect::retry_all(state.queue.as_ref(), &state.db, job_state, kind).await?;
     audit::record(
         &state,
@@ -346,19 +342,12 @@ pub async fn discard_all(
     actor: Actor,
     ApiQuery(q): ApiQuery<BulkDiscardQuery>,
 ) -> Result<Json<schema::Discarded>, ApiError> {
-    let job_state = match non_empty(q.state) {
-        None => JobState::Dead,
-        Some(s) => parse_state(&s)?,
-    };
-    if !matches!(
-        job_state,
-        JobState::Dead | JobState::Retrying | JobState::Queued
-    ) {
-        return Err(ApiError::bad_request(format!(
-            "only dead, retrying or queued jobs can be discarded in bulk (got state={job_state})"
-        )));
-    }
-    let kind = non_empty(q.kind).as_deref().map(parse_kind).transpose()?;
+    let (job_state, kind) = bulk_selection(
+        q.state,
+        q.kind,
+        &[JobState::Dead, JobState::Retrying, JobState::Queued],
+        "only dead, retrying or queued jobs can be discarded in bulk",
+    )?;
     let discarded = discard_matching(&state, job_state, kind).await?;
     audit::record(
         &state,
@@ -370,6 +359,27 @@ pub async fn discard_all(
     )
     .await;
     Ok(Json(schema::Discarded { discarded }))
+}
+
+/// The state (default dead, one of `allowed`) and optional kind a bulk action works on; 400
+/// with `refusal` for another state.
+fn bulk_selection(
+    state: Option<String>,
+    kind: Option<String>,
+    allowed: &[JobState],
+    refusal: &str,
+) -> Result<(JobState, Option<JobKind>), ApiError> {
+    let job_state = match non_empty(state) {
+        None => JobState::Dead,
+        Some(s) => parse_state(&s)?,
+    };
+    if !allowed.contains(&job_state) {
+        return Err(ApiError::bad_request(format!(
+            "{refusal} (got state={job_state})"
+        )));
+    }
+    let kind = non_empty(kind).as_deref().map(parse_kind).transpose()?;
+    Ok((job_state, kind))
 }
 
 /// Discards the jobs in `state` (of `kind`), a page at a time from the start of the listing
