@@ -48,11 +48,7 @@ impl BridgeScript {
     /// Answers the first `first` requests with the right secret with `status`.
     pub fn failing_first(self, first: usize, status: u16) -> BridgeScript {
         BridgeScript {
-            failures: Failures {
-                first,
-                status,
-                ..self.failures
-            },
+            failures: self.failures.first(first, status),
             ..self
         }
     }

@@ -40,6 +40,15 @@ impl Default for Failures {
 }
 
 impl Failures {
+    /// These failures, changed to "the first `first` requests get `status`".
+    pub fn first(self, first: usize, status: u16) -> Failures {
+        Failures {
+            first,
+            status,
+            ..self
+        }
+    }
+
     /// The `Retry-After` header this status carries, if any.
     pub fn retry_after(&self) -> Option<(&'static str, String)> {
         matches!(self.status, 429 | 503).then(|| ("retry-after", self.retry_after_s.to_string()))

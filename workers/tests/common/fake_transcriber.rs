@@ -63,11 +63,7 @@ impl SttScript {
     /// Answers the first `first` requests with `status` (429/503 with `Retry-After: 1`).
     pub fn failing_first(self, first: usize, status: u16) -> SttScript {
         SttScript {
-            failures: Failures {
-                first,
-                status,
-                ..self.failures
-            },
+            failures: self.failures.first(first, status),
             ..self
         }
     }
