@@ -231,4 +231,17 @@ mod tests {
         let xml = after_recording("v<\"&").expect("writes");
         assert!(xml.contains("voice=\"v&lt;&quot;&amp;\""), "{xml}");
     }
+
+    #[test]
+    fn a_carriage_return_in_text_survives_end_of_line_normalisation() {
+        // A parser turns a raw CR LF into LF; written as &#13; the CR reads back as it was
+        // (quick-xml escapes it from 0.42 on: found by the `twiml` fuzz target when the
+        // writer was moved to 0.41).
+        let xml =
+            incoming_call("https://h.com", "v", Some("https://h.com/a\r\nb")).expect("writes");
+        assert!(
+            xml.contains("<Play>https://h.com/a&#13;\nb</Play>"),
+            "{xml}"
+        );
+    }
 }
