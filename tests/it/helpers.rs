@@ -697,3 +697,21 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// Polls `f` every 50 ms until it yields a value, for at most `limit`, then fails the test
+/// naming `what`. For conditions in other processes or other tasks that no drain can await.
+pub async fn until<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+    }
+}
