@@ -128,16 +128,11 @@ pub async fn list(db: &Db, before: Option<&str>, limit: u32) -> Result<AuditPage
             .await?
         }
     };
-    let more = rows.len() > limit as usize;
-    let entries: Vec<AuditEntry> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(AuditEntry::from)
-        .collect();
-    let next_cursor = match entries.last() {
-        Some(last) if more => Some(last.id.clone()),
-        _ => None,
-    };
+    let (entries, next_cursor) = super::page(
+        rows.into_iter().map(AuditEntry::from).collect(),
+        limit,
+        |last: &AuditEntry| last.id.clone(),
+    );
     Ok(AuditPage {
         entries,
         next_cursor,

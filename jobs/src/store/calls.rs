@@ -597,16 +597,11 @@ pub async fn list_calls(
         .bind(i64::from(limit) + 1)
         .fetch_all(db.pool())
         .await?;
-    let more = rows.len() > limit as usize;
-    let calls: Vec<Call> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(Call::from)
-        .collect();
-    let next_cursor = match calls.last() {
-        Some(last) if more => Some(format!("{}:{}", to_ms(last.started_at), last.id)),
-        _ => None,
-    };
+    let (calls, next_cursor) = super::page(
+        rows.into_iter().map(Call::from).collect(),
+        limit,
+        |last: &Call| format!("{}:{}", to_ms(last.started_at), last.id),
+    );
     Ok(CallPage { calls, next_cursor })
 }
 

@@ -179,6 +179,19 @@ pub(crate) fn returned<T>(rows: Vec<T>) -> Option<T> {
     rows.into_iter().next()
 }
 
+/// One page of a keyset listing read with `LIMIT limit + 1`: the first `limit` items, and the
+/// cursor of the last of them when the extra row shows that more follow.
+pub(crate) fn page<T>(
+    mut items: Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = items.last().filter(|_| more).map(cursor);
+    (items, next)
+}
+
 /// Milliseconds since the epoch.
 pub fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
