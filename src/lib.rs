@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use moked_intake::{AppState, IntakeArgs, IntakeConfig, ratelimit::Limiter};
 use moked_jobs::config::{CoreArgs, CoreConfig};
+use moked_jobs::fleet::FleetArgs;
 use moked_jobs::store::Db;
 use moked_workers::clock::{ClockArgs, ClockConfig};
 use moked_workers::config::{WorkerArgs, WorkerConfig};
@@ -33,6 +34,9 @@ pub struct Cli {
     /// Worker settings.
     #[command(flatten)]
     pub worker: WorkerArgs,
+    /// Worker settings the intake reads too (WhatsApp send, recordings store, stale window).
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Clock settings.
     #[command(flatten)]
     pub clock: ClockArgs,
@@ -52,36 +56,17 @@ pub struct Settings {
 }
 
 impl Cli {
-    /// Parses every part; the error names the variable.
+    /// Parses every part once; the error names the variable. The fleet settings go to both
+    /// the intake (its operator API) and the worker.
     pub fn into_settings(self) -> Result<Settings, moked_jobs::config::ConfigError> {
-        let core = self.core.into_config()?;
-        let mut intake = self.intake.into_config()?;
-        let worker = self.worker.into_config()?;
-        operator_settings(&mut intake, &worker)?;
+        let fleet = self.fleet.into_config()?;
         Ok(Settings {
-            core,
-            intake,
-            worker,
+            core: self.core.into_config()?,
+            intake: self.intake.into_config(&fleet)?,
+            worker: self.worker.into_config(&fleet)?,
             clock: self.clock.into_config()?,
         })
     }
-}
-
-/// The worker settings the intake's operator API reads (the WhatsApp send's provider, sender
-/// and window, the recordings store it serves audio from, and the stale window of its workers
-/// view), copied in so both halves of the process agree.
-pub fn operator_settings(
-    intake: &mut IntakeConfig,
-    worker: &WorkerConfig,
-) -> Result<(), moked_jobs::config::ConfigError> {
-    intake.whatsapp = moked_intake::config::WhatsAppSendConfig::new(
-        moked_jobs::whatsapp::Provider::from(worker.whatsapp_provider),
-        worker.twilio_whatsapp_number.as_deref(),
-        worker.whatsapp.enforce_window,
-    )?;
-    intake.recordings_store = Some(worker.recordings_store.clone());
-    intake.worker_stale_after = worker.stale_after;
-    Ok(())
 }
 
 /// Runs everything until `shutdown` resolves: migrates, binds `0.0.0.0:PORT`, calls `ready`

@@ -15,24 +15,27 @@
 //!   `X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=HMAC_SHA256` are checked with
 //!   this secret only; when the id is set, the announced `key=` must equal it.
 //!
-//! The operator API also reads four settings the workers own (`WHATSAPP_PROVIDER`,
-//! `TWILIO_WHATSAPP_NUMBER`, `WHATSAPP_ENFORCE_WINDOW`, `RECORDINGS_STORE`): `POST
-//! /api/whatsapp/send` validates and stores a message exactly as the worker will send it, and
-//! recordings are served from the store the voice pipeline writes. They are not in
-//! [`IntakeArgs`] (the all-in-one `moked` already reads them through the worker's settings and
-//! copies them in); `moked-intake` flattens [`OperatorArgs`] for them.
+//! The operator API also reads settings the workers own (`WHATSAPP_PROVIDER`,
+//! `TWILIO_WHATSAPP_NUMBER`, `WHATSAPP_ENFORCE_WINDOW`, `RECORDINGS_STORE`,
+//! `WORKER_STALE_AFTER`): `POST /api/whatsapp/send` validates and stores a message exactly as
+//! the worker will send it, recordings are served from the store the voice pipeline writes, and
+//! the console's workers view uses the workers' stale window. They are declared once, in
+//! [`moked_jobs::fleet::FleetArgs`], flattened beside [`IntakeArgs`] into every binary that
+//! serves the intake, and handed to [`IntakeArgs::into_config`] parsed.
+//!
+//! Rate limits are [`Rate`]s in the one rate grammar of [`moked_jobs::pacing::parse_rate`]
+//! (`60/min`, `20/s`, `1000/h`, `off`).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
 use http::HeaderValue;
 use moked_jobs::config::ConfigError;
-use moked_jobs::phone::E164;
+use moked_jobs::fleet::{DEFAULT_WORKER_STALE_AFTER, FleetConfig};
+use moked_jobs::pacing::{Rate, parse_rate};
 use moked_jobs::signature::SharedKey;
-use moked_jobs::whatsapp::Provider;
+use moked_jobs::whatsapp::WhatsAppSettings;
 use secrecy::SecretString;
 
 /// The `<Say>` voices Twilio lists for he-IL. A bare `<Say language="he-IL">` drew warning
@@ -60,9 +63,6 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections served at once: half of the usual 1,024 open-file limit, leaving room for
 /// the database, Redis, the recordings store and logs.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
-
-/// The largest `N` of a rate (`N/sec` at most one event per microsecond).
-const MAX_RATE_COUNT: u32 = 1_000_000;
 
 /// Raw intake settings, as clap reads them from flags and env vars.
 #[derive(Debug, Clone, Args)]
@@ -110,172 +110,6 @@ pub struct IntakeArgs {
     /// one, and when every connection is busy new ones wait in the listen backlog.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-}
-
-/// The worker-owned settings the operator API reads (flattened into `moked-intake` only; the
-/// all-in-one `moked` takes them from the worker settings). Same names, defaults and meaning as
-/// the worker's.
-#[derive(Debug, Clone, Args)]
-pub struct OperatorArgs {
-    /// WhatsApp provider the workers send with: twilio or baileys (POST /api/whatsapp/send
-    /// validates for it).
-    #[arg(long, env = "WHATSAPP_PROVIDER", value_enum, default_value_t = Provider::Twilio)]
-    pub whatsapp_provider: Provider,
-    /// Our WhatsApp sender number (selects the business of messages sent from the API).
-    #[arg(long, env = "TWILIO_WHATSAPP_NUMBER")]
-    pub twilio_whatsapp_number: Option<String>,
-    /// Refuse free-form text outside the 24-hour window (422) instead of letting Twilio fail it.
-    #[arg(
-        long,
-        env = "WHATSAPP_ENFORCE_WINDOW",
-        default_value = "false",
-        action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub whatsapp_enforce_window: bool,
-    /// Where the workers store recordings (file://, s3://, gs://); the operator API serves the
-    /// audio from it.
-    #[arg(
-        long,
-        env = "RECORDINGS_STORE",
-        default_value = "file://data/recordings"
-    )]
-    pub recordings_store: String,
-}
-
-/// How `POST /api/whatsapp/send` checks and stores messages (the worker's WhatsApp settings).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WhatsAppSendConfig {
-    /// The provider the workers send with.
-    pub provider: Provider,
-    /// Our sender number, when configured.
-    pub sender: Option<E164>,
-    /// Refuse free text outside the 24-hour window.
-    pub enforce_window: bool,
-}
-
-impl Default for WhatsAppSendConfig {
-    /// Twilio, no sender number, window not enforced (the workers' defaults).
-    fn default() -> Self {
-        WhatsAppSendConfig {
-            provider: Provider::Twilio,
-            sender: None,
-            enforce_window: false,
-        }
-    }
-}
-
-impl WhatsAppSendConfig {
-    /// Checks the sender number (`TWILIO_WHATSAPP_NUMBER`).
-    pub fn new(
-        provider: Provider,
-        sender: Option<&str>,
-        enforce_window: bool,
-    ) -> Result<Self, ConfigError> {
-        let sender = match sender.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(raw) => Some(
-                E164::parse(raw)
-                    .map_err(|e| ConfigError::new("TWILIO_WHATSAPP_NUMBER", e.to_string()))?,
-            ),
-            None => None,
-        };
-        Ok(WhatsAppSendConfig {
-            provider,
-            sender,
-            enforce_window,
-        })
-    }
-}
-
-/// Checks a `RECORDINGS_STORE` URL (`file://`, `s3://`, `gs://`, `memory://`).
-pub fn parse_recordings_store(url: &str) -> Result<String, ConfigError> {
-    let url = url.trim();
-    let known = ["file://", "s3://", "gs://", "memory://"];
-    if !known.iter().any(|p| url.starts_with(p)) {
-        return Err(ConfigError::new(
-            "RECORDINGS_STORE",
-            format!("`{url}` must start with file://, s3:// or gs://"),
-        ));
-    }
-    Ok(url.to_owned())
-}
-
-impl OperatorArgs {
-    /// Writes these settings into `intake`.
-    pub fn apply(self, intake: &mut IntakeConfig) -> Result<(), ConfigError> {
-        intake.whatsapp = WhatsAppSendConfig::new(
-            self.whatsapp_provider,
-            self.twilio_whatsapp_number.as_deref(),
-            self.whatsapp_enforce_window,
-        )?;
-        intake.recordings_store = Some(parse_recordings_store(&self.recordings_store)?);
-        Ok(())
-    }
-}
-
-/// A rate: `count` events per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Events allowed per window (also the burst).
-    pub count: u32,
-    /// The window.
-    pub per: Duration,
-}
-
-impl Rate {
-    /// `count` per minute.
-    pub const fn per_minute(count: u32) -> Rate {
-        Rate {
-            count,
-            per: Duration::from_secs(60),
-        }
-    }
-
-    /// The steady spacing of events (`per / count`), at least one microsecond.
-    pub fn interval(&self) -> Duration {
-        (self.per / self.count.max(1)).max(Duration::from_micros(1))
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = match self.per.as_secs() {
-            1 => "sec",
-            60 => "min",
-            _ => "hour",
-        };
-        write!(f, "{}/{unit}", self.count)
-    }
-}
-
-/// A rate setting: a [`Rate`] or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateSetting(pub Option<Rate>);
-
-impl FromStr for RateSetting {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("off") {
-            return Ok(RateSetting(None));
-        }
-        let bad = || format!("`{s}` is not a rate (use N/sec, N/min, N/hour or off)");
-        let (count, unit) = s.split_once('/').ok_or_else(bad)?;
-        let count: u32 = count.trim().parse().map_err(|_| bad())?;
-        if count == 0 || count > MAX_RATE_COUNT {
-            return Err(format!(
-                "`{s}`: N must be 1..={MAX_RATE_COUNT} (use off to disable)"
-            ));
-        }
-        let per = match unit.trim().to_ascii_lowercase().as_str() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return Err(bad()),
-        };
-        Ok(RateSetting(Some(Rate { count, per })))
-    }
 }
 
 /// The four limits; `None` is off.
@@ -330,8 +164,9 @@ pub struct IntakeConfig {
     pub shared_key: Option<SharedKey>,
     /// How long an enqueue may take before the webhook is answered 503.
     pub enqueue_timeout: Duration,
-    /// How the operator API's WhatsApp send checks and stores messages.
-    pub whatsapp: WhatsAppSendConfig,
+    /// How the operator API's WhatsApp send checks and stores messages (the workers' settings,
+    /// [`FleetConfig::whatsapp`]).
+    pub whatsapp: WhatsAppSettings,
     /// The recordings store the operator API serves audio from (`RECORDINGS_STORE`); `None`:
     /// recordings are listed without a `download_url`.
     pub recordings_store: Option<String>,
@@ -339,14 +174,10 @@ pub struct IntakeConfig {
     pub header_read_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
-    /// The workers' stale window (`WORKER_STALE_AFTER`, when this process has the worker's
-    /// settings, as the all-in-one `moked` does), for the console's workers view: a session
-    /// silent longer is shown as stale.
+    /// The workers' stale window (`WORKER_STALE_AFTER`), for the console's workers view: a
+    /// session silent longer is shown as stale.
     pub worker_stale_after: Duration,
 }
-
-/// The workers' default stale window (`WORKER_STALE_AFTER`'s default).
-pub const DEFAULT_WORKER_STALE_AFTER: Duration = Duration::from_secs(20);
 
 impl Default for IntakeConfig {
     /// The documented defaults (what `moked-intake` with no settings uses).
@@ -359,7 +190,7 @@ impl Default for IntakeConfig {
             auth_token_secondary: None,
             shared_key: None,
             enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
-            whatsapp: WhatsAppSendConfig::default(),
+            whatsapp: WhatsAppSettings::default(),
             recordings_store: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -385,10 +216,7 @@ fn non_empty(v: Option<String>) -> Option<String> {
 }
 
 fn rate(var: &'static str, value: &str) -> Result<Option<Rate>, ConfigError> {
-    value
-        .parse::<RateSetting>()
-        .map(|r| r.0)
-        .map_err(|reason| ConfigError::new(var, reason))
+    parse_rate(value).map_err(|e| ConfigError::new(var, e.to_string()))
 }
 
 /// Checks that `voice` is one of the he-IL voices (exact spelling, as Twilio expects it).
@@ -439,8 +267,9 @@ pub fn parse_origins(value: &str) -> Result<Vec<HeaderValue>, ConfigError> {
 }
 
 impl IntakeArgs {
-    /// Parses and checks every intake setting.
-    pub fn into_config(self) -> Result<IntakeConfig, ConfigError> {
+    /// Parses and checks every intake setting; the workers' settings the operator API reads
+    /// come from `fleet`.
+    pub fn into_config(self, fleet: &FleetConfig) -> Result<IntakeConfig, ConfigError> {
         let limits = RateLimits {
             unverified: rate("RATE_LIMIT_UNVERIFIED", &self.rate_limit_unverified)?,
             calls: rate("RATE_LIMIT_CALLS", &self.rate_limit_calls)?,
@@ -493,11 +322,11 @@ impl IntakeArgs {
                 .map(SecretString::from),
             shared_key,
             enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
-            whatsapp: WhatsAppSendConfig::default(),
-            recordings_store: None,
+            whatsapp: fleet.whatsapp.clone(),
+            recordings_store: Some(fleet.recordings_store.clone()),
             header_read_timeout,
             max_connections: self.max_connections,
-            worker_stale_after: DEFAULT_WORKER_STALE_AFTER,
+            worker_stale_after: fleet.worker_stale_after,
         })
     }
 }
@@ -521,7 +350,7 @@ mod tests {
         Cli::try_parse_from(all)
             .expect("flags parse")
             .intake
-            .into_config()
+            .into_config(&FleetConfig::default())
     }
 
     #[test]
@@ -541,44 +370,13 @@ mod tests {
     }
 
     #[test]
-    fn rates_parse_in_every_unit_and_off_disables() {
-        let r = |s: &str| s.parse::<RateSetting>().map(|r| r.0);
-        assert_eq!(r("60/min"), Ok(Some(Rate::per_minute(60))));
-        assert_eq!(
-            r(" 5 / SEC "),
-            Ok(Some(Rate {
-                count: 5,
-                per: Duration::from_secs(1)
-            }))
-        );
-        assert_eq!(
-            r("100/hour").map(|r| r.map(|r| r.interval())),
-            Ok(Some(Duration::from_secs(36)))
-        );
-        assert_eq!(r("off"), Ok(None));
-        assert_eq!(r("OFF"), Ok(None));
-        for bad in [
-            "",
-            "60",
-            "0/min",
-            "-1/min",
-            "60/day",
-            "x/min",
-            "2000000/sec",
-        ] {
-            assert!(r(bad).is_err(), "{bad}");
-        }
-        assert_eq!(Rate::per_minute(60).to_string(), "60/min");
-    }
-
-    #[test]
     fn bad_values_name_their_variable() {
         let var = |args: &[&str]| parse(args).expect_err("must be refused").var;
         assert_eq!(
             var(&["--rate-limit-unverified", "lots"]),
             "RATE_LIMIT_UNVERIFIED"
         );
-        assert_eq!(var(&["--rate-limit-calls", "0/min"]), "RATE_LIMIT_CALLS");
+        assert_eq!(var(&["--rate-limit-calls", "1/day"]), "RATE_LIMIT_CALLS");
         assert_eq!(
             var(&["--rate-limit-recordings", "1/fortnight"]),
             "RATE_LIMIT_RECORDINGS"

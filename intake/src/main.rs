@@ -1,17 +1,19 @@
 //! `moked-intake`: serves the Twilio webhooks on `0.0.0.0:$PORT`.
 //!
-//! A shim: reads `.env` when present, parses the settings once (a bad value prints one line
-//! naming the variable and exits 2), starts logging, connects (database, queue, limiter),
-//! listens, and serves until SIGTERM/SIGINT (graceful, at most 10 s).
+//! A shim over [`moked_jobs::startup::run`] (`.env`, exit codes): parses the settings once (a bad
+//! value prints one line naming the variable and exits 2), starts logging, connects (database,
+//! queue, limiter), listens, and serves until SIGTERM/SIGINT (graceful, at most 10 s); a failure
+//! after start-up exits 1.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use moked_intake::config::OperatorArgs;
 use moked_intake::{IntakeArgs, IntakeConfig};
 use moked_jobs::config::{CoreArgs, CoreConfig};
+use moked_jobs::fleet::FleetArgs;
+use moked_jobs::startup;
 
 /// mimalloc instead of glibc malloc: the intake allocates a little per request on every
 /// worker thread, and glibc's arenas made allocation about a seventh of its CPU under load.
@@ -26,48 +28,19 @@ struct Cli {
     core: CoreArgs,
     #[command(flatten)]
     intake: IntakeArgs,
-    /// Worker settings the operator API reads (WhatsApp send, recordings store).
+    /// Worker settings the operator API reads (WhatsApp send, recordings store, stale window).
     #[command(flatten)]
-    operator: OperatorArgs,
+    fleet: FleetArgs,
 }
 
 fn main() -> ExitCode {
-    if let Err(error) = dotenvy::dotenv()
-        && !error.not_found()
-    {
-        eprintln!("moked-intake: cannot read .env: {error}");
-        return ExitCode::from(2);
-    }
-    let cli = Cli::parse();
-    let operator = cli.operator;
-    let settings = cli.core.into_config().and_then(|core| {
-        let mut intake = cli.intake.into_config()?;
-        operator.apply(&mut intake)?;
-        Ok((core, intake))
-    });
-    let (core, intake) = match settings {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("moked-intake: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    moked_jobs::telemetry::init(core.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("moked-intake: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(core, intake)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("moked-intake: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    startup::run("moked-intake", |cli: Cli| async move {
+        let core = cli.core.into_config()?;
+        let intake = cli.intake.into_config(&cli.fleet.into_config()?)?;
+        startup::logging(core.log_format);
+        serve(core, intake).await?;
+        Ok(())
+    })
 }
 
 async fn serve(core: CoreConfig, intake: IntakeConfig) -> anyhow::Result<()> {

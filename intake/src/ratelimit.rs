@@ -41,10 +41,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::HeaderMap;
+use moked_jobs::pacing::Rate;
 use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
-use crate::config::{Rate, RateLimits};
+use crate::config::RateLimits;
 
 /// Keys longer than this are hashed (an attacker-chosen `X-Forwarded-For` could be huge).
 const MAX_KEY_LEN: usize = 128;
@@ -158,7 +159,7 @@ fn gcra(tat: Option<Instant>, now: Instant, rate: Rate) -> Step {
     let interval = rate.interval();
     let tat = tat.map_or(now, |t| t.max(now));
     let new_tat = tat + interval;
-    let limit = now + rate.per;
+    let limit = now + rate.per();
     if new_tat > limit {
         let wait = new_tat - limit;
         return Step {
@@ -366,7 +367,7 @@ impl RedisLimiter {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let mut conn = self.conn.clone();
         let mut call = self.script.key(&redis_key);
-        call.arg(micros(rate.interval())).arg(micros(rate.per));
+        call.arg(micros(rate.interval())).arg(micros(rate.per()));
         let reply = tokio::time::timeout(
             REDIS_TIMEOUT,
             call.invoke_async::<(i64, i64, i64)>(&mut conn),

@@ -6,6 +6,10 @@
 //! one line naming the variable ([`ConfigError`]). Secrets are kept in [`SecretString`] (their
 //! `Debug` prints `[REDACTED]`) and `--help` never shows their env values. Tests build the
 //! typed structs directly and never touch the process environment.
+//!
+//! The workers' settings that the intake reads too (the WhatsApp provider and sender, the
+//! recordings store, the workers' stale window) are declared in [`crate::fleet`]; the settings
+//! only one side reads live in that side's crate.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

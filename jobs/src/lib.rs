@@ -3,14 +3,18 @@
 //! Everything the intake, the workers and the clock agree on lives here, with no HTTP server and
 //! no HTTP client: job kinds and payloads ([`kinds`]), the durable queue and its backends
 //! ([`queue`]), retry policy as data ([`retry`]), the store ([`store`]), configuration
-//! ([`config`]), the worker runtime ([`runner`]), telemetry ([`telemetry`]) and phone numbers ([`phone`]).
+//! ([`config`]; [`fleet`] for the workers' settings the intake reads too), the worker runtime
+//! ([`runner`]), telemetry ([`telemetry`]), phone numbers ([`phone`]) and the start-up every
+//! binary shares ([`startup`]: `.env`, logging, exit codes).
 //! The Twilio webhook signature algorithm ([`signature`]) is shared by the intake and `sign`.
 //! The WhatsApp send API ([`whatsapp`]) is shared by the operator API and the CLI; [`pacing`]
-//! paces sends per sender across every worker. [`retry_effect`] decides, per kind, what an
+//! paces sends per sender across every worker, at a [`pacing::Rate`] (the one rate grammar, also
+//! the intake's rate limits'). [`retry_effect`] decides, per kind, what an
 //! operator retry re-attempts (shared by the operator API and the CLI).
 
 pub mod audio_store;
 pub mod config;
+pub mod fleet;
 pub mod kinds;
 pub mod pacing;
 pub mod phone;
@@ -20,6 +24,7 @@ pub mod retry_effect;
 pub mod runner;
 pub mod shutdown;
 pub mod signature;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod whatsapp;

@@ -1,5 +1,7 @@
 //! Pacing: at most one event per `interval` per key (e.g. 20 WhatsApp messages a second per
-//! sender number), shared by every worker process on one Redis.
+//! sender number), shared by every worker process on one Redis. The [`Rate`] type and its one
+//! grammar ([`parse_rate`]: `20/s`, `60/min`, `1000/h`, `off`) live here too; the intake's rate
+//! limits use the same.
 //!
 //! # Algorithm: GCRA with reservations
 //!
@@ -26,7 +28,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -35,82 +36,13 @@ use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+mod rate;
+pub use rate::{MAX_PER_SECOND, Rate, RateError, parse_rate};
+
 /// How long a caller may be made to wait for its slot before it is told to come back later.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30);
 
 static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pacing/pace.lua")));
-
-/// A rate: one event per `interval`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    interval: Duration,
-}
-
-impl Rate {
-    /// `n` events per second (`None` unless `n` is a positive finite number).
-    pub fn per_second(n: f64) -> Option<Rate> {
-        if !(n.is_finite() && n > 0.0) {
-            return None;
-        }
-        let micros = (1_000_000.0 / n).round().max(1.0);
-        Some(Rate {
-            interval: Duration::from_micros(micros as u64),
-        })
-    }
-
-    /// The time between two events.
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    /// Events per second.
-    pub fn events_per_second(&self) -> f64 {
-        1.0 / self.interval.as_secs_f64()
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/s", self.events_per_second())
-    }
-}
-
-/// A rate that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a rate (want e.g. 20, 20/s, 600/m, 3600/h, or off)")]
-pub struct RateError(pub String);
-
-/// Parses `20`, `20/s`, `600/m`, `3600/h`, `0.5/s`; `off` and `0` mean "not paced" (`None`).
-pub fn parse_rate(s: &str) -> Result<Option<Rate>, RateError> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "off" || t == "none" {
-        return Ok(None);
-    }
-    let (num, per) = match t.split_once('/') {
-        Some((n, unit)) => (n.trim(), unit.trim()),
-        None => (t.as_str(), "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| RateError(s.to_owned()))?;
-    let seconds = match per {
-        "s" | "sec" | "second" => 1.0,
-        "m" | "min" | "minute" => 60.0,
-        "h" | "hour" => 3600.0,
-        _ => return Err(RateError(s.to_owned())),
-    };
-    if n == 0.0 {
-        return Ok(None);
-    }
-    Rate::per_second(n / seconds)
-        .map(Some)
-        .ok_or_else(|| RateError(s.to_owned()))
-}
-
-impl FromStr for Rate {
-    type Err = RateError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_rate(s)?.ok_or_else(|| RateError(s.to_owned()))
-    }
-}
 
 /// Why a caller may not go now.
 #[derive(Debug, thiserror::Error)]
@@ -259,7 +191,7 @@ fn reserve_local(
     if wait > max_wait {
         return Err(Paced::RetryAfter(wait));
     }
-    map.insert(key.to_owned(), tat + rate.interval);
+    map.insert(key.to_owned(), tat + rate.interval());
     Ok(wait)
 }
 
@@ -272,7 +204,7 @@ async fn reserve_redis(
     let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     let (granted, wait_us): (i64, i64) = PACE
         .key(key)
-        .arg(micros(rate.interval))
+        .arg(micros(rate.interval()))
         .arg(micros(max_wait))
         .invoke_async(conn)
         .await?;
@@ -287,35 +219,6 @@ async fn reserve_redis(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_parse_in_every_unit_and_off_means_unpaced() {
-        assert_eq!(
-            parse_rate("20").unwrap().unwrap().interval(),
-            Duration::from_millis(50)
-        );
-        assert_eq!(
-            parse_rate("20/s").unwrap().unwrap().interval(),
-            Duration::from_millis(50)
-        );
-        assert_eq!(
-            parse_rate("600/m").unwrap().unwrap().interval(),
-            Duration::from_millis(100)
-        );
-        assert_eq!(
-            parse_rate("3600/h").unwrap().unwrap().interval(),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            parse_rate("0.5/s").unwrap().unwrap().interval(),
-            Duration::from_secs(2)
-        );
-        assert_eq!(parse_rate("off").unwrap(), None);
-        assert_eq!(parse_rate("0").unwrap(), None);
-        for bad in ["", "fast", "20/d", "-3", "NaN"] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn local_slots_are_one_interval_apart_and_far_slots_are_refused() {

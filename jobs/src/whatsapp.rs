@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::{ConfigError, CoreConfig};
 use crate::kinds::WhatsAppSend;
 use crate::phone::{E164, PhoneError};
 use crate::queue::{Enqueued, NewJob, Queue, QueueError};
@@ -58,7 +59,7 @@ pub const MAX_MEDIA: usize = 10;
 pub enum Provider {
     /// Twilio's Messages API.
     Twilio,
-    /// A Baileys bridge (`BAILEYS_URL`).
+    /// A Baileys bridge (BAILEYS_URL).
     Baileys,
 }
 
@@ -78,17 +79,71 @@ impl std::fmt::Display for Provider {
     }
 }
 
-/// What the send API needs to know about the deployment.
+/// How this deployment sends WhatsApp (`WHATSAPP_PROVIDER`, `TWILIO_WHATSAPP_NUMBER`,
+/// `WHATSAPP_ENFORCE_WINDOW`, declared in [`crate::fleet::FleetArgs`]): the workers send with it,
+/// and the send API checks and stores each message exactly as they will send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhatsAppSettings {
+    /// The provider that sends.
+    pub provider: Provider,
+    /// Our sender number, when configured: Twilio's `From`, and it selects the business of
+    /// messages sent from the API.
+    pub sender: Option<E164>,
+    /// Refuse free text outside the 24-hour window (Twilio only).
+    pub enforce_window: bool,
+}
+
+impl Default for WhatsAppSettings {
+    /// Twilio, no sender number, window not enforced (the settings' defaults).
+    fn default() -> Self {
+        WhatsAppSettings {
+            provider: Provider::Twilio,
+            sender: None,
+            enforce_window: false,
+        }
+    }
+}
+
+impl WhatsAppSettings {
+    /// Checks the sender number (`TWILIO_WHATSAPP_NUMBER`: any common form, with or without
+    /// the `whatsapp:` prefix; blank is none).
+    pub fn new(
+        provider: Provider,
+        sender: Option<&str>,
+        enforce_window: bool,
+    ) -> Result<Self, ConfigError> {
+        let sender = match sender.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(raw) => Some(
+                E164::parse(raw)
+                    .map_err(|e| ConfigError::new("TWILIO_WHATSAPP_NUMBER", e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(WhatsAppSettings {
+            provider,
+            sender,
+            enforce_window,
+        })
+    }
+}
+
+/// What the send API needs to know about the deployment, built one way:
+/// [`SendSettings::new`].
 #[derive(Debug, Clone)]
 pub struct SendSettings {
-    /// The provider that will send.
-    pub provider: Provider,
-    /// Our sender number (Twilio: TWILIO_WHATSAPP_NUMBER), when configured.
-    pub sender: Option<E164>,
-    /// `WHATSAPP_ENFORCE_WINDOW`: refuse free text outside the 24-hour window (Twilio only).
-    pub enforce_window: bool,
-    /// How long the `whatsapp.send:{id}` dedupe key is remembered (`DEDUPE_TTL`).
-    pub dedupe_ttl: Duration,
+    whatsapp: WhatsAppSettings,
+    dedupe_ttl: Duration,
+}
+
+impl SendSettings {
+    /// The WhatsApp settings, and how long the `whatsapp.send:{id}` dedupe key is remembered
+    /// (`DEDUPE_TTL` of `core`).
+    pub fn new(whatsapp: &WhatsAppSettings, core: &CoreConfig) -> Self {
+        SendSettings {
+            whatsapp: whatsapp.clone(),
+            dedupe_ttl: core.dedupe_ttl,
+        }
+    }
 }
 
 /// A send request, as the operator API receives it (JSON) or the CLI builds it.
@@ -382,7 +437,7 @@ pub async fn request_send(
     req: SendRequest,
     settings: &SendSettings,
 ) -> Result<Outbound, SendError> {
-    let checked = check(req, settings.provider)?;
+    let checked = check(req, settings.whatsapp.provider)?;
     if let Some(key) = &checked.idempotency_key
         && let Some(message) = existing_for_key(db, key, &checked).await?
     {
@@ -399,8 +454,8 @@ pub async fn request_send(
             return Err(SendError::Invalid("unknown business_id".into()));
         }
     };
-    if settings.enforce_window
-        && settings.provider == Provider::Twilio
+    if settings.whatsapp.enforce_window
+        && settings.whatsapp.provider == Provider::Twilio
         && checked.content_sid.is_none()
     {
         let last = last_inbound_at(db, business, &checked.to).await?;
@@ -416,9 +471,13 @@ pub async fn request_send(
     }
     let new = NewOutbound {
         id: messages::new_message_id(),
-        provider: settings.provider.as_str().to_owned(),
+        provider: settings.whatsapp.provider.as_str().to_owned(),
         to: checked.to.clone(),
-        from: settings.sender.as_ref().map(|s| s.as_str().to_owned()),
+        from: settings
+            .whatsapp
+            .sender
+            .as_ref()
+            .map(|s| s.as_str().to_owned()),
         body: checked.body.clone(),
         media: checked
             .media
@@ -446,7 +505,7 @@ pub async fn request_send(
     tracing::info!(
         message_id = %stored.message.id,
         to = %checked.to.masked(),
-        provider = %settings.provider,
+        provider = %settings.whatsapp.provider,
         template = checked.content_sid.is_some(),
         created = stored.created,
         "whatsapp message requested"
@@ -469,7 +528,9 @@ impl SendSettings {
         match requested {
             Some(id) => Ok(get_business(db, id).await?.map(|b| b.id)),
             None => Ok(Some(
-                business_for_called(db, self.sender.as_ref()).await?.id,
+                business_for_called(db, self.whatsapp.sender.as_ref())
+                    .await?
+                    .id,
             )),
         }
     }

@@ -2,8 +2,9 @@
 //! client IP (spoofed `X-Forwarded-For` entries do not help), incoming calls per caller
 //! (rejected busy, nothing enqueued), recording and status callbacks per sid (429), and `off`.
 
-use moked_intake::config::{Rate, RateLimits};
+use moked_intake::config::RateLimits;
 use moked_jobs::kinds::JobKind;
+use moked_jobs::pacing::Rate;
 
 use crate::helpers::{
     Backend, Signature, TestApp, call_params, sid, spawn_app_with, spawn_sibling,

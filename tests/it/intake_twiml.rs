@@ -1,7 +1,8 @@
 //! Every TwiML answer the intake gives passes `tests/twilio/twiml_check.py`, the oracle
 //! built from the official SDK's TwiML model (nesting, attribute names, required text).
 
-use moked_intake::config::{Rate, RateLimits};
+use moked_intake::config::RateLimits;
+use moked_jobs::pacing::Rate;
 
 use crate::helpers::{Backend, assert_valid_twiml, call_params, sid, spawn_app_with};
 

@@ -17,6 +17,7 @@ mod intake_rate_limits;
 mod intake_signatures;
 mod intake_twiml;
 mod intake_webhooks;
+mod module_graph;
 mod operator_audit;
 mod operator_auth;
 mod operator_browser;

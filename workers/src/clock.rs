@@ -24,8 +24,9 @@
 //! step per virtual second) against a real queue.
 //!
 //! The settings of the tasks themselves (reconcile thresholds, batch and pacing, the queue-lag
-//! threshold of the health check, recording retention) are [`TaskArgs`], read by the workers
-//! that run the jobs, not by the clock.
+//! threshold of the health check, recording retention) are worker settings
+//! ([`TaskArgs`](crate::config::TaskArgs)), read by the workers that run the jobs, not by the
+//! clock.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -37,7 +38,6 @@ use cron::Schedule;
 use moked_jobs::config::ConfigError;
 use moked_jobs::kinds::{ClockCleanup, ClockHealth, ClockReconcile, ClockTick, JobKind};
 use moked_jobs::queue::{Enqueued, NewJob, QueueResult, SharedQueue};
-use moked_jobs::retry::parse_duration;
 use moked_jobs::store::clock_tasks;
 use tracing::{info, warn};
 
@@ -149,123 +149,6 @@ impl ClockArgs {
                     parse_schedule("SCHEDULE_CLEANUP", &self.schedule_cleanup)?,
                 ),
             ],
-        })
-    }
-}
-
-/// Raw settings of the clock's tasks, read by the workers that run them (flattened into
-/// [`crate::config::WorkerArgs`]).
-#[derive(Debug, Clone, Args)]
-pub struct TaskArgs {
-    /// Reconcile a call not in a terminal status this long after its last change.
-    #[arg(long, env = "RECONCILE_CALLS_AFTER", default_value = "10m")]
-    pub reconcile_calls_after: String,
-    /// Reconcile an outbound WhatsApp message still queued/sent this long after its last change.
-    #[arg(long, env = "RECONCILE_MESSAGES_AFTER", default_value = "1h")]
-    pub reconcile_messages_after: String,
-    /// Leave calls and messages older than this alone (nothing will change them any more).
-    #[arg(long, env = "RECONCILE_MAX_AGE", default_value = "7d")]
-    pub reconcile_max_age: String,
-    /// At most this many calls, messages and recording look-ups each per reconcile run.
-    #[arg(long, env = "RECONCILE_BATCH", default_value_t = 50)]
-    pub reconcile_batch: u32,
-    /// Pause between two Twilio requests of a reconcile run.
-    #[arg(long, env = "RECONCILE_PACE", default_value = "200ms")]
-    pub reconcile_pace: String,
-    /// Queue lag (oldest due queued job) over which /api/ready says "degraded".
-    #[arg(long, env = "QUEUE_LAG_DEGRADED", default_value = "5m")]
-    pub queue_lag_degraded: String,
-    /// Delete stored recordings (file:// stores) this many days after they were stored; unset
-    /// keeps them for ever.
-    #[arg(long, env = "RECORDING_RETENTION_DAYS")]
-    pub recording_retention_days: Option<String>,
-}
-
-/// Typed settings of the clock's tasks.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskConfig {
-    /// `RECONCILE_CALLS_AFTER`.
-    pub reconcile_calls_after: Duration,
-    /// `RECONCILE_MESSAGES_AFTER`.
-    pub reconcile_messages_after: Duration,
-    /// `RECONCILE_MAX_AGE`.
-    pub reconcile_max_age: Duration,
-    /// `RECONCILE_BATCH`.
-    pub reconcile_batch: u32,
-    /// `RECONCILE_PACE`.
-    pub reconcile_pace: Duration,
-    /// `QUEUE_LAG_DEGRADED`.
-    pub queue_lag_degraded: Duration,
-    /// `RECORDING_RETENTION_DAYS` (None: keep).
-    pub recording_retention_days: Option<u32>,
-}
-
-impl Default for TaskConfig {
-    fn default() -> Self {
-        TaskConfig {
-            reconcile_calls_after: Duration::from_secs(600),
-            reconcile_messages_after: Duration::from_secs(3600),
-            reconcile_max_age: Duration::from_secs(7 * 86_400),
-            reconcile_batch: 50,
-            reconcile_pace: Duration::from_millis(200),
-            queue_lag_degraded: Duration::from_secs(300),
-            recording_retention_days: None,
-        }
-    }
-}
-
-impl TaskArgs {
-    /// Parses and checks the task settings; a bad value names its variable.
-    pub fn into_config(self) -> Result<TaskConfig, ConfigError> {
-        let positive = |var: &'static str, v: &str| {
-            let d = parse_duration(v).map_err(|reason| ConfigError::new(var, reason))?;
-            if d.is_zero() {
-                return Err(ConfigError::new(var, "must be positive"));
-            }
-            Ok(d)
-        };
-        let calls_after = positive("RECONCILE_CALLS_AFTER", &self.reconcile_calls_after)?;
-        let messages_after = positive("RECONCILE_MESSAGES_AFTER", &self.reconcile_messages_after)?;
-        let max_age = positive("RECONCILE_MAX_AGE", &self.reconcile_max_age)?;
-        if max_age <= calls_after.max(messages_after) {
-            return Err(ConfigError::new(
-                "RECONCILE_MAX_AGE",
-                "must be longer than RECONCILE_CALLS_AFTER and RECONCILE_MESSAGES_AFTER",
-            ));
-        }
-        if !(1..=1000).contains(&self.reconcile_batch) {
-            return Err(ConfigError::new("RECONCILE_BATCH", "must be 1..=1000"));
-        }
-        let pace = parse_duration(&self.reconcile_pace)
-            .map_err(|reason| ConfigError::new("RECONCILE_PACE", reason))?;
-        if pace > Duration::from_secs(10) {
-            return Err(ConfigError::new("RECONCILE_PACE", "must be at most 10s"));
-        }
-        let retention = match self
-            .recording_retention_days
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            None => None,
-            Some(v) => match v.parse::<u32>() {
-                Ok(days) if days >= 1 => Some(days),
-                _ => {
-                    return Err(ConfigError::new(
-                        "RECORDING_RETENTION_DAYS",
-                        format!("`{v}` is not a whole number of days (1 or more)"),
-                    ));
-                }
-            },
-        };
-        Ok(TaskConfig {
-            reconcile_calls_after: calls_after,
-            reconcile_messages_after: messages_after,
-            reconcile_max_age: max_age,
-            reconcile_batch: self.reconcile_batch,
-            reconcile_pace: pace,
-            queue_lag_degraded: positive("QUEUE_LAG_DEGRADED", &self.queue_lag_degraded)?,
-            recording_retention_days: retention,
         })
     }
 }
@@ -691,72 +574,6 @@ mod tests {
         .into_config()
         .unwrap_err();
         assert_eq!(tz.var, "CLOCK_TZ");
-    }
-
-    fn task_args() -> TaskArgs {
-        TaskArgs {
-            reconcile_calls_after: "10m".into(),
-            reconcile_messages_after: "1h".into(),
-            reconcile_max_age: "7d".into(),
-            reconcile_batch: 50,
-            reconcile_pace: "200ms".into(),
-            queue_lag_degraded: "5m".into(),
-            recording_retention_days: None,
-        }
-    }
-
-    #[test]
-    fn task_settings_default_to_the_issue_and_bad_values_name_their_variable() {
-        assert_eq!(task_args().into_config().unwrap(), TaskConfig::default());
-        let retention = TaskArgs {
-            recording_retention_days: Some(" 30 ".into()),
-            ..task_args()
-        };
-        assert_eq!(
-            retention.into_config().unwrap().recording_retention_days,
-            Some(30)
-        );
-        let empty = TaskArgs {
-            recording_retention_days: Some(String::new()),
-            ..task_args()
-        };
-        assert_eq!(empty.into_config().unwrap().recording_retention_days, None);
-        let bad = |args: TaskArgs| args.into_config().unwrap_err().var;
-        assert_eq!(
-            bad(TaskArgs {
-                reconcile_calls_after: "0s".into(),
-                ..task_args()
-            }),
-            "RECONCILE_CALLS_AFTER"
-        );
-        assert_eq!(
-            bad(TaskArgs {
-                reconcile_max_age: "30m".into(),
-                ..task_args()
-            }),
-            "RECONCILE_MAX_AGE"
-        );
-        assert_eq!(
-            bad(TaskArgs {
-                reconcile_batch: 0,
-                ..task_args()
-            }),
-            "RECONCILE_BATCH"
-        );
-        assert_eq!(
-            bad(TaskArgs {
-                queue_lag_degraded: "soon".into(),
-                ..task_args()
-            }),
-            "QUEUE_LAG_DEGRADED"
-        );
-        assert_eq!(
-            bad(TaskArgs {
-                recording_retention_days: Some("0".into()),
-                ..task_args()
-            }),
-            "RECORDING_RETENTION_DAYS"
-        );
     }
 
     #[test]

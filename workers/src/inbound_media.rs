@@ -29,8 +29,10 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use tracing::{info, warn};
 
-use crate::clients::twilio::TwilioError;
-use crate::handlers::Ctx;
+use moked_jobs::audio_store::AudioStore;
+use moked_jobs::store::Db;
+
+use crate::clients::twilio::{TwilioApi, TwilioError};
 
 /// Largest media file copied (WhatsApp's own limit is 16 MB for media, 100 MB for documents).
 pub const MAX_MEDIA_BYTES: u64 = 32 * 1024 * 1024;
@@ -81,8 +83,8 @@ enum Fetched {
     Skipped(&'static str),
 }
 
-async fn fetch(ctx: &Ctx, url: &str) -> Result<Fetched, JobError> {
-    let resp = match ctx.twilio.get_media(url).await {
+async fn fetch(twilio: &dyn TwilioApi, url: &str) -> Result<Fetched, JobError> {
+    let resp = match twilio.get_media(url).await {
         Ok(resp) => resp,
         Err(TwilioError::ForeignUrl(_)) => {
             return Ok(Fetched::Skipped(
@@ -122,8 +124,14 @@ async fn fetch(ctx: &Ctx, url: &str) -> Result<Fetched, JobError> {
     Ok(Fetched::File(bytes, content_type))
 }
 
-/// Copies the attachments of `message` that have no location yet; returns how many it copied.
-pub async fn copy_media(ctx: &Ctx, message: &WhatsAppMessage) -> Result<usize, JobError> {
+/// Copies the attachments of `message` that have no location yet into `store` (downloading
+/// them through `twilio`, saving their locations in `db`); returns how many it copied.
+pub async fn copy_media(
+    twilio: &dyn TwilioApi,
+    store: &AudioStore,
+    db: &Db,
+    message: &WhatsAppMessage,
+) -> Result<usize, JobError> {
     if message.provider != "twilio" || message.media.iter().all(|m| m.location.is_some()) {
         return Ok(0);
     }
@@ -133,7 +141,7 @@ pub async fn copy_media(ctx: &Ctx, message: &WhatsAppMessage) -> Result<usize, J
         if media[index].location.is_some() {
             continue;
         }
-        match fetch(ctx, &media[index].url).await? {
+        match fetch(twilio, &media[index].url).await? {
             Fetched::Skipped(reason) => {
                 warn!(message_id = %message.id, index, reason, "inbound media not copied");
             }
@@ -141,7 +149,7 @@ pub async fn copy_media(ctx: &Ctx, message: &WhatsAppMessage) -> Result<usize, J
                 let content_type = media[index].content_type.clone().or(served_type);
                 let key = object_key(message, index, content_type.as_deref());
                 let size = bytes.len();
-                ctx.recordings
+                store
                     .put(&Path::from(key.as_str()), PutPayload::from(bytes))
                     .await
                     .map_err(|e| {
@@ -151,7 +159,7 @@ pub async fn copy_media(ctx: &Ctx, message: &WhatsAppMessage) -> Result<usize, J
                     })?;
                 media[index].location = Some(key);
                 media[index].content_type = content_type;
-                set_media_locations(&ctx.db, &message.id, &media).await?;
+                set_media_locations(db, &message.id, &media).await?;
                 copied += 1;
                 info!(message_id = %message.id, index, size_bytes = size, content_type = media[index].content_type.as_deref().unwrap_or("unknown"), "inbound media stored");
             }

@@ -9,9 +9,11 @@
 //! * [`clock`] — `moked-worker clock`: scheduled tasks, exactly once per tick.
 //! * [`sign`] — `moked-worker sign`: Twilio-style signatures for hand tests.
 //! * [`status`] — `METRICS_PORT` (`/metrics`, `/health`, `/ready`) and `moked-worker health`.
-//! * [`config`] — worker settings.
+//! * [`config`] — worker settings (those the intake reads too are [`moked_jobs::fleet`]'s),
+//!   the clock's task settings among them.
+//! * [`clients`] — the outside services (Twilio, WhatsApp providers, transcription, audio).
 //! * [`inbound_media`] — copies inbound WhatsApp media into the recordings object store.
-//! * [`whatsapp`] — WhatsApp settings and `moked-worker whatsapp send` (the send API from the shell).
+//! * [`whatsapp`] — `moked-worker whatsapp send` (the send API from the shell).
 
 pub mod clients;
 pub mod clock;

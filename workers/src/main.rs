@@ -1,13 +1,22 @@
 //! `moked-worker`: run jobs, fire the clock, migrate, operate the queue, sign test webhooks.
+//!
+//! Start-up and exit codes are [`moked_jobs::startup`]'s: a bad `.env`, setting or argument
+//! exits 2 before anything starts; a command that started and failed (or was refused, or found
+//! the process unhealthy) exits 1.
 
+use std::process::ExitCode;
+
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 use moked_jobs::config::CoreArgs;
+use moked_jobs::fleet::FleetArgs;
+use moked_jobs::startup::{self, Failure};
 use moked_workers::clock::{ClockArgs, Task};
 use moked_workers::config::WorkerArgs;
 use moked_workers::jobs_cli::JobsCommand;
 use moked_workers::sign::SignArgs;
 use moked_workers::status::{HealthArgs, StatusArgs};
-use moked_workers::whatsapp::WhatsAppCommand;
+use moked_workers::whatsapp::{CliError, WhatsAppCommand};
 
 /// mimalloc instead of glibc malloc, as in the other two binaries: a worker allocates a little
 /// per job on every runtime thread (payloads, store rows, HTTP bodies), the pattern that made
@@ -34,6 +43,8 @@ enum Command {
         core: CoreArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
         #[command(flatten)]
         status: StatusArgs,
     },
@@ -72,46 +83,31 @@ enum Command {
         core: CoreArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
         #[command(subcommand)]
         command: WhatsAppCommand,
     },
 }
 
-fn fail(message: impl std::fmt::Display) -> ! {
-    eprintln!("moked-worker: {message}");
-    std::process::exit(2)
+fn main() -> ExitCode {
+    startup::run("moked-worker", |cli: Cli| execute(cli.command))
 }
 
-#[tokio::main]
-async fn main() {
-    // A .env that exists but does not parse stops start-up, as in moked and moked-intake: a
-    // half-read file would run with settings nobody chose.
-    if let Err(error) = dotenvy::dotenv()
-        && !error.not_found()
-    {
-        fail(format!("cannot read .env: {error}"));
-    }
-    let cli = Cli::parse();
-    let code = match cli.command {
+/// Runs one command; what it prints on success goes to stdout.
+async fn execute(command: Command) -> Result<(), Failure> {
+    match command {
         Command::Run {
             core,
             worker,
+            fleet,
             status,
         } => {
-            let core = core.into_config().unwrap_or_else(|e| fail(e));
-            let worker = worker.into_config().unwrap_or_else(|e| fail(e));
-            moked_jobs::telemetry::init(core.log_format);
-            match moked_workers::run::run(
-                core,
-                worker,
-                status.metrics_port,
-                moked_jobs::shutdown::signal(),
-            )
-            .await
-            {
-                Ok(_) => 0,
-                Err(e) => fail(format!("{e:#}")),
-            }
+            let core = core.into_config()?;
+            let worker = worker.into_config(&fleet.into_config()?)?;
+            startup::logging(core.log_format);
+            let shutdown = moked_jobs::shutdown::signal();
+            moked_workers::run::run(core, worker, status.metrics_port, shutdown).await?;
         }
         Command::Clock {
             core,
@@ -119,78 +115,52 @@ async fn main() {
             status,
             once,
         } => {
-            let core = core.into_config().unwrap_or_else(|e| fail(e));
-            let clock = clock.into_config().unwrap_or_else(|e| fail(e));
-            moked_jobs::telemetry::init(core.log_format);
-            match moked_workers::clock_command(&core, clock, once, status.metrics_port).await {
-                Ok(Some(line)) => {
-                    println!("{line}");
-                    0
-                }
-                Ok(None) => 0,
-                Err(e) => fail(format!("{e:#}")),
+            let core = core.into_config()?;
+            let clock = clock.into_config()?;
+            startup::logging(core.log_format);
+            let fired =
+                moked_workers::clock_command(&core, clock, once, status.metrics_port).await?;
+            if let Some(line) = fired {
+                println!("{line}");
             }
         }
-        Command::Health(args) => match moked_workers::status::probe(&args).await {
-            Ok(line) => {
-                println!("{line}");
-                0
-            }
-            Err(reason) => {
-                eprintln!("moked-worker: {reason}");
-                1
-            }
-        },
-        Command::Sign(args) => match moked_workers::sign::execute(&args) {
-            Ok(out) => {
-                println!("{out}");
-                0
-            }
-            Err(e) => fail(e),
-        },
+        Command::Health(args) => {
+            let line = moked_workers::status::probe(&args)
+                .await
+                .map_err(|reason| anyhow!(reason))?;
+            println!("{line}");
+        }
+        Command::Sign(args) => {
+            let out =
+                moked_workers::sign::execute(&args).map_err(|e| Failure::Usage(e.to_string()))?;
+            println!("{out}");
+        }
         Command::Migrate { core } => {
-            let core = core.into_config().unwrap_or_else(|e| fail(e));
-            moked_jobs::telemetry::init(core.log_format);
-            match moked_workers::migrate(&core).await {
-                Ok(()) => {
-                    println!("migrations applied");
-                    0
-                }
-                Err(e) => fail(format!("{e:#}")),
-            }
+            let core = core.into_config()?;
+            startup::logging(core.log_format);
+            moked_workers::migrate(&core).await?;
+            println!("migrations applied");
         }
         Command::Jobs { core, command } => {
-            let core = core.into_config().unwrap_or_else(|e| fail(e));
-            match moked_workers::jobs(&core, command).await {
-                Ok(out) => {
-                    println!("{out}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("moked-worker: {e:#}");
-                    1
-                }
-            }
+            let core = core.into_config()?;
+            println!("{}", moked_workers::jobs(&core, command).await?);
         }
         Command::Whatsapp {
             core,
             worker,
+            fleet,
             command,
         } => {
-            let core = core.into_config().unwrap_or_else(|e| fail(e));
-            let worker = worker.into_config().unwrap_or_else(|e| fail(e));
-            match moked_workers::whatsapp::execute(&core, &worker, command).await {
-                Ok(out) => {
-                    println!("{out}");
-                    0
-                }
-                Err(moked_workers::whatsapp::CliError::Refused(e)) => {
-                    eprintln!("moked-worker: refused: {e}");
-                    1
-                }
-                Err(e) => fail(e),
-            }
+            let core = core.into_config()?;
+            let worker = worker.into_config(&fleet.into_config()?)?;
+            let out = moked_workers::whatsapp::execute(&core, &worker, command)
+                .await
+                .map_err(|e| match e {
+                    CliError::Refused(e) => anyhow!("refused: {e}"),
+                    CliError::Setup(e) => e,
+                })?;
+            println!("{out}");
         }
-    };
-    std::process::exit(code);
+    }
+    Ok(())
 }

@@ -8,8 +8,8 @@ use moked_jobs::queue::{self, SharedQueue};
 use moked_jobs::runner::{Handler, RunSummary, Runner, RunnerConfig, handler};
 use moked_jobs::store::Db;
 
+use crate::clients::audio_store;
 use crate::clients::twilio::TwilioClient;
-use crate::clients::{audio_store, transcriber};
 use crate::config::WorkerConfig;
 use crate::handlers::{self, Ctx};
 
@@ -47,7 +47,7 @@ pub fn context(
         core: Arc::new(core.clone()),
         config: Arc::new(worker.clone()),
         twilio: Arc::new(TwilioClient::new(core)?),
-        transcriber: transcriber::from_config(worker)?,
+        transcriber: crate::clients::open_transcriber(worker)?,
         recordings: audio_store::open(&worker.recordings_store)?,
         whatsapp: crate::clients::whatsapp::from_config(
             core,
@@ -56,7 +56,7 @@ pub fn context(
         )?,
         pacer: moked_jobs::pacing::Pacer::for_queue(
             core,
-            worker.whatsapp.rate,
+            worker.delivery.rate,
             moked_jobs::pacing::DEFAULT_MAX_WAIT,
         )?,
     })

@@ -34,6 +34,7 @@ use fake_transcriber::{FakeTranscriber, SttScript};
 use futures::StreamExt;
 use moked_jobs::config::CoreConfig;
 use moked_jobs::kinds::RecordingProcess;
+use moked_jobs::phone::E164;
 use moked_jobs::queue::{self, JobDetail, JobState, NewJob, SharedQueue};
 use moked_jobs::retry::{RetryPolicy, RetrySchedule};
 use moked_jobs::runner::{RunSummary, Runner};
@@ -1043,7 +1044,7 @@ async fn notify_whatsapp_to_queues_one_note_with_the_caller_and_the_transcript()
     let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
     let mut w = World::new(&twilio.base).await;
     w.worker.notify_whatsapp_to = Some("+972541112233".into());
-    w.worker.twilio_whatsapp_number = Some(BUSINESS_NUMBER.into());
+    w.worker.whatsapp.sender = Some(E164::parse(BUSINESS_NUMBER).expect("our number"));
     let stt = FakeTranscriber::start(SttScript::text("אני רוצה לקבוע פגישה"));
     let (re, ca) = (sid("RE"), sid("CA"));
     w.call(&ca).await;

@@ -20,6 +20,7 @@
 //!   [`crate::retry::RetrySchedule`]; each failure appends to the job's history.
 
 pub mod database;
+mod lua;
 pub mod outcomes;
 pub mod redis;
 mod redis_enqueue;

@@ -153,6 +153,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::lua::script;
 use super::outcomes;
 use super::redis_enqueue::{Enqueuer, JobArgs};
 use super::{
@@ -174,15 +175,6 @@ pub const PROMOTE_LIMIT: usize = 500;
 pub const MAX_CLAIM: usize = 1_000;
 /// Jobs (or in-flight ids) one call of a bulk script handles: `retry_all`, `prune`, recovery.
 pub const BATCH: usize = 500;
-
-/// The argument checks every script starts with (see `lua/args.lua`).
-const ARGS_LUA: &str = include_str!("lua/args.lua");
-
-/// A script with the argument checks of `lua/args.lua` in front: each script checks all of its
-/// arguments before its first write, because Redis keeps the writes a failing script made.
-pub(super) fn script(body: &str) -> Script {
-    Script::new(&format!("{ARGS_LUA}\n{body}"))
-}
 
 static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
 static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/ack.lua")));

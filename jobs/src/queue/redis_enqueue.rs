@@ -35,7 +35,7 @@ pub const MAX_IN_FLIGHT: usize = 4;
 const BACKLOG: usize = 4_096;
 
 static ENQUEUE: LazyLock<Script> =
-    LazyLock::new(|| super::redis::script(include_str!("lua/enqueue.lua")));
+    LazyLock::new(|| super::lua::script(include_str!("lua/enqueue.lua")));
 
 /// One job's script arguments, in `lua/enqueue.lua`'s order after the prefix.
 #[derive(Debug)]

@@ -36,7 +36,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::audio;
-use crate::config::{TranscribeProvider, WorkerConfig};
 
 /// The language every recording is transcribed in.
 pub const LANGUAGE: &str = "he";
@@ -424,45 +423,6 @@ async fn transcribe_split(
         language: LANGUAGE.to_owned(),
         model,
     })
-}
-
-/// The transcriber `TRANSCRIBE_PROVIDER` asks for.
-pub fn from_config(config: &WorkerConfig) -> anyhow::Result<SharedTranscriber> {
-    Ok(match config.transcribe_provider {
-        TranscribeProvider::None => Arc::new(NoTranscriber),
-        TranscribeProvider::Openai => {
-            let key = config.transcribe_api_key.clone().ok_or_else(|| {
-                anyhow::anyhow!("TRANSCRIBE_PROVIDER=openai needs TRANSCRIBE_API_KEY")
-            })?;
-            Arc::new(OpenAiTranscriber::new(
-                &config.transcribe_api_base,
-                key,
-                &config.transcribe_model,
-            )?)
-        }
-        TranscribeProvider::Whisper => whisper(config)?,
-    })
-}
-
-#[cfg(feature = "whisper")]
-fn whisper(config: &WorkerConfig) -> anyhow::Result<SharedTranscriber> {
-    let path = config
-        .whisper_model_path
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("TRANSCRIBE_PROVIDER=whisper needs WHISPER_MODEL_PATH"))?;
-    Ok(Arc::new(super::whisper::WhisperTranscriber::load(
-        path,
-        config.whisper_concurrency,
-        config.whisper_threads,
-    )?))
-}
-
-#[cfg(not(feature = "whisper"))]
-fn whisper(_: &WorkerConfig) -> anyhow::Result<SharedTranscriber> {
-    anyhow::bail!(
-        "TRANSCRIBE_PROVIDER=whisper needs a build with the `whisper` cargo feature \
-         (cargo build -p moked-workers --features whisper)"
-    )
 }
 
 #[cfg(test)]

@@ -56,19 +56,10 @@ use moked_jobs::whatsapp::Provider;
 
 use super::baileys::{BaileysClient, BaileysError};
 use super::twilio::{Message, NewMessage, TwilioApi, TwilioError};
-use crate::config::{WhatsAppProvider, WorkerConfig};
+use crate::config::WorkerConfig;
 
 /// How much earlier than our attempt a provider message may be dated and still be ours.
 pub const LOOKUP_SKEW: Duration = Duration::from_secs(120);
-
-impl From<WhatsAppProvider> for Provider {
-    fn from(p: WhatsAppProvider) -> Self {
-        match p {
-            WhatsAppProvider::Twilio => Provider::Twilio,
-            WhatsAppProvider::Baileys => Provider::Baileys,
-        }
-    }
-}
 
 /// One outbound message, as the provider needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,18 +174,14 @@ pub fn from_config(
     worker: &WorkerConfig,
     twilio: Arc<dyn TwilioApi>,
 ) -> anyhow::Result<Arc<dyn WhatsAppSender>> {
-    let timeout = worker.whatsapp.send_timeout;
-    Ok(match Provider::from(worker.whatsapp_provider) {
-        Provider::Twilio => {
-            let from = match worker.twilio_whatsapp_number.as_deref() {
-                Some(raw) => Some(
-                    E164::parse(raw)
-                        .map_err(|e| anyhow::anyhow!("invalid TWILIO_WHATSAPP_NUMBER: {e}"))?,
-                ),
-                None => None,
-            };
-            Arc::new(TwilioSender::new(twilio, from, &core.public_host, timeout))
-        }
+    let timeout = worker.delivery.send_timeout;
+    Ok(match worker.whatsapp.provider {
+        Provider::Twilio => Arc::new(TwilioSender::new(
+            twilio,
+            worker.whatsapp.sender.clone(),
+            &core.public_host,
+            timeout,
+        )),
         Provider::Baileys => Arc::new(BaileysSender::new(BaileysClient::new(
             worker.baileys_url.clone(),
             core.baileys_secret.clone(),

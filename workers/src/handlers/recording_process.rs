@@ -724,7 +724,7 @@ async fn event(
 /// refusal (bad number, the 24-hour window with `WHATSAPP_ENFORCE_WINDOW=true`) does not undo
 /// the stored recording and transcript — it is logged and put on the call as `notify.failed`.
 pub async fn notify_whatsapp(ctx: &Ctx, job: &RecordingProcess) -> Result<(), JobError> {
-    use moked_jobs::whatsapp::{SendError, SendRequest, request_send};
+    use moked_jobs::whatsapp::{SendError, SendRequest, SendSettings, request_send};
     let Some(to) = ctx.config.notify_whatsapp_to.clone() else {
         return Ok(());
     };
@@ -745,8 +745,7 @@ pub async fn notify_whatsapp(ctx: &Ctx, job: &RecordingProcess) -> Result<(), Jo
         Some(_) => "(silence)".to_owned(),
         None => "(not transcribed)".to_owned(),
     };
-    let settings = crate::whatsapp::send_settings(&ctx.core, &ctx.config)
-        .map_err(|e| JobError::Permanent(format!("NOTIFY_WHATSAPP_TO: {e}")))?;
+    let settings = SendSettings::new(&ctx.config.whatsapp, &ctx.core);
     let request = SendRequest {
         to,
         body: Some(format!("New voice message from {caller}:\n{text}")),

@@ -49,6 +49,12 @@ pub async fn run(ctx: &Ctx, job: WhatsAppInbound, _claim: &Claim) -> Result<(), 
         media = stored.message.media.len(),
         "inbound message recorded"
     );
-    crate::inbound_media::copy_media(ctx, &stored.message).await?;
+    crate::inbound_media::copy_media(
+        ctx.twilio.as_ref(),
+        &ctx.recordings,
+        &ctx.db,
+        &stored.message,
+    )
+    .await?;
     Ok(())
 }

@@ -50,10 +50,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use moked_jobs::config::{CoreConfig, QueueBackend};
-use moked_jobs::phone::E164;
 use moked_jobs::queue::{self, JobState, SharedQueue};
 use moked_jobs::store::Db;
-use moked_jobs::whatsapp::{Provider, SendRequest, SendSettings, request_send};
+use moked_jobs::whatsapp::{Provider, SendRequest, SendSettings, WhatsAppSettings, request_send};
 
 use crate::common::TestDb;
 use crate::fake_twilio::FakeTwilio;
@@ -222,12 +221,9 @@ impl World {
     /// Queues one WhatsApp text per recipient through the send API (as the operator API
     /// does); returns our message ids.
     pub async fn request_sends(&self, to: &[String]) -> Vec<String> {
-        let settings = SendSettings {
-            provider: Provider::Twilio,
-            sender: Some(E164::parse(SENDER).unwrap()),
-            enforce_window: false,
-            dedupe_ttl: Duration::from_secs(3600),
-        };
+        let whatsapp = WhatsAppSettings::new(Provider::Twilio, Some(SENDER), false).unwrap();
+        let core = World::core(&self.db_url, &self.redis_url, &self.prefix);
+        let settings = SendSettings::new(&whatsapp, &core);
         let settings = &settings;
         futures::stream::iter(to.iter().enumerate())
             .map(|(i, to)| async move {

@@ -157,12 +157,7 @@ async fn queue_send(
         idempotency_key: idempotency_key(headers)?,
         business_id: None,
     };
-    let settings = SendSettings {
-        provider: state.intake.whatsapp.provider,
-        sender: state.intake.whatsapp.sender.clone(),
-        enforce_window: state.intake.whatsapp.enforce_window,
-        dedupe_ttl: state.core.dedupe_ttl,
-    };
+    let settings = SendSettings::new(&state.intake.whatsapp, &state.core);
     let out = request_send(&state.db, state.queue.as_ref(), request, &settings).await?;
     let status = if out.created {
         StatusCode::ACCEPTED

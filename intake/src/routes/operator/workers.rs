@@ -2,8 +2,8 @@
 //!
 //! * Workers come from the queue ([`moked_jobs::queue::Queue::sessions`]): every registered
 //!   session with its last heartbeat and the jobs running for it. A session silent longer than
-//!   the stale window (`WORKER_STALE_AFTER` when this process has the worker's settings, else
-//!   its default, 20 s) is `stale`: the next live worker's recovery will re-queue its jobs.
+//!   the stale window (`WORKER_STALE_AFTER`, the workers' own setting, default 20 s) is
+//!   `stale`: the next live worker's recovery will re-queue its jobs.
 //! * The clock's tasks come from the `clock_task` table the clock process publishes
 //!   ([`moked_jobs::store::clock_tasks`]): the intake has no clock settings of its own. The
 //!   last tick's job is looked up in the queue for its outcome (its state is null once the job
