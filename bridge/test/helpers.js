@@ -91,10 +91,13 @@ export function tempDir(t) {
   return dir;
 }
 
-/** A started bridge on `dataDir` talking to `phone`; stopped when the test ends. */
-export async function startBridge(t, { dataDir, phone, mokedUrl = 'http://127.0.0.1:9', now, ttlMs, retry } = {}) {
+/**
+ * A started bridge on `dataDir` talking to `phone`; stopped when the test ends (`t.after`).
+ * `bridge.url` is its base URL.
+ */
+export async function startBridge(t, { dataDir, phone, mokedUrl = 'http://127.0.0.1:9', now, ttlMs, retry, secret = SECRET } = {}) {
   const config = {
-    secret: SECRET,
+    secret,
     webhookUrl: `${mokedUrl}/webhook/whatsapp/baileys`,
     port: 0,
     host: '127.0.0.1',

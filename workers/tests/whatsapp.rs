@@ -9,16 +9,17 @@
 //!   also serves the list endpoint the lookup uses;
 //! * the **Prism mock** of Twilio's official OpenAPI spec (`MOKED_PRISM_URL`, started by
 //!   `scripts/test`) for the request shape; in CI a missing mock fails, locally it is skipped;
-//! * the **fake Baileys bridge** of `common/fake_baileys.rs` (axum on 127.0.0.1:0).
+//! * the **real Baileys bridge** of `bridge/` (`node bridge/test/stub-server.js`, started by
+//!   `common/baileys_bridge.rs`): its own HTTP server, idempotency key store and outbox on
+//!   127.0.0.1:0, with a stub WhatsApp socket in place of Baileys that records what it sent and
+//!   fails sends on request. Needs Node.js ≥ 20; installs `bridge/node_modules` when missing.
 //!
 //! Each test has its own SQLite file (and, for pacing, its own Redis prefix, deleted after).
 //! Nothing sleeps to wait for work: [`Runner::drain`] returns when no job is left; retry
 //! schedules are a few milliseconds so retries take no time.
 
-#[path = "common/fake_baileys.rs"]
-mod fake_baileys;
-#[path = "common/fake_http.rs"]
-mod fake_http;
+#[path = "common/baileys_bridge.rs"]
+mod baileys_bridge;
 #[path = "common/fake_twilio.rs"]
 mod fake_twilio;
 #[path = "common/teardown.rs"]
@@ -27,8 +28,8 @@ mod teardown;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use baileys_bridge::{Answered, BaileysBridge, Failing};
 use chrono::Utc;
-use fake_baileys::{BridgeScript, FakeBaileys};
 use fake_twilio::{FakeTwilio, MEDIA_BYTES, Step, field};
 use moked_jobs::config::{CoreConfig, QueueBackend};
 use moked_jobs::kinds::{WhatsAppInbound, WhatsAppSend, WhatsAppStatus};
@@ -38,9 +39,11 @@ use moked_jobs::retry::{RetryPolicy, RetrySchedule};
 use moked_jobs::runner::{RunSummary, Runner, RunnerConfig};
 use moked_jobs::store::Db;
 use moked_jobs::store::messages::{self, WhatsAppMessage};
-use moked_jobs::whatsapp::{Outbound, SendError, SendRequest, request_send};
+use moked_jobs::whatsapp::{
+    Outbound, Provider, SendError, SendRequest, SendSettings, WhatsAppSettings, request_send,
+};
 use moked_workers::clients::whatsapp::Outgoing;
-use moked_workers::config::{WhatsAppProvider, WorkerConfig};
+use moked_workers::config::WorkerConfig;
 use moked_workers::run;
 use serde_json::{Value, json};
 
@@ -63,6 +66,11 @@ struct World {
 
 fn redis_url() -> String {
     std::env::var("MOKED_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The WhatsApp settings `TWILIO_WHATSAPP_NUMBER=sender` gives (parsed as at start-up).
+fn whatsapp_settings(provider: Provider, sender: &str) -> WhatsAppSettings {
+    WhatsAppSettings::new(provider, Some(sender), false).expect("a sender number")
 }
 
 impl World {
@@ -93,9 +101,9 @@ impl World {
             core.queue_prefix = prefix.clone();
         }
         let mut worker = WorkerConfig::for_tests("wa");
-        worker.twilio_whatsapp_number = Some(format!("whatsapp:{SENDER}"));
-        worker.whatsapp.send_timeout = Duration::from_millis(400);
-        worker.whatsapp.rate = None;
+        worker.whatsapp = whatsapp_settings(Provider::Twilio, &format!("whatsapp:{SENDER}"));
+        worker.delivery.send_timeout = Duration::from_millis(400);
+        worker.delivery.rate = None;
         tune(&mut worker);
         let queue = queue::connect(&core, &db).await.unwrap();
         World {
@@ -110,7 +118,7 @@ impl World {
     }
 
     fn settings(&self) -> moked_jobs::whatsapp::SendSettings {
-        moked_workers::whatsapp::send_settings(&self.core, &self.worker).unwrap()
+        SendSettings::new(&self.worker.whatsapp, &self.core)
     }
 
     async fn send(&self, req: SendRequest) -> Result<Outbound, SendError> {
@@ -405,7 +413,7 @@ async fn the_whatsapp_prefix_is_added_exactly_once_and_the_callback_carries_our_
         " whatsapp:+1 415 523 8886 ".to_owned(),
     ] {
         let w = World::build(&twilio.url, false, |wc| {
-            wc.twilio_whatsapp_number = Some(configured.clone())
+            wc.whatsapp = whatsapp_settings(Provider::Twilio, &configured)
         })
         .await;
         let a = w.send_text("whatsapp:+972525551234", "א").await;
@@ -581,7 +589,7 @@ async fn a_callback_naming_our_id_attaches_the_sid_so_a_retry_does_not_resend() 
     // retry: the message is known to be sent without any lookup.
     let twilio = FakeTwilio::start(vec![Step::Hang { create: true }]).await;
     let w = World::build(&twilio.url, false, |wc| {
-        wc.whatsapp.send_timeout = Duration::from_millis(200)
+        wc.delivery.send_timeout = Duration::from_millis(200)
     })
     .await;
     let out = w.send_text("052-555-1234", "שלום").await;
@@ -763,7 +771,7 @@ async fn inbound_media_are_copied_with_auth_once_into_the_recordings_store() {
 async fn pacing_spreads_sends_at_the_configured_rate_across_workers() {
     let twilio = FakeTwilio::start(vec![]).await;
     let w = World::build(&twilio.url, true, |wc| {
-        wc.whatsapp.rate = Rate::per_second(50.0)
+        wc.delivery.rate = Rate::per_second(50.0)
     })
     .await;
     for i in 0..15 {
@@ -851,7 +859,7 @@ async fn a_run_that_waited_for_its_slot_looks_again_and_does_not_resend() {
     let twilio = FakeTwilio::start(vec![]).await;
     let interval = Duration::from_millis(500);
     let rate = Rate::per_second(1.0 / interval.as_secs_f64());
-    let w = World::build(&twilio.url, true, |wc| wc.whatsapp.rate = rate).await;
+    let w = World::build(&twilio.url, true, |wc| wc.delivery.rate = rate).await;
     let out = w.send_text("+972525556789", "שלום").await;
     w.queue
         .enqueue(NewJob::new(&WhatsAppSend {
@@ -935,30 +943,34 @@ async fn prism_accepts_the_request_shapes_of_text_templates_and_the_lookup() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The Baileys bridge (the fake of common/fake_baileys.rs).
+// The Baileys bridge: the real one of bridge/ over a stub WhatsApp socket
+// (common/baileys_bridge.rs).
 
-/// A request header from the fake's log, by case-insensitive name.
-fn header(request: &Value, name: &str) -> Option<String> {
-    request["headers"].as_object()?.iter().find_map(|(k, v)| {
-        k.eq_ignore_ascii_case(name)
-            .then(|| v.as_str().unwrap_or_default().to_owned())
-    })
-}
-
-async fn baileys_world(bridge: &FakeBaileys, secret: &str) -> World {
+async fn baileys_world(bridge: &BaileysBridge, secret: &str) -> World {
     let url = bridge.url.clone();
     let mut w = World::build("http://127.0.0.1:9", false, move |wc| {
-        wc.whatsapp_provider = WhatsAppProvider::Baileys;
+        wc.whatsapp.provider = Provider::Baileys;
         wc.baileys_url = Some(url);
+        // A real process that fsyncs its key log before each send: a loaded machine must not
+        // turn a send into an ambiguous timeout and change what the tests count.
+        wc.delivery.send_timeout = Duration::from_secs(10);
     })
     .await;
     w.core.baileys_secret = Some(secret.to_owned().into());
     w
 }
 
+/// The bridge's answers, as (Idempotency-Key, HTTP status).
+fn answers(requests: &[Answered]) -> Vec<(Option<&str>, u16)> {
+    requests
+        .iter()
+        .map(|r| (r.key.as_deref(), r.status))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baileys_sends_text_to_a_jid_with_the_secret_and_our_id() {
-    let bridge = FakeBaileys::start(BridgeScript::new("s3cret"));
+    let bridge = BaileysBridge::start("s3cret").await;
     let w = baileys_world(&bridge, "s3cret").await;
     let out = w.send_text("052-555-1234", "שלום מהגשר").await;
     assert_eq!(out.message.provider, "baileys");
@@ -969,59 +981,79 @@ async fn baileys_sends_text_to_a_jid_with_the_secret_and_our_id() {
 
     w.drain().await;
 
+    let sent = bridge.sent().await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].jid.as_str(), sent[0].text.as_str()),
+        ("972525551234@s.whatsapp.net", "שלום מהגשר")
+    );
     let m = w.message(&out.message.id).await;
-    assert!(
-        m.provider_sid
-            .as_deref()
-            .is_some_and(|s| s.starts_with("FAKE")),
-        "{m:?}"
-    );
+    assert_eq!(m.provider_sid.as_deref(), Some(sent[0].id.as_str()));
     assert_eq!(m.status, "sent");
-    let reqs = bridge.requests();
+    let reqs = bridge.requests().await;
     assert_eq!(reqs.len(), 1);
-    assert_eq!(
-        reqs[0]["body"],
-        json!({"to": "972525551234@s.whatsapp.net", "text": "שלום מהגשר"})
-    );
-    assert_eq!(reqs[0]["secret_ok"], json!(true));
-    assert_eq!(
-        header(&reqs[0], "idempotency-key"),
-        Some(out.message.id.clone())
-    );
+    assert!(reqs[0].secret_ok);
+    assert_eq!(answers(&reqs), [(Some(out.message.id.as_str()), 200)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baileys_errors_retry_with_the_same_idempotency_key_until_one_message_is_sent() {
-    let bridge = FakeBaileys::start(BridgeScript::new("s3cret").failing_first(2, 502));
+    let bridge = BaileysBridge::start("s3cret").await;
+    // A socket error with no sign of where it happened: the bridge cannot tell whether the
+    // message went out, so it answers 500 (docs/BAILEYS.md), which moked retries as ambiguous.
+    bridge.fail_next(2, 500, Failing::BeforeSending).await;
     let w = baileys_world(&bridge, "s3cret").await;
     let out = w.send_text("052-555-1234", "שלום").await;
 
     let summary = w.drain().await;
 
-    let reqs = bridge.requests();
-    assert_eq!(reqs.len(), 3);
-    assert_eq!(
-        reqs.iter().filter(|r| r["status"] == 200).count(),
-        1,
-        "one message sent"
-    );
-    for r in &reqs {
-        assert_eq!(header(r, "idempotency-key"), Some(out.message.id.clone()));
-    }
+    let key = Some(out.message.id.as_str());
+    let reqs = bridge.requests().await;
+    assert_eq!(answers(&reqs), [(key, 500), (key, 500), (key, 200)]);
+    let sent = bridge.sent().await;
+    assert_eq!(sent.len(), 1, "one message sent: {sent:?}");
     assert_eq!((summary.done, summary.retried), (1, 2));
-    assert!(w.message(&out.message.id).await.provider_sid.is_some());
+    let m = w.message(&out.message.id).await;
+    assert_eq!(m.provider_sid.as_deref(), Some(sent[0].id.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baileys_send_cut_short_after_it_went_out_is_retried_as_the_same_whatsapp_message() {
+    let bridge = BaileysBridge::start("s3cret").await;
+    // The socket sent, then failed waiting for WhatsApp (408): 500 to moked, which retries with
+    // the same key; the bridge sends again under the WhatsApp id it chose the first time, so
+    // WhatsApp sees one message and moked stores that id.
+    bridge.fail_next(1, 408, Failing::AfterSending).await;
+    let w = baileys_world(&bridge, "s3cret").await;
+    let out = w.send_text("052-555-1234", "שלום").await;
+
+    let summary = w.drain().await;
+
+    let key = Some(out.message.id.as_str());
+    assert_eq!(answers(&bridge.requests().await), [(key, 500), (key, 200)]);
+    assert_eq!((summary.done, summary.retried), (1, 1));
+    let sent = bridge.sent().await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].id, sent[1].id, "one WhatsApp message id");
+    let m = w.message(&out.message.id).await;
+    assert_eq!(m.provider_sid.as_deref(), Some(sent[0].id.as_str()));
+    assert_eq!(m.status, "sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_baileys_secret_leaves_the_message_queued_for_an_operator() {
-    let bridge = FakeBaileys::start(BridgeScript::new("s3cret"));
+    let bridge = BaileysBridge::start("s3cret").await;
     let w = baileys_world(&bridge, "wrong").await;
     let out = w.send_text("052-555-1234", "שלום").await;
 
     let summary = w.drain().await;
 
     assert_eq!((summary.dead, summary.retried), (1, 0));
-    assert_eq!(bridge.requests().len(), 1);
+    let reqs = bridge.requests().await;
+    assert_eq!(reqs.len(), 1);
+    assert!(!reqs[0].secret_ok);
+    assert_eq!(reqs[0].status, 403);
+    assert!(bridge.sent().await.is_empty());
     let m = w.message(&out.message.id).await;
     assert_eq!((m.status.as_str(), m.provider_sid), ("queued", None));
     let job = w

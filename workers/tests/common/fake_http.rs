@@ -1,6 +1,6 @@
-//! Plumbing shared by the in-process fakes of outside HTTP services (`fake_transcriber.rs`,
-//! `fake_baileys.rs`): serving an axum router on `127.0.0.1:0`, a request log the test reads
-//! back, and "fail the first K requests" injection.
+//! Plumbing for the in-process fakes of outside HTTP services (`fake_transcriber.rs`): serving
+//! an axum router on `127.0.0.1:0`, a request log the test reads back, and "fail the first K
+//! requests" injection.
 //!
 //! The log holds one JSON record per request, in arrival order: `seq`, `time` (RFC 3339, ms,
 //! taken when the request arrived), `method`, `path`, `headers` (secrets redacted), `status`, plus
