@@ -83,6 +83,8 @@ on_both_databases!(
     an_idempotency_key_returns_the_first_outbound_message,
     an_outbound_message_needs_text_or_a_template_but_not_both,
     the_customer_timeline_lists_calls_and_messages_newest_first,
+    concurrent_write_units_each_commit_their_rows_and_a_failing_one_undoes_only_its_own,
+    concurrent_incoming_calls_each_get_their_call_customer_and_event,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -189,6 +191,92 @@ async fn count(db: &Db, sql: &'static str, bind: &str) -> i64 {
         .fetch_one(db.pool())
         .await
         .expect("count")
+}
+
+// ---------------------------------------------------------------- write units
+
+/// Many units at once (on SQLite they share transactions): each caller gets its own value back,
+/// every unit that succeeded has its rows, and a unit that failed half-way has none of its own
+/// rows while the units committed with it keep theirs.
+async fn concurrent_write_units_each_commit_their_rows_and_a_failing_one_undoes_only_its_own(
+    db: Db,
+) {
+    let units = (0..120).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.write_unit(move |conn| {
+                Box::pin(async move {
+                    let name = format!("unit-{i}");
+                    sqlx::query("INSERT INTO business (name, created_at) VALUES ($1, 0)")
+                        .bind(name.clone())
+                        .execute(&mut *conn)
+                        .await?;
+                    if i % 10 == 3 {
+                        // A second write that breaks UNIQUE (name): the whole unit is undone.
+                        sqlx::query("INSERT INTO business (name, created_at) VALUES ($1, 0)")
+                            .bind(name)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(i * 2)
+                })
+            })
+            .await
+        })
+    });
+    let results = futures::future::join_all(units).await;
+    for (i, r) in results.into_iter().enumerate() {
+        let r = r.expect("task");
+        if i % 10 == 3 {
+            let e = r.expect_err("the unit that broke UNIQUE fails");
+            assert!(e.is_unique_violation(), "{e:?}");
+        } else {
+            assert_eq!(r.expect("unit"), i * 2);
+        }
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM business WHERE name LIKE 'unit-%' ORDER BY name")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    let mut expected: Vec<String> = (0..120)
+        .filter(|i| i % 10 != 3)
+        .map(|i| format!("unit-{i}"))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+}
+
+/// The worker's hot path under its concurrency: 200 calls from 50 callers recorded at once give
+/// 200 calls, 50 customers and one `ringing` event per call.
+async fn concurrent_incoming_calls_each_get_their_call_customer_and_event(db: Db) {
+    let calls = (0..200).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut s = start(&format!("CA{i:04}"), t(i));
+            s.from = Number::parse(&format!("+97250{:07}", i % 50));
+            calls::record_call_started(&db, &s).await
+        })
+    });
+    for r in futures::future::join_all(calls).await {
+        let call = r.expect("task").expect("recorded");
+        assert!(call.customer_id.is_some(), "{call:?}");
+    }
+    for (sql, n) in [
+        ("SELECT count(*) FROM call WHERE call_sid LIKE $1", 200),
+        ("SELECT count(*) FROM customer WHERE phone LIKE $1", 50),
+        (
+            "SELECT count(*) FROM call_event WHERE status = 'ringing' AND call_sid LIKE $1",
+            200,
+        ),
+    ] {
+        let bind = if sql.contains("phone") {
+            "+97250%"
+        } else {
+            "CA%"
+        };
+        assert_eq!(count(&db, sql, bind).await, n, "{sql}");
+    }
 }
 
 // ---------------------------------------------------------------- calls

@@ -54,7 +54,9 @@
 //! Multi-statement transactions begin with `BEGIN IMMEDIATE` on SQLite: the write lock is taken
 //! up front (waiting up to the pool's 5 s `busy_timeout`), so a transaction never has to
 //! upgrade a read snapshot to a write lock, which in WAL mode fails at once with `SQLITE_BUSY`
-//! instead of waiting. Single statements run in autocommit. Postgres uses plain `BEGIN` (READ
+//! instead of waiting; they are the store's write transactions ([`Db::write`]), so the
+//! process's queue and store writers take turns through one gate rather than SQLite's sleeping
+//! busy handler. Single statements run in autocommit. Postgres uses plain `BEGIN` (READ
 //! COMMITTED); correctness there comes from row locks and `ON CONFLICT`, as above.
 //!
 //! # Wake-ups
@@ -93,7 +95,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::postgres::PgListener;
 use sqlx::query::Query;
-use sqlx::{Any, AssertSqlSafe, Decode, Row, Transaction, Type};
+use sqlx::{Any, AssertSqlSafe, Decode, Row, Type};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -104,7 +106,7 @@ use super::{
     QueueError, QueueResult, Stats, WorkerId, new_job_id, page_limit,
 };
 use crate::kinds::JobKind;
-use crate::store::{Db, DbKind, from_ms, now_ms, to_ms};
+use crate::store::{Db, DbKind, WriteTx, from_ms, now_ms, to_ms};
 
 /// The Postgres `LISTEN/NOTIFY` channel of the queue (the `NOTIFY` statements spell it out).
 pub const CHANNEL: &str = "moked_jobs";
@@ -282,11 +284,8 @@ impl DbQueue {
     }
 
     /// Begins a transaction that holds the write lock from the start on SQLite.
-    async fn begin(&self) -> QueueResult<Transaction<'static, Any>> {
-        Ok(match self.kind() {
-            DbKind::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
-            DbKind::Postgres => self.pool().begin().await?,
-        })
+    async fn begin(&self) -> QueueResult<WriteTx> {
+        Ok(self.inner.db.write().await?)
     }
 
     /// `FOR UPDATE SKIP LOCKED` where rows can be locked, nothing on SQLite.
@@ -299,7 +298,7 @@ impl DbQueue {
 
     /// Tells other processes (Postgres) inside `tx` that jobs may be claimable; delivered on
     /// commit.
-    async fn notify_in(&self, tx: &mut Transaction<'static, Any>) -> QueueResult<()> {
+    async fn notify_in(&self, tx: &mut WriteTx) -> QueueResult<()> {
         if self.kind() == DbKind::Postgres {
             sqlx::query("NOTIFY moked_jobs").execute(&mut **tx).await?;
         }
@@ -1124,7 +1123,7 @@ async fn delete_batches(pool: &sqlx::AnyPool, sql: &'static str, arg: i64) -> Qu
 
 /// Appends one entry to a job's history.
 async fn add_attempt(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     id: &str,
     at: i64,
     error: &str,

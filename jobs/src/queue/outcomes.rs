@@ -285,7 +285,7 @@ pub(crate) async fn db_record(db: &Db, counts: &[OutcomeCount]) -> QueueResult<(
     if counts.is_empty() {
         return Ok(());
     }
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.write().await?;
     for c in counts {
         let n = i64::try_from(c.n).unwrap_or(i64::MAX);
         for (span, bucket) in [("m", c.minute), ("h", c.minute.div_euclid(60)), ("t", 0)] {

@@ -18,6 +18,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::AnyConnection;
 
 use super::error::StoreError;
 use super::{Db, from_ms, now_ms};
@@ -57,7 +58,15 @@ impl From<BusinessRow> for Business {
 /// The business named `name`, created when missing (race-free: `ON CONFLICT (name)`, then read
 /// back). The common case — it exists — is a single read.
 pub async fn ensure_business(db: &Db, name: &str) -> Result<Business, StoreError> {
-    if let Some(b) = find_business_by_name(db, name).await? {
+    ensure_business_on(&mut *db.pool().acquire().await?, name).await
+}
+
+/// [`ensure_business`] on one connection (or inside a transaction).
+pub(crate) async fn ensure_business_on(
+    conn: &mut AnyConnection,
+    name: &str,
+) -> Result<Business, StoreError> {
+    if let Some(b) = find_business_by_name(conn, name).await? {
         return Ok(b);
     }
     sqlx::query(
@@ -65,19 +74,22 @@ pub async fn ensure_business(db: &Db, name: &str) -> Result<Business, StoreError
     )
     .bind(name)
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
-    find_business_by_name(db, name)
+    find_business_by_name(conn, name)
         .await?
         .ok_or(StoreError::NotFound)
 }
 
-async fn find_business_by_name(db: &Db, name: &str) -> Result<Option<Business>, StoreError> {
+async fn find_business_by_name(
+    conn: &mut AnyConnection,
+    name: &str,
+) -> Result<Option<Business>, StoreError> {
     Ok(sqlx::query_as::<_, BusinessRow>(
         "SELECT id, name, created_at FROM business WHERE name = $1",
     )
     .bind(name)
-    .fetch_optional(db.pool())
+    .fetch_optional(conn)
     .await?
     .map(Business::from))
 }
@@ -103,12 +115,19 @@ pub async fn find_business_by_number(
     db: &Db,
     number: &E164,
 ) -> Result<Option<Business>, StoreError> {
+    find_business_by_number_on(&mut *db.pool().acquire().await?, number).await
+}
+
+async fn find_business_by_number_on(
+    conn: &mut AnyConnection,
+    number: &E164,
+) -> Result<Option<Business>, StoreError> {
     Ok(sqlx::query_as::<_, BusinessRow>(
         "SELECT b.id, b.name, b.created_at FROM business_number n \
          JOIN business b ON b.id = n.business_id WHERE n.phone = $1",
     )
     .bind(number.as_str())
-    .fetch_optional(db.pool())
+    .fetch_optional(conn)
     .await?
     .map(Business::from))
 }
@@ -132,19 +151,27 @@ pub async fn assign_number(db: &Db, business_id: i64, number: &E164) -> Result<(
 /// if two workers race; both then read the winner). `None` (the number did not parse or was
 /// not sent) gives the default business and records nothing.
 pub async fn business_for_called(db: &Db, called: Option<&E164>) -> Result<Business, StoreError> {
+    business_for_called_on(&mut *db.pool().acquire().await?, called).await
+}
+
+/// [`business_for_called`] on one connection (or inside a transaction).
+pub(crate) async fn business_for_called_on(
+    conn: &mut AnyConnection,
+    called: Option<&E164>,
+) -> Result<Business, StoreError> {
     let Some(number) = called else {
-        return default_business(db).await;
+        return ensure_business_on(conn, DEFAULT_BUSINESS).await;
     };
-    if let Some(b) = find_business_by_number(db, number).await? {
+    if let Some(b) = find_business_by_number_on(conn, number).await? {
         return Ok(b);
     }
-    let default = default_business(db).await?;
+    let default = ensure_business_on(conn, DEFAULT_BUSINESS).await?;
     let recorded = sqlx::query(
         "INSERT INTO business_number (phone, business_id) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING",
     )
     .bind(number.as_str())
     .bind(default.id)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     if recorded > 0 {
@@ -155,7 +182,7 @@ pub async fn business_for_called(db: &Db, called: Option<&E164>) -> Result<Busin
         );
     }
     // Read back: a concurrent worker (or an operator) may have mapped it first.
-    find_business_by_number(db, number)
+    find_business_by_number_on(conn, number)
         .await?
         .ok_or(StoreError::NotFound)
 }

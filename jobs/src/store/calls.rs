@@ -35,9 +35,10 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::AnyConnection;
 
-use super::business::{Business, business_for_called, get_business};
-use super::customers::{Customer, Number, get_customer, upsert_customer};
+use super::business::{Business, business_for_called_on, get_business};
+use super::customers::{Customer, Number, get_customer, upsert_customer_on};
 use super::error::StoreError;
 use super::recordings::{Recording, Transcript, recordings_for_call, transcripts_for_call};
 use super::{Db, from_ms, returned, to_ms};
@@ -227,9 +228,18 @@ pub struct CallStart {
 /// [`business_for_called`]), customer by the caller (only when the caller parsed), the call row
 /// (links filled if empty, status advanced monotonically) and a `call.started` event. Idempotent.
 pub async fn record_call_started(db: &Db, start: &CallStart) -> Result<Call, StoreError> {
-    let business = business_for_called(db, start.to.e164.as_ref()).await?;
+    let start = start.clone();
+    db.write_unit(move |conn| Box::pin(async move { record_started_on(conn, &start).await }))
+        .await
+}
+
+async fn record_started_on(
+    conn: &mut AnyConnection,
+    start: &CallStart,
+) -> Result<Call, StoreError> {
+    let business = business_for_called_on(conn, start.to.e164.as_ref()).await?;
     let customer = match &start.from.e164 {
-        Some(phone) => Some(upsert_customer(db, business.id, phone, None).await?),
+        Some(phone) => Some(upsert_customer_on(conn, business.id, phone, None).await?),
         None => None,
     };
     let status = start
@@ -249,11 +259,11 @@ pub async fn record_call_started(db: &Db, start: &CallStart) -> Result<Call, Sto
         .bind(status.as_str())
         .bind(at)
         .bind(ended_at)
-        .fetch_all(db.pool())
+        .fetch_all(&mut *conn)
         .await?;
     let row = returned(row).ok_or(sqlx::Error::RowNotFound)?;
     insert_event(
-        db,
+        conn,
         &start.call_sid,
         "status",
         Some(&status),
@@ -334,7 +344,6 @@ async fn apply_status(
     if status.is_empty() {
         return Err(StoreError::Invalid("empty call status".into()));
     }
-    let at = to_ms(change.at);
     let mut detail = serde_json::json!({
         "sequence": change.sequence,
         "duration_s": change.duration_s,
@@ -347,34 +356,49 @@ async fn apply_status(
         None => status_event_key(&change.call_sid, &status, change.sequence),
     };
     let detail = detail.to_string();
+    let change = change.clone();
+    db.write_unit(move |conn| {
+        Box::pin(async move { apply_status_on(conn, &change, &status, &detail, &key).await })
+    })
+    .await
+}
+
+async fn apply_status_on(
+    conn: &mut AnyConnection,
+    change: &CallStatusChange,
+    status: &str,
+    detail: &str,
+    key: &str,
+) -> Result<CallStatusOutcome, StoreError> {
+    let at = to_ms(change.at);
     let event_recorded = insert_event(
-        db,
+        conn,
         &change.call_sid,
         "status",
-        Some(&status),
-        Some(&detail),
+        Some(status),
+        Some(detail),
         at,
-        &key,
+        key,
     )
     .await?;
-    if call_status_rank(&status).is_none() {
+    if call_status_rank(status).is_none() {
         tracing::warn!(status = %status, "call status outside Twilio's vocabulary kept as an event only");
         return Ok(CallStatusOutcome {
             event_recorded,
             advanced: false,
-            call: get_call_row(db, &change.call_sid).await?,
+            call: get_call_row_on(conn, &change.call_sid).await?,
         });
     }
-    let ended_at = is_terminal_call_status(&status).then_some(at);
+    let ended_at = is_terminal_call_status(status).then_some(at);
     let advanced = sqlx::query_as::<_, CallRow>(APPLY_STATUS_SQL.as_str())
         .bind(change.call_sid.as_str())
         .bind(change.from.as_ref().and_then(Number::stored))
         .bind(change.to.as_ref().and_then(Number::stored))
-        .bind(status.as_str())
+        .bind(status)
         .bind(change.duration_s)
         .bind(at)
         .bind(ended_at)
-        .fetch_all(db.pool())
+        .fetch_all(&mut *conn)
         .await?;
     Ok(match returned(advanced) {
         Some(row) => CallStatusOutcome {
@@ -385,14 +409,14 @@ async fn apply_status(
         None => CallStatusOutcome {
             event_recorded,
             advanced: false,
-            call: get_call_row(db, &change.call_sid).await?,
+            call: get_call_row_on(conn, &change.call_sid).await?,
         },
     })
 }
 
 /// Appends an event to a call's history once per dedupe key; true when it was new.
 async fn insert_event(
-    db: &Db,
+    conn: &mut AnyConnection,
     call_sid: &str,
     kind: &str,
     status: Option<&str>,
@@ -410,7 +434,7 @@ async fn insert_event(
     .bind(detail)
     .bind(at)
     .bind(dedupe_key)
-    .execute(db.pool())
+    .execute(conn)
     .await?
     .rows_affected();
     Ok(inserted > 0)
@@ -418,11 +442,18 @@ async fn insert_event(
 
 /// The call row alone.
 pub async fn get_call_row(db: &Db, call_sid: &str) -> Result<Option<Call>, StoreError> {
+    get_call_row_on(&mut *db.pool().acquire().await?, call_sid).await
+}
+
+async fn get_call_row_on(
+    conn: &mut AnyConnection,
+    call_sid: &str,
+) -> Result<Option<Call>, StoreError> {
     Ok(sqlx::query_as::<_, CallRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {CALL_COLUMNS} FROM call WHERE call_sid = $1"
     )))
     .bind(call_sid)
-    .fetch_optional(db.pool())
+    .fetch_optional(conn)
     .await?
     .map(Call::from))
 }

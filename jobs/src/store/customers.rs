@@ -17,6 +17,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::AnyConnection;
 
 use super::error::StoreError;
 use super::{Db, from_ms, now_ms, returned, to_ms};
@@ -71,6 +72,16 @@ pub async fn upsert_customer(
     phone: &E164,
     name: Option<&str>,
 ) -> Result<Customer, StoreError> {
+    upsert_customer_on(&mut *db.pool().acquire().await?, business_id, phone, name).await
+}
+
+/// [`upsert_customer`] on one connection (or inside a transaction).
+pub(crate) async fn upsert_customer_on(
+    conn: &mut AnyConnection,
+    business_id: i64,
+    phone: &E164,
+    name: Option<&str>,
+) -> Result<Customer, StoreError> {
     // DO UPDATE (not DO NOTHING) so RETURNING yields the row on both paths.
     let row = sqlx::query_as::<_, CustomerRow>(
         "INSERT INTO customer (business_id, phone, name, created_at) VALUES ($1, $2, $3, $4) \
@@ -81,7 +92,7 @@ pub async fn upsert_customer(
     .bind(phone.as_str())
     .bind(name.filter(|n| !n.trim().is_empty()))
     .bind(now_ms())
-    .fetch_all(db.pool())
+    .fetch_all(conn)
     .await?;
     Ok(returned(row).ok_or(sqlx::Error::RowNotFound)?.into())
 }

@@ -9,6 +9,19 @@
 //! SQLite runs in WAL mode with `synchronous = FULL` (a committed job survives power loss) and a
 //! 5 s busy timeout so several processes (a `moked` and a `moked-worker jobs` CLI) can share the
 //! file.
+//!
+//! **Writes that belong together commit together** ([`Db::write_unit`]): a job's rows (a call,
+//! its customer, its timeline event) are one unit, committed at once — never half of them after
+//! a crash — and with one commit instead of one per statement. On SQLite the units of
+//! concurrent jobs share a transaction and its one fsync ([`group_commit`]); on Postgres each
+//! unit is a transaction of its own. Other multi-statement writes (the database queue's) use
+//! [`Db::write`]. On SQLite every write transaction of the process takes turns through one
+//! in-process gate before `BEGIN IMMEDIATE`: SQLite has one writer per file, and connections
+//! that meet its lock wait in its busy handler, which sleeps 1, 2, 5, 10… ms between tries and
+//! leaves the lock idle under a worker's concurrency. The gate hands the lock on at once; other
+//! processes (the CLI) still meet the busy timeout. Measured with `bench/drain.sh` (10,000
+//! incoming calls queued in Redis, one `moked-worker run`, 2 cores): SQLite 788 → 5,305 jobs/s,
+//! Postgres 1,786 → 3,906 jobs/s.
 
 pub mod audit;
 pub mod business;
@@ -17,6 +30,7 @@ pub mod clock_tasks;
 pub mod console;
 pub mod customers;
 pub mod error;
+pub mod group_commit;
 pub mod health;
 pub mod media;
 pub mod messages;
@@ -30,9 +44,16 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex as StdMutex};
+
 use chrono::{DateTime, TimeZone, Utc};
+use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use error::StoreError;
 
 /// Which database the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +69,43 @@ pub enum DbKind {
 pub struct Db {
     pool: AnyPool,
     kind: DbKind,
+    /// SQLite: one write transaction of this process at a time (see the module doc).
+    write_gate: Arc<Mutex<()>>,
+    /// SQLite: the committer that [`Db::write_unit`] hands its units to.
+    group: group_commit::GroupCommit,
+}
+
+/// A write transaction from [`Db::write`]: use it as a connection (`&mut *tx`), then
+/// [`WriteTx::commit`]. Dropped without a commit, it rolls back.
+pub struct WriteTx {
+    // Declared first so it is dropped (rolled back) before the gate opens.
+    tx: Transaction<'static, Any>,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits, then lets the next writer in.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// Rolls back, then lets the next writer in.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -87,7 +145,32 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Db { pool, kind })
+        Ok(Db {
+            pool,
+            kind,
+            write_gate: Arc::new(Mutex::new(())),
+            group: group_commit::GroupCommit::default(),
+        })
+    }
+
+    /// Begins a write transaction: on SQLite through the process's write gate and with
+    /// `BEGIN IMMEDIATE` (the write lock from the start, so a transaction that reads first
+    /// never fails to upgrade), on Postgres a plain `BEGIN`. Never call it again, or write
+    /// through [`Db::pool`], while holding one: on SQLite that waits for itself.
+    pub async fn write(&self) -> Result<WriteTx, sqlx::Error> {
+        Ok(match self.kind {
+            DbKind::Sqlite => {
+                let gate = self.write_gate.clone().lock_owned().await;
+                WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _gate: Some(gate),
+                }
+            }
+            DbKind::Postgres => WriteTx {
+                tx: self.pool.begin().await?,
+                _gate: None,
+            },
+        })
     }
 
     /// Applies the migrations of this dialect.
@@ -96,6 +179,38 @@ impl Db {
             DbKind::Sqlite => SQLITE_MIGRATOR.run(&self.pool).await,
             DbKind::Postgres => POSTGRES_MIGRATOR.run(&self.pool).await,
         }
+    }
+
+    /// Runs `work` — one job's writes that belong together — atomically, and returns its value
+    /// once its rows are committed. On SQLite the units of concurrent callers share one
+    /// transaction and one fsync ([`group_commit`]); on Postgres each is a transaction of its own.
+    /// `work` must only run SQL on the connection it is given (it may share a transaction
+    /// with other callers' units, which wait for it).
+    pub async fn write_unit<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        if self.kind == DbKind::Postgres {
+            let mut tx = self.write().await?;
+            let value = work(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(value);
+        }
+        let slot = Arc::new(StdMutex::new(None));
+        let put = slot.clone();
+        let unit: group_commit::Work = Box::new(move |conn| {
+            Box::pin(async move {
+                let value = work(conn).await?;
+                *put.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+                Ok(())
+            })
+        });
+        self.group.run(&self.pool, &self.write_gate, unit).await?;
+        let value = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        value.ok_or(StoreError::NotFound)
     }
 
     /// The pool.

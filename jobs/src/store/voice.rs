@@ -199,7 +199,7 @@ pub struct NewTranscript<'a> {
 /// Stores the transcript (once per recording) and marks the recording `done`. True when this
 /// call inserted it.
 pub async fn save_transcript(db: &Db, t: &NewTranscript<'_>) -> Result<bool, StoreError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.write().await?;
     let inserted = sqlx::query(
         "INSERT INTO transcript (recording_sid, call_sid, text, language, provider, model, \
                                  duration_s, created_at) \
