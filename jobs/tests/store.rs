@@ -16,7 +16,7 @@ use moked_jobs::store::business::{self, DEFAULT_BUSINESS};
 use moked_jobs::store::calls::{self, CallStart, CallStatusChange};
 use moked_jobs::store::customers::{self, Number, TimelineKind};
 use moked_jobs::store::error::StoreError;
-use moked_jobs::store::messages::{
+use moked_jobs::store::whatsapp::messages::{
     self, Inbound, Media, NewOutbound, StatusCallback, StatusChange, StatusOutcome,
 };
 
@@ -515,6 +515,50 @@ async fn a_known_business_number_files_calls_under_its_business(db: Db) {
         .unwrap()
         .unwrap();
     assert_eq!(customer.business_id, shai.id);
+
+    // Redelivered, and from a caller that does not parse, on the number the business owns
+    // (Postgres records these in one statement; the outcome is the general path's): one call
+    // and one `ringing` event per CallSid, the same customer, no customer for the withheld one.
+    let again = calls::record_call_started(&db, &start("CA7", t(5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            again.id,
+            again.customer_id,
+            again.started_at,
+            again.updated_at
+        ),
+        (call.id, call.customer_id, t(0), t(5)),
+        "the same row, touched again"
+    );
+    let mut withheld = start("CA8", t(1));
+    withheld.from = Number::parse("anonymous");
+    let anon = calls::record_call_started(&db, &withheld).await.unwrap();
+    assert_eq!(
+        (anon.business_id, anon.customer_id, anon.from.as_deref()),
+        (Some(shai.id), None, Some("anonymous"))
+    );
+    let ended = calls::record_call_started(
+        &db,
+        &CallStart {
+            status: Some("completed".into()),
+            ..start("CA9", t(2))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(ended.customer_id, call.customer_id);
+    assert_eq!(
+        (ended.status.as_str(), ended.ended_at),
+        ("completed", Some(t(2)))
+    );
+    for (sid, n) in [("CA7", 1), ("CA8", 1), ("CA9", 1)] {
+        let events = "SELECT count(*) FROM call_event WHERE call_sid = $1";
+        assert_eq!(count(&db, events, sid).await, n, "{sid}");
+    }
+    let customers = "SELECT count(*) FROM customer WHERE phone = $1";
+    assert_eq!(count(&db, customers, CALLER).await, 1);
 }
 
 async fn customers_are_unique_per_business_and_keep_their_first_name(db: Db) {

@@ -41,7 +41,7 @@ use super::business::{Business, business_for_called_on, get_business};
 use super::customers::{Customer, Number, get_customer, upsert_customer_on};
 use super::error::StoreError;
 use super::recordings::{Recording, Transcript, recordings_for_call, transcripts_for_call};
-use super::{Db, from_ms, returned, to_ms};
+use super::{Db, DbKind, from_ms, now_ms, returned, to_ms};
 
 /// Call statuses and their ranks; the single source of both [`call_status_rank`] and the SQL.
 pub const CALL_STATUS_RANKS: &[(&str, u8)] = &[
@@ -104,7 +104,39 @@ const CALL_COLUMNS: &str = "id, call_sid, business_id, customer_id, from_phone, 
      duration_s, started_at, ended_at, updated_at";
 
 /// `call.started`: insert, or fill empty links and advance the status monotonically.
-static UPSERT_STARTED_SQL: LazyLock<String> = LazyLock::new(|| {
+static UPSERT_STARTED_SQL: LazyLock<String> =
+    LazyLock::new(|| upsert_started_sql("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7)"));
+
+/// Postgres: the whole of `call.started` in one statement — one round trip, one implicit
+/// transaction, instead of six (`BEGIN`, business, customer, call, event, `COMMIT`) — when the
+/// number called has a business: the customer upsert, the call upsert and the event insert are
+/// data-modifying CTEs over the business found (same `ON CONFLICT` rules as the statements of
+/// the general path). No row back means no business owns the number yet, and nothing was
+/// written: the general path runs. SQLite (no writable CTEs) always takes the general path,
+/// whose statements cost no round trip there.
+///
+/// `$1` CallSid, `$2` number called (E.164), `$3` caller (E.164 or NULL), `$4`/`$5` the numbers
+/// as stored, `$6` status, `$7` at, `$8` ended_at, `$9` now (a new customer's `created_at`),
+/// `$10` the event's detail, `$11` its dedupe key.
+static STARTED_ONE_STATEMENT_PG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH b AS (SELECT business_id AS id FROM business_number WHERE phone = $2), \
+         c AS (INSERT INTO customer (business_id, phone, name, created_at) \
+               SELECT b.id, $3, NULL, $9 FROM b WHERE $3::text IS NOT NULL \
+               ON CONFLICT (business_id, phone) DO UPDATE SET \
+                 name = COALESCE(customer.name, excluded.name) \
+               RETURNING id), \
+         k AS ({}), \
+         e AS (INSERT INTO call_event (call_sid, type, status, detail, at, dedupe_key) \
+               SELECT $1, 'status', $6, $10, $7, $11 FROM b \
+               ON CONFLICT (dedupe_key) DO NOTHING) \
+         SELECT {CALL_COLUMNS} FROM k",
+        upsert_started_sql("SELECT $1, b.id, (SELECT id FROM c), $4, $5, $6, $7, $8, $7 FROM b")
+    )
+});
+
+/// The `call.started` upsert with its rows from `source` (`VALUES …` or a `SELECT`).
+fn upsert_started_sql(source: &str) -> String {
     let advances = format!(
         "{} > {}",
         rank_sql(CALL_STATUS_RANKS, "excluded.status"),
@@ -113,7 +145,7 @@ static UPSERT_STARTED_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO call (call_sid, business_id, customer_id, from_phone, to_phone, status, \
                            started_at, ended_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
+         {source} \
          ON CONFLICT (call_sid) DO UPDATE SET \
            business_id = COALESCE(call.business_id, excluded.business_id), \
            customer_id = COALESCE(call.customer_id, excluded.customer_id), \
@@ -126,7 +158,7 @@ static UPSERT_STARTED_SQL: LazyLock<String> = LazyLock::new(|| {
                         THEN excluded.updated_at ELSE call.updated_at END \
          RETURNING {CALL_COLUMNS}"
     )
-});
+}
 
 /// `call.status`: insert, or change the status only when it advances (no row returned if not).
 static APPLY_STATUS_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -228,9 +260,50 @@ pub struct CallStart {
 /// [`business_for_called`]), customer by the caller (only when the caller parsed), the call row
 /// (links filled if empty, status advanced monotonically) and a `call.started` event. Idempotent.
 pub async fn record_call_started(db: &Db, start: &CallStart) -> Result<Call, StoreError> {
+    if db.kind() == DbKind::Postgres
+        && let Some(called) = &start.to.e164
+    {
+        let status = started_status(start);
+        let at = to_ms(start.at);
+        let row = sqlx::query_as::<_, CallRow>(STARTED_ONE_STATEMENT_PG.as_str())
+            .bind(start.call_sid.as_str())
+            .bind(called.as_str())
+            .bind(start.from.e164.as_ref().map(|p| p.as_str()))
+            .bind(start.from.stored())
+            .bind(start.to.stored())
+            .bind(status.as_str())
+            .bind(at)
+            .bind(is_terminal_call_status(&status).then_some(at))
+            .bind(now_ms())
+            .bind(STARTED_EVENT_DETAIL)
+            .bind(started_event_key(&start.call_sid))
+            .fetch_all(db.pool())
+            .await?;
+        if let Some(row) = returned(row) {
+            return Ok(row.into());
+        }
+    }
     let start = start.clone();
     db.write_unit(move |conn| Box::pin(async move { record_started_on(conn, &start).await }))
         .await
+}
+
+/// The detail of the timeline event `call.started` records.
+const STARTED_EVENT_DETAIL: &str = r#"{"source":"call.started"}"#;
+
+/// The dedupe key of the timeline event `call.started` records.
+fn started_event_key(call_sid: &str) -> String {
+    format!("call.started:{call_sid}")
+}
+
+/// The status a new call is recorded with: the one sent when Twilio's vocabulary has it.
+fn started_status(start: &CallStart) -> String {
+    start
+        .status
+        .as_deref()
+        .map(canonical)
+        .filter(|s| call_status_rank(s).is_some())
+        .unwrap_or_else(|| DEFAULT_STARTED_STATUS.to_owned())
 }
 
 async fn record_started_on(
@@ -242,12 +315,7 @@ async fn record_started_on(
         Some(phone) => Some(upsert_customer_on(conn, business.id, phone, None).await?),
         None => None,
     };
-    let status = start
-        .status
-        .as_deref()
-        .map(canonical)
-        .filter(|s| call_status_rank(s).is_some())
-        .unwrap_or_else(|| DEFAULT_STARTED_STATUS.to_owned());
+    let status = started_status(start);
     let at = to_ms(start.at);
     let ended_at = is_terminal_call_status(&status).then_some(at);
     let row = sqlx::query_as::<_, CallRow>(UPSERT_STARTED_SQL.as_str())
@@ -267,9 +335,9 @@ async fn record_started_on(
         &start.call_sid,
         "status",
         Some(&status),
-        Some(r#"{"source":"call.started"}"#),
+        Some(STARTED_EVENT_DETAIL),
         at,
-        &format!("call.started:{}", start.call_sid),
+        &started_event_key(&start.call_sid),
     )
     .await?;
     Ok(row.into())
