@@ -6,8 +6,8 @@
 # one folder, and writes docs/BENCHMARKS.md and docs/bench.png from them with bench/report.py
 # (matplotlib in a venv inside the clone, target/bench-venv).
 #
-#   bench/report.sh                      full run: about 15 minutes on 2 cores (queue ~1.5 min,
-#                                        intake ~8 min, floor ~5 min); writes docs/BENCHMARKS.md,
+#   bench/report.sh                      full run: about 17 minutes on 2 cores (queue ~1.5 min,
+#                                        drains ~2 min, intake ~8 min, floor ~5 min); writes docs/BENCHMARKS.md,
 #                                        docs/bench.png
 #   QUICK=1 bench/report.sh              smoke run, about 3 minutes (2,000-job drains, 5 s loads,
 #                                        one repetition); the report goes into the run's folder,
@@ -19,7 +19,8 @@
 #   ... --out DIR                        write BENCHMARKS.md and bench.png into DIR instead
 #
 # Raw results: bench/results/report-<UTC time>/ (not committed): machine.txt (machine,
-# versions, load average), queue.txt (bench/queue.sh's file), intake/ (the harness's
+# versions, load average), queue.txt (bench/queue.sh's file), drain.txt (bench/drain.sh: real
+# call.started jobs into SQLite and Postgres; DRAIN_STORES="" skips it), intake/ (the harness's
 # run folder: results.txt, table.md, every wrk output and peer log), floor-push/ and
 # floor-verify/ (bench/floor.sh's harness passes; FLOOR_MODES="" skips them). The benchmarks'
 # knobs pass through the environment (REPS, JOBS, BACKLOG for the queue; PEERS, DURATION, …
@@ -59,7 +60,7 @@ fi
 RUN=$ROOT/bench/results/report-$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$RUN"
 if [ "${QUICK:-0}" = 1 ]; then
-  export REPS=${REPS:-1} JOBS=${JOBS:-2000} BACKLOG=${BACKLOG:-5000}
+  export REPS=${REPS:-1} JOBS=${JOBS:-2000} BACKLOG=${BACKLOG:-5000} DRAIN_JOBS=${DRAIN_JOBS:-2000}
 fi
 venv   # before measuring, so a failed install costs seconds, not a run
 
@@ -86,6 +87,11 @@ bench/queue.sh >&2
 QFILE=$(find bench/results -maxdepth 1 -name 'queue-*.txt' -newer "$MARK" | sort | tail -1)
 [ -n "$QFILE" ] || { log "bench/queue.sh left no result file"; exit 1; }
 mv "$QFILE" "$RUN/queue.txt"; rm -f "$MARK"
+
+if [ -n "${DRAIN_STORES-sqlite postgres}" ]; then
+  log "real-job drains (bench/drain.sh) -> $RUN/drain.txt"
+  RESULT_FILE=$RUN/drain.txt STORES=${DRAIN_STORES-sqlite postgres} bench/drain.sh >&2
+fi
 
 log "intake benchmark (bench/intake.sh) -> $RUN/intake"
 OUT=$RUN/intake bench/intake.sh >&2
