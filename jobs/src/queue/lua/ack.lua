@@ -21,6 +21,8 @@ end
 local kind = j[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Formatted once (see enqueue.lua: a number handed to redis.call is printed every time).
+local now_s = string.format('%d', now)
 
 -- The in-flight list holds at most what this session claimed, so LREM is cheap. (Running
 -- jobs have no state index to leave: the in-flight lists are it.)
@@ -28,30 +30,30 @@ redis.call('LREM', p .. ':inflight:' .. session, 1, id)
 
 local state, score
 if op == 'done' then
-  redis.call('HSET', key, 'state', 'done', 'finished_at', now, 'state_at', now)
-  state, score = 'done', now
+  redis.call('HSET', key, 'state', 'done', 'finished_at', now_s, 'state_at', now_s)
+  state, score = 'done', now_s
 elseif op == 'release' then
   -- Back to the head of the ready list, due now; the attempt is not counted.
   local attempts = math.max(tonumber(j[4]) - 1, 0)
-  redis.call('HSET', key, 'state', 'queued', 'attempts', attempts, 'run_at', now,
-    'state_at', now)
+  redis.call('HSET', key, 'state', 'queued', 'attempts', string.format('%d', attempts),
+    'run_at', now_s, 'state_at', now_s)
   redis.call('LPUSH', p .. ':ready', id)
-  state, score = 'queued', now
+  state, score = 'queued', now_s
 else
   redis.call('RPUSH', p .. ':hist:' .. id, cjson.encode({at = now, error = err, worker = name}))
   if op == 'retry' then
-    redis.call('HSET', key, 'state', 'retrying', 'last_error', err, 'run_at', at,
-      'state_at', now)
+    redis.call('HSET', key, 'state', 'retrying', 'last_error', err, 'run_at', ARGV[7],
+      'state_at', now_s)
     if at <= now then
       redis.call('RPUSH', p .. ':ready', id)
     else
-      redis.call('ZADD', p .. ':delayed', at, id)
+      redis.call('ZADD', p .. ':delayed', ARGV[7], id)
     end
-    state, score = 'retrying', now
+    state, score = 'retrying', now_s
   else
-    redis.call('HSET', key, 'state', 'dead', 'last_error', err, 'finished_at', now,
-      'state_at', now)
-    state, score = 'dead', now
+    redis.call('HSET', key, 'state', 'dead', 'last_error', err, 'finished_at', now_s,
+      'state_at', now_s)
+    state, score = 'dead', now_s
   end
 end
 

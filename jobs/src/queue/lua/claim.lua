@@ -21,13 +21,15 @@ local token = word_arg(S, 6)
 local popped, lost_tokens = text_arg(S, 7), text_arg(S, 8)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Formatted once (see enqueue.lua: a number handed to redis.call is printed every time).
+local now_s = string.format('%d', now)
 local ready = p .. ':ready'
 local delayed = p .. ':delayed'
 local inflight = p .. ':inflight:' .. session
 
 -- A fetch is also a sign of life: a session that fetches is registered even before its first
 -- heartbeat, so recover_abandoned always finds its in-flight list.
-redis.call('ZADD', p .. ':sessions', now, session)
+redis.call('ZADD', p .. ':sessions', now_s, session)
 redis.call('HSET', p .. ':session-names', session, name)
 
 local out = {0, now}
@@ -55,8 +57,8 @@ end
 local function mark(id, j)
   local st, kind = j[1], j[2]
   local attempts = tonumber(j[4]) + 1
-  redis.call('HSET', p .. ':job:' .. id, 'state', 'running', 'attempts', attempts,
-    'started_at', now, 'state_at', now, 'session', session, 'claim', token)
+  redis.call('HSET', p .. ':job:' .. id, 'state', 'running', 'attempts', string.format('%d', attempts),
+    'started_at', now_s, 'state_at', now_s, 'session', session, 'claim', token)
   redis.call('ZREM', p .. ':s:' .. st, id)
   redis.call('ZREM', p .. ':s:' .. st .. ':' .. kind, id)
   lease(id, kind, j[3], attempts, j[5])
@@ -106,7 +108,7 @@ end
 
 -- 3. Promote due delayed jobs, at most `promote limit` per call (never the whole due set: the
 --    apalis wedge). Promoted jobs keep their state (queued or retrying).
-local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, promote)
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now_s, 'LIMIT', 0, promote)
 if #due > 0 then
   redis.call('RPUSH', ready, unpack(due))
   redis.call('ZREM', delayed, unpack(due))
