@@ -85,6 +85,7 @@ on_both_databases!(
     the_customer_timeline_lists_calls_and_messages_newest_first,
     concurrent_write_units_each_commit_their_rows_and_a_failing_one_undoes_only_its_own,
     concurrent_incoming_calls_each_get_their_call_customer_and_event,
+    a_write_unit_that_panics_fails_alone_and_later_units_still_commit,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -244,6 +245,57 @@ async fn concurrent_write_units_each_commit_their_rows_and_a_failing_one_undoes_
         .map(|i| format!("unit-{i}"))
         .collect();
     expected.sort();
+    assert_eq!(names, expected);
+}
+
+/// A unit that panics half-way (a bug) fails without its row, the units beside it commit, and
+/// the store keeps working: on SQLite the shared committer survives the panic, on Postgres the
+/// panic stays on the caller's task.
+async fn a_write_unit_that_panics_fails_alone_and_later_units_still_commit(db: Db) {
+    let units = (0..30).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.write_unit(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO business (name, created_at) VALUES ($1, 0)")
+                        .bind(format!("p-{i:02}"))
+                        .execute(&mut *conn)
+                        .await?;
+                    assert!(i != 7, "unit 7 breaks");
+                    Ok(())
+                })
+            })
+            .await
+        })
+    });
+    let outcomes: Vec<bool> = futures::future::join_all(units)
+        .await
+        .into_iter()
+        .map(|joined| matches!(joined, Ok(Ok(()))))
+        .collect();
+    let failed: Vec<usize> = (0..30).filter(|&i| !outcomes[i]).collect();
+    assert_eq!(failed, [7]);
+    let after = db
+        .write_unit(|conn| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO business (name, created_at) VALUES ('p-after', 0)")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await;
+    assert!(after.is_ok(), "{after:?}");
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM business WHERE name LIKE 'p-%' ORDER BY name")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    let mut expected: Vec<String> = (0..30)
+        .filter(|&i| i != 7)
+        .map(|i| format!("p-{i:02}"))
+        .collect();
+    expected.push("p-after".into());
     assert_eq!(names, expected);
 }
 

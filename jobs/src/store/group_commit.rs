@@ -17,8 +17,10 @@
 //!
 //! No crate does this (sqlx has no group commit); it is a loop over a channel.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex as StdMutex};
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::{AnyConnection, AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -103,6 +105,9 @@ async fn committer(pool: AnyPool, gate: Arc<Mutex<()>>, mut rx: mpsc::UnboundedR
 
 /// Runs the batch (taking in units that arrive meanwhile) in one transaction; one result per
 /// unit of the final batch.
+///
+/// The transaction is sqlx's, not a bare `BEGIN`: whatever way this function is left without
+/// its commit, the transaction is rolled back before the connection serves anyone else.
 async fn batch_on(
     pool: &AnyPool,
     rx: &mut mpsc::UnboundedReceiver<Unit>,
@@ -114,23 +119,20 @@ async fn batch_on(
             .map(|_| Err(StoreError::Database(copy_error(e))))
             .collect()
     };
-    let mut conn = match pool.acquire().await {
-        Ok(c) => c,
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
         Err(e) => return fail_all(batch, &e),
     };
-    if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
-        return fail_all(batch, &e);
-    }
     let mut results = Vec::with_capacity(batch.len());
     let mut next = 0;
     loop {
         while next < batch.len() {
             let work = std::mem::replace(&mut batch[next].work, Box::new(|_| noop()));
-            match run_unit(&mut conn, work).await {
+            match run_unit(&mut tx, work).await {
                 Ok(result) => results.push(result),
                 // The transaction itself is unusable: undo everything, fail every unit.
                 Err(e) => {
-                    let _ = conn.execute("ROLLBACK").await;
+                    let _ = tx.rollback().await;
                     return fail_all(batch, &e);
                 }
             }
@@ -144,21 +146,35 @@ async fn batch_on(
             Err(_) => break,
         }
     }
-    if let Err(e) = conn.execute("COMMIT").await {
-        let _ = conn.execute("ROLLBACK").await;
+    if let Err(e) = tx.commit().await {
         return fail_all(batch, &e);
     }
     results
 }
 
-/// One unit inside its savepoint. `Ok(result)` is the unit's own outcome (an error undone to
-/// the savepoint); `Err` means the savepoint could not be undone, so the transaction can't go on.
+/// One unit inside its savepoint. `Ok(result)` is the unit's own outcome (an error or a panic,
+/// undone to the savepoint); `Err` means the savepoint could not be undone, so the transaction
+/// can't go on. A panicking unit (a bug) fails alone and leaves the committer running.
 async fn run_unit(
     conn: &mut AnyConnection,
     work: Work,
 ) -> Result<Result<(), StoreError>, sqlx::Error> {
     conn.execute("SAVEPOINT unit").await?;
-    let result = work(conn).await;
+    // Retried like a handler that panicked (the runner's rule), and like the same panic on
+    // Postgres, where the unit runs on the caller's task.
+    let result = match AssertUnwindSafe(work(conn)).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                "a store write panicked (its writes were undone): {msg}"
+            ))))
+        }
+    };
     if result.is_err() {
         conn.execute("ROLLBACK TO unit").await?;
     }
