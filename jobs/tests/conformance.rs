@@ -71,6 +71,7 @@ macro_rules! every_backend {
 
 every_backend!(
     outcome_counters_add_up_across_workers_per_minute_hour_and_total,
+    workers_flushing_the_same_counters_at_once_in_any_order_all_land,
     two_runners_add_what_they_finished_to_the_cluster_wide_counters,
     a_dedupe_key_inside_its_ttl_yields_one_job,
     an_expired_dedupe_key_allows_a_new_job,

@@ -285,22 +285,32 @@ pub(crate) async fn db_record(db: &Db, counts: &[OutcomeCount]) -> QueueResult<(
     if counts.is_empty() {
         return Ok(());
     }
-    let mut tx = db.write().await?;
+    // Rows in key order: two processes flushing at once (Postgres) then lock the rows they share
+    // in the same order and one waits for the other, where input order could deadlock them (one
+    // transaction aborted and its counts lost, seen when two runners stopped together).
+    let mut rows: BTreeMap<(&str, i64, &str, &str), i64> = BTreeMap::new();
     for c in counts {
         let n = i64::try_from(c.n).unwrap_or(i64::MAX);
         for (span, bucket) in [("m", c.minute), ("h", c.minute.div_euclid(60)), ("t", 0)] {
-            sqlx::query(
-                "INSERT INTO job_stat (span, bucket, kind, outcome, n) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (span, bucket, kind, outcome) DO UPDATE SET n = job_stat.n + excluded.n",
-            )
-            .bind(span)
-            .bind(bucket)
-            .bind(&c.kind)
-            .bind(c.outcome.as_str())
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
+            let row = rows
+                .entry((span, bucket, c.kind.as_str(), c.outcome.as_str()))
+                .or_default();
+            *row = row.saturating_add(n);
         }
+    }
+    let mut tx = db.write().await?;
+    for ((span, bucket, kind, outcome), n) in rows {
+        sqlx::query(
+            "INSERT INTO job_stat (span, bucket, kind, outcome, n) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (span, bucket, kind, outcome) DO UPDATE SET n = job_stat.n + excluded.n",
+        )
+        .bind(span)
+        .bind(bucket)
+        .bind(kind)
+        .bind(outcome)
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
     }
     let newest = counts.iter().map(|c| c.minute).max().unwrap_or_default();
     for (span, oldest) in [

@@ -18,6 +18,38 @@ fn minute_of(t: DateTime<Utc>) -> i64 {
     t.timestamp().div_euclid(60)
 }
 
+/// Workers stopping together flush the same rows at once, listed in whatever order each one
+/// met its kinds: every flush lands (on Postgres, rows taken in input order could deadlock two
+/// flushes and lose one's counts).
+pub async fn workers_flushing_the_same_counters_at_once_in_any_order_all_land(q: SharedQueue) {
+    let m = minute_of(Utc::now());
+    let kinds = [
+        "call.started",
+        "call.status",
+        "whatsapp.send",
+        "whatsapp.status",
+    ];
+    let forward: Vec<OutcomeCount> = kinds
+        .iter()
+        .map(|k| count(m, k, Outcome::Done, 1))
+        .collect();
+    let backward: Vec<OutcomeCount> = forward.iter().rev().cloned().collect();
+    for _ in 0..25 {
+        let flushes = [&forward, &backward, &forward, &backward].map(|counts| {
+            let q = q.clone();
+            let counts = counts.clone();
+            tokio::spawn(async move { q.record_outcomes(&counts).await })
+        });
+        for flush in futures::future::join_all(flushes).await {
+            flush.expect("task").expect("a flush");
+        }
+    }
+    let totals = q.outcome_totals().await.expect("totals");
+    for k in kinds {
+        assert_eq!(totals[k][&Outcome::Done], 100, "{k}: {totals:?}");
+    }
+}
+
 pub async fn outcome_counters_add_up_across_workers_per_minute_hour_and_total(q: SharedQueue) {
     let now = Utc::now();
     let (m0, m1) = (minute_of(now) - 1, minute_of(now));
