@@ -426,11 +426,14 @@ async fn a_malformed_enqueue_argument_mid_batch_writes_nothing() {
 async fn an_ack_with_an_unknown_op_fails_before_touching_the_job() {
     let q = queue().await;
     let w = WorkerId::new("w");
-    let id = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    let first = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    let second = q.enqueue(job(2)).await.expect("enqueue").id().to_owned();
     assert_eq!(
-        ids(&q.fetch(&w, 1, Duration::ZERO).await.expect("fetch")),
-        [id.as_str()]
+        ids(&q.fetch(&w, 2, Duration::ZERO).await.expect("fetch")),
+        [first.as_str(), second.as_str()]
     );
+    // One call acks both (as the worker's gathered acks do): the first is a good `done`, the
+    // second's op is unknown. Nothing may be written for either.
     let ack = lua(include_str!("../src/queue/lua/ack.lua"));
     let mut conn = raw().await;
     let error = ack
@@ -438,7 +441,13 @@ async fn an_ack_with_an_unknown_op_fails_before_touching_the_job() {
         .arg(q.prefix())
         .arg(&w.session)
         .arg(&w.name)
-        .arg(&id)
+        .arg(&first)
+        .arg("done")
+        .arg("")
+        .arg(0)
+        .arg(&w.session)
+        .arg(&w.name)
+        .arg(&second)
         .arg("finish")
         .arg("")
         .arg(0)
@@ -446,22 +455,26 @@ async fn an_ack_with_an_unknown_op_fails_before_touching_the_job() {
         .await
         .expect_err("an unknown op fails");
 
-    // The job is still running and still in its session's in-flight list, so the worker's
-    // real ack (or recovery) still finds it.
+    // Both jobs are still running and still in their session's in-flight list, so the worker's
+    // real acks (or recovery) still find them.
     let inflight: Vec<String> = conn
         .lrange(format!("{}:inflight:{}", q.prefix(), w.session), 0, -1)
         .await
         .expect("lrange");
-    assert_eq!(inflight, [id.as_str()]);
+    assert_eq!(inflight, [first.as_str(), second.as_str()]);
     assert!(
         error
             .to_string()
-            .contains("moked ack: ARGV[5] must be one of"),
+            .contains("moked ack: ARGV[11] must be one of"),
         "{error}"
     );
-    q.complete(&w, &id).await.expect("complete");
-    let detail = q.get(&id).await.expect("get").expect("job");
-    assert_eq!(detail.summary.state, JobState::Done);
+    for id in [&first, &second] {
+        let detail = q.get(id).await.expect("get").expect("job");
+        assert_eq!(detail.summary.state, JobState::Running);
+        q.complete(&w, id).await.expect("complete");
+        let detail = q.get(id).await.expect("get").expect("job");
+        assert_eq!(detail.summary.state, JobState::Done);
+    }
 }
 
 #[tokio::test]

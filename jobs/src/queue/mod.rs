@@ -23,6 +23,8 @@ pub mod database;
 mod lua;
 pub mod outcomes;
 pub mod redis;
+mod redis_ack;
+mod redis_batch;
 mod redis_enqueue;
 pub mod view;
 

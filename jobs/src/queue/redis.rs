@@ -155,6 +155,7 @@ use serde::Deserialize;
 
 use super::lua::script;
 use super::outcomes;
+use super::redis_ack::{AckArgs, Acker};
 use super::redis_enqueue::{Enqueuer, JobArgs};
 use super::{
     Attempt, Enqueued, JobDetail, JobPage, JobState, JobSummary, Lease, ListQuery, NewJob, Queue,
@@ -177,7 +178,6 @@ pub const MAX_CLAIM: usize = 1_000;
 pub const BATCH: usize = 500;
 
 static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
-static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/ack.lua")));
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
 static RECOVER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/recover.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/retry.lua")));
@@ -205,6 +205,8 @@ struct Inner {
     conn: ConnectionManager,
     /// Enqueues, gathered into batches on `conn`.
     enqueuer: Enqueuer,
+    /// Acks, gathered into batches on `conn`.
+    acker: Acker,
     /// Idle connections for blocking pops: one per concurrent blocked fetch. A connection is
     /// returned only after a clean pop, so a cancelled fetch closes its connection and Redis
     /// abandons the pop.
@@ -303,6 +305,7 @@ impl RedisQueue {
                 prefix: prefix.to_owned(),
                 client,
                 enqueuer: Enqueuer::start(conn.clone(), prefix.to_owned()),
+                acker: Acker::start(conn.clone(), prefix.to_owned()),
                 conn,
                 blocking: Mutex::new(Vec::new()),
                 lost: Mutex::new(HashMap::new()),
@@ -474,21 +477,23 @@ impl RedisQueue {
         &self,
         worker: &WorkerId,
         id: &str,
-        op: &str,
+        op: &'static str,
         error: &str,
         at: Option<DateTime<Utc>>,
     ) -> QueueResult<()> {
-        let moved: i64 = ACK
-            .arg(&self.inner.prefix)
-            .arg(&worker.session)
-            .arg(&worker.name)
-            .arg(id)
-            .arg(op)
-            .arg(error)
-            .arg(at.map(|at| at.timestamp_millis()).unwrap_or(0))
-            .invoke_async(&mut self.conn())
+        let moved = self
+            .inner
+            .acker
+            .ack(AckArgs {
+                session: worker.session.clone(),
+                name: worker.name.clone(),
+                id: id.to_owned(),
+                op,
+                error: error.to_owned(),
+                at_ms: at.map(|at| at.timestamp_millis()).unwrap_or(0),
+            })
             .await?;
-        if moved == 0 {
+        if !moved {
             tracing::warn!(
                 job_id = id,
                 session = %worker.session,

@@ -1,29 +1,19 @@
-//! Group commit of enqueues for the Redis backend.
-//!
-//! The intake enqueues one job per webhook, and under load many webhooks are in flight at once.
-//! Sent one script call each, Redis spent most of every enqueue on per-call overhead (reading
-//! the command, starting the script, one write per reply) and the intake on one round trip per
-//! request. Here every [`Enqueuer::enqueue`] hands its job to one task, which sends whatever has
-//! gathered as one call of `lua/enqueue.lua` — up to [`MAX_BATCH`] jobs, at most
-//! [`MAX_IN_FLIGHT`] calls at a time — and hands each caller its own result. A quiet queue
-//! sends each job alone at once (a batch of one: no timer, no added wait); a busy one fills
-//! batches while earlier calls are on the wire.
+//! Group commit of enqueues for the Redis backend: concurrent enqueues gathered into one call
+//! of `lua/enqueue.lua` by a [`Batcher`] (see [`super::redis_batch`] for how batches form).
 //!
 //! Durability is unchanged: a caller gets its answer only after Redis ran the call that
 //! created its job, and a failed call fails every job in it (each caller answers 503 and Twilio
 //! redelivers; the dedupe keys make a redelivery of a job that was created after all a
 //! duplicate, not a second job). A caller that gave up before its batch left (its timeout
 //! expired) is dropped from the batch, so its job is not created behind a 503.
-//!
-//! No crate does this for redis-rs: its multiplexed connection pipelines concurrent commands
-//! but still runs one script per job, and pipelines cannot share a script's gathered writes.
 
 use std::sync::{Arc, LazyLock};
 
 use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::redis_batch::{Batcher, Waiting, stopped};
 use super::{Enqueued, QueueResult};
 
 /// Jobs one script call creates, at most.
@@ -31,8 +21,6 @@ pub const MAX_BATCH: usize = 128;
 /// Script calls of enqueues on the wire at once, at most. While they run, new jobs gather into
 /// the next batch.
 pub const MAX_IN_FLIGHT: usize = 4;
-/// Jobs waiting for a batch before callers wait to hand theirs over (back-pressure).
-const BACKLOG: usize = 4_096;
 
 static ENQUEUE: LazyLock<Script> =
     LazyLock::new(|| super::lua::script(include_str!("lua/enqueue.lua")));
@@ -59,71 +47,42 @@ struct Pending {
     reply: oneshot::Sender<QueueResult<Enqueued>>,
 }
 
+impl Waiting for Pending {
+    fn gone(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
 /// Hands jobs to the batching task. Cheap to share; the task ends when the last handle is
 /// dropped.
 #[derive(Debug)]
 pub struct Enqueuer {
-    tx: mpsc::Sender<Pending>,
+    batches: Batcher<Pending>,
 }
 
 impl Enqueuer {
     /// Starts the batching task (on the current Tokio runtime) for keys under `prefix`.
     pub fn start(conn: ConnectionManager, prefix: String) -> Enqueuer {
-        let (tx, rx) = mpsc::channel(BACKLOG);
-        tokio::spawn(gather(rx, conn, Arc::from(prefix)));
-        Enqueuer { tx }
+        let prefix: Arc<str> = Arc::from(prefix);
+        Enqueuer {
+            batches: Batcher::start("enqueue", MAX_BATCH, MAX_IN_FLIGHT, move |batch| {
+                send(conn.clone(), Arc::clone(&prefix), batch)
+            }),
+        }
     }
 
     /// Creates the job (or finds the owner of its dedupe key) in the next batch.
     pub async fn enqueue(&self, job: JobArgs) -> QueueResult<Enqueued> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Pending { job, reply })
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-}
-
-/// The error of an enqueue whose batching task is gone (its runtime shut down).
-fn stopped() -> super::QueueError {
-    RedisError::from(std::io::Error::other("the Redis enqueue task has stopped")).into()
-}
-
-/// Takes the first waiting job, adds every job already waiting behind it (up to
-/// [`MAX_BATCH`]), and sends the batch once a call slot is free.
-async fn gather(mut rx: mpsc::Receiver<Pending>, conn: ConnectionManager, prefix: Arc<str>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
-        // Waiting for a slot here (not before `recv`) lets the batch grow meanwhile.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(pending) => batch.push(pending),
-                Err(_) => break,
-            }
-        }
-        let conn = conn.clone();
-        let prefix = Arc::clone(&prefix);
-        tokio::spawn(async move {
-            send(conn, &prefix, batch).await;
-            drop(slot);
-        });
+        self.batches.submit(Pending { job, reply }).await?;
+        answer.await.map_err(|_| stopped("enqueue"))?
     }
 }
 
 /// One script call for `batch`; every caller gets its own result or the call's error.
-async fn send(mut conn: ConnectionManager, prefix: &str, batch: Vec<Pending>) {
-    let batch: Vec<Pending> = batch.into_iter().filter(|p| !p.reply.is_closed()).collect();
-    if batch.is_empty() {
-        return;
-    }
+async fn send(mut conn: ConnectionManager, prefix: Arc<str>, batch: Vec<Pending>) {
     let mut call = ENQUEUE.prepare_invoke();
-    call.arg(prefix);
+    call.arg(&*prefix);
     for Pending { job, .. } in &batch {
         call.arg(&job.id)
             .arg(job.kind)
