@@ -1,17 +1,19 @@
 //! Fuzz target `payload`: decoding stored job payloads ([`moked_jobs::kinds::decode`], the
 //! versioned `{"v":1,"data":…}` envelope) for every job kind a worker handles, plus the other
-//! decoders a worker runs on a lease (`JobKind` from its stored name, `received_at`).
+//! decoders a worker runs on a lease (`JobKind` from its stored name, the payload time of
+//! `received_at`, [`moked_jobs::kinds::timestamp`]).
 //!
 //! Asserts, besides "always `Ok` or `Err`, never a panic":
 //! * whatever decodes re-encodes ([`moked_jobs::kinds::encode`]) into a payload that decodes to
 //!   the same value (so a job survives a retry's round trip through the queue unchanged);
-//! * a kind name that parses is exactly that kind's stable name.
+//! * a kind name that parses is exactly that kind's stable name;
+//! * a time that parses is written back as text that parses to the same time.
 #![no_main]
 
 use std::fmt::Debug;
 
 use libfuzzer_sys::fuzz_target;
-use moked_jobs::kinds::{JobKind, JobPayload, decode, encode, received_at};
+use moked_jobs::kinds::{JobKind, JobPayload, decode, encode, timestamp};
 
 /// Decodes `raw` as `T`; when it decodes, checks the round trip through `encode`.
 fn check<T: JobPayload + PartialEq + Debug>(raw: &str) {
@@ -49,5 +51,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(kind) = raw.parse::<JobKind>() {
         assert_eq!(kind.as_str(), raw);
     }
-    let _ = received_at(&raw);
+    if let Ok(at) = timestamp::parse(&raw) {
+        let text = timestamp::format(&at);
+        assert_eq!(
+            timestamp::parse(&text),
+            Ok(at),
+            "{raw} written back as {text}"
+        );
+    }
 });

@@ -37,7 +37,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::http::{HeaderName, Method, Request, header};
 use moked_jobs::config::CoreConfig;
-use moked_jobs::queue::{Enqueued, NewJob, SharedQueue};
+use moked_jobs::queue::SharedQueue;
 use moked_jobs::signature::Keys;
 use moked_jobs::store::Db;
 use secrecy::ExposeSecret;
@@ -145,39 +145,6 @@ impl AppState {
             recordings,
             refusals: Arc::default(),
         })
-    }
-
-    /// Enqueues `job` within the configured timeout; a failure or timeout is a 503 (logged
-    /// here, once) so that Twilio retries.
-    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, IntakeError> {
-        let kind = job.kind;
-        let started = std::time::Instant::now();
-        let result =
-            tokio::time::timeout(self.intake.enqueue_timeout, self.queue.enqueue(job)).await;
-        metrics::enqueue_latency(kind, started.elapsed(), matches!(result, Ok(Ok(_))));
-        match result {
-            Ok(Ok(enqueued)) => {
-                tracing::info!(
-                    kind = %kind,
-                    job_id = %enqueued.id(),
-                    duplicate = !enqueued.is_created(),
-                    "webhook enqueued"
-                );
-                Ok(enqueued)
-            }
-            Ok(Err(error)) => {
-                tracing::error!(kind = %kind, %error, "enqueue failed; answering 503");
-                Err(IntakeError::QueueUnavailable)
-            }
-            Err(_) => {
-                tracing::error!(
-                    kind = %kind,
-                    timeout_ms = self.intake.enqueue_timeout.as_millis() as u64,
-                    "enqueue timed out; answering 503"
-                );
-                Err(IntakeError::QueueUnavailable)
-            }
-        }
     }
 }
 

@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | `moked_webhooks_total` | counter | `path`, `outcome` (`accepted`, or the status: `400`, `403`, `413`, `415`, `429`, `503`) | every `/webhook/*` answer ([`count_webhook`]) |
 //! | `moked_rate_limited_total` | counter | `limit` (`unverified`, `calls`, `recordings`, `status`) | every refusal of a rate limit ([`crate::ratelimit`]) |
-//! | `moked_enqueue_duration_seconds` | histogram | `kind`, `result` (`ok`, `error`) | [`crate::AppState::enqueue`] |
+//! | `moked_enqueue_duration_seconds` | histogram | `kind`, `result` (`ok`, `error`) | [`crate::routes::enqueue::enqueue`] |
 //! | `moked_jobs_total` | counter | `kind`, `outcome` (`done`, `retry`, `dead`) | worker runtime (`jobs/src/runner.rs`) |
 //! | `moked_job_duration_seconds` | histogram | `kind` | worker runtime |
 //! | `moked_webhook_duration_seconds` | histogram | `path` | every `/webhook/*` answer ([`count_webhook`]) |

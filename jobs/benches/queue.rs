@@ -40,7 +40,7 @@ fn job(i: u64) -> NewJob {
         to: None,
         duration_s: None,
         sequence: None,
-        received_at: "2026-01-01T00:00:00Z".into(),
+        received_at: "2026-01-01T00:00:00Z".parse().expect("a time"),
     })
 }
 

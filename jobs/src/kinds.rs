@@ -16,13 +16,23 @@
 //!
 //! Payloads carry ids and small fields, never blobs. Each payload is wrapped in an [`Envelope`]
 //! with a schema version `v`; a worker that cannot decode a payload (unknown version, missing
-//! field, garbage) sends the job to dead with the decode error instead of looping on it.
+//! field, garbage, a `received_at` that is not a time) sends the job to dead with the decode
+//! error instead of looping on it.
+//!
+//! **Natural keys.** Each payload knows the dedupe key its job is enqueued under
+//! ([`NaturalKey`], a supertrait of [`JobPayload`], implemented beside each struct): the intake's
+//! one enqueue path and the WhatsApp send API read the key from the payload instead of building
+//! it. **Times.** `received_at` is a `DateTime<Utc>` from the intake to the handler; in the
+//! queue it is the RFC 3339 text it always was ([`timestamp`]).
 
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+pub mod timestamp;
 
 /// The schema version written into every new payload envelope.
 pub const PAYLOAD_VERSION: u32 = 1;
@@ -196,9 +206,19 @@ impl FromStr for JobKind {
 }
 
 /// A payload type bound to its kind.
-pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait JobPayload: NaturalKey + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The kind this payload is queued as (generated from [`crate::for_each_job_kind!`]).
     const KIND: JobKind;
+}
+
+/// The natural key of a payload: the dedupe key its job is enqueued under, so that the same
+/// event delivered again inside the dedupe TTL is the same job ([`crate::queue::Dedupe`]).
+/// Written beside each payload struct; the keys are stored in the queue, so they never change
+/// once deployed.
+pub trait NaturalKey {
+    /// The dedupe key (`call.started:{CallSid}`, …), or `None` when the payload alone does not
+    /// name its event (a clock tick: the clock keys it by its local time).
+    fn natural_key(&self) -> Option<String>;
 }
 
 /// The versioned wrapper every payload is stored in: `{"v":1,"data":{…}}`.
@@ -267,14 +287,6 @@ pub fn decode<T: JobPayload>(raw: &str) -> Result<T, DecodeError> {
         })
 }
 
-/// The intake's receipt time of a payload (`received_at`, RFC 3339); now when it is missing or
-/// malformed (a timestamp is not worth losing the event over).
-pub fn received_at(raw: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(|_| chrono::Utc::now())
-}
-
 /// `/webhook/incoming_call`: a call started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallStarted {
@@ -287,8 +299,16 @@ pub struct CallStarted {
     /// Twilio CallStatus at the time (usually `ringing`).
     #[serde(default)]
     pub status: Option<String>,
-    /// When the intake received it (RFC 3339).
-    pub received_at: String,
+    /// When the intake received it (RFC 3339 in the queue, [`timestamp`]).
+    #[serde(with = "timestamp")]
+    pub received_at: DateTime<Utc>,
+}
+
+impl NaturalKey for CallStarted {
+    /// `call.started:{CallSid}`.
+    fn natural_key(&self) -> Option<String> {
+        Some(format!("call.started:{}", self.call_sid))
+    }
 }
 
 /// `/webhook/call_status`: a call changed status.
@@ -310,8 +330,21 @@ pub struct CallStatus {
     /// SequenceNumber, when sent.
     #[serde(default)]
     pub sequence: Option<i64>,
-    /// When the intake received it (RFC 3339).
-    pub received_at: String,
+    /// When the intake received it (RFC 3339 in the queue, [`timestamp`]).
+    #[serde(with = "timestamp")]
+    pub received_at: DateTime<Utc>,
+}
+
+impl NaturalKey for CallStatus {
+    /// `call.status:{CallSid}:{CallStatus}:{SequenceNumber}` (the last part empty when Twilio
+    /// sent no SequenceNumber).
+    fn natural_key(&self) -> Option<String> {
+        let sequence = self.sequence.map(|n| n.to_string()).unwrap_or_default();
+        Some(format!(
+            "call.status:{}:{}:{sequence}",
+            self.call_sid, self.status
+        ))
+    }
 }
 
 /// A recording to download, store and transcribe.
@@ -326,8 +359,17 @@ pub struct RecordingProcess {
     /// RecordingDuration in seconds, when sent.
     #[serde(default)]
     pub duration_s: Option<i64>,
-    /// When the intake received it (RFC 3339).
-    pub received_at: String,
+    /// When the intake received it (RFC 3339 in the queue, [`timestamp`]).
+    #[serde(with = "timestamp")]
+    pub received_at: DateTime<Utc>,
+}
+
+impl NaturalKey for RecordingProcess {
+    /// `recording:{RecordingSid}`, whichever webhook (the `<Record>` action, the status
+    /// callback) or the reconciliation made the job: one job per recording.
+    fn natural_key(&self) -> Option<String> {
+        Some(format!("recording:{}", self.recording_sid))
+    }
 }
 
 /// An inbound WhatsApp message, from Twilio or the Baileys bridge.
@@ -351,8 +393,20 @@ pub struct WhatsAppInbound {
     /// WhatsApp profile name, when sent.
     #[serde(default)]
     pub profile_name: Option<String>,
-    /// When the intake received it (RFC 3339).
-    pub received_at: String,
+    /// When the intake received it (RFC 3339 in the queue, [`timestamp`]).
+    #[serde(with = "timestamp")]
+    pub received_at: DateTime<Utc>,
+}
+
+impl NaturalKey for WhatsAppInbound {
+    /// `whatsapp.inbound:{MessageSid}` for Twilio (its keys predate other providers),
+    /// `whatsapp.inbound:{provider}:{message id}` for any other (`…:baileys:3EB0…`).
+    fn natural_key(&self) -> Option<String> {
+        Some(match self.provider.as_str() {
+            "twilio" => format!("whatsapp.inbound:{}", self.provider_sid),
+            provider => format!("whatsapp.inbound:{provider}:{}", self.provider_sid),
+        })
+    }
 }
 
 /// One media attachment of an inbound message.
@@ -381,8 +435,19 @@ pub struct WhatsAppStatus {
     /// Our message id, from the StatusCallback query, when present.
     #[serde(default)]
     pub our_id: Option<String>,
-    /// When the intake received it (RFC 3339).
-    pub received_at: String,
+    /// When the intake received it (RFC 3339 in the queue, [`timestamp`]).
+    #[serde(with = "timestamp")]
+    pub received_at: DateTime<Utc>,
+}
+
+impl NaturalKey for WhatsAppStatus {
+    /// `whatsapp.status:{MessageSid}:{MessageStatus}`, whichever provider reported it.
+    fn natural_key(&self) -> Option<String> {
+        Some(format!(
+            "whatsapp.status:{}:{}",
+            self.message_sid, self.status
+        ))
+    }
 }
 
 /// Send one outbound WhatsApp message (the row already exists in the store).
@@ -390,6 +455,13 @@ pub struct WhatsAppStatus {
 pub struct WhatsAppSend {
     /// Our message id.
     pub message_id: String,
+}
+
+impl NaturalKey for WhatsAppSend {
+    /// `whatsapp.send:{our message id}`: at most one send job per message.
+    fn natural_key(&self) -> Option<String> {
+        Some(format!("whatsapp.send:{}", self.message_id))
+    }
 }
 
 /// A clock tick: the scheduled time it stands for.
@@ -410,6 +482,19 @@ pub struct ClockHealth(pub ClockTick);
 /// Scheduled cleanup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClockCleanup(pub ClockTick);
+
+/// A tick's payload holds its UTC time; the clock keys the job by the tick's local time
+/// (`clock:{task}:{local time}`, workers/src/clock.rs), so the payload names no key.
+macro_rules! keyed_by_the_clock {
+    ($($tick:ty),+) => {
+        $(impl NaturalKey for $tick {
+            fn natural_key(&self) -> Option<String> {
+                None
+            }
+        })+
+    };
+}
+keyed_by_the_clock!(ClockReconcile, ClockHealth, ClockCleanup);
 
 #[cfg(test)]
 mod tests {
@@ -451,5 +536,127 @@ mod tests {
         assert!(err.to_string().contains("version 9"), "{err}");
         let err = decode::<WhatsAppSend>("not json").unwrap_err();
         assert!(err.to_string().contains("whatsapp.send"), "{err}");
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        timestamp::parse(text).expect("a time")
+    }
+
+    fn inbound(provider: &str, sid: &str) -> WhatsAppInbound {
+        WhatsAppInbound {
+            provider: provider.into(),
+            provider_sid: sid.into(),
+            from: "whatsapp:+972501234567".into(),
+            to: None,
+            body: String::new(),
+            media: Vec::new(),
+            profile_name: None,
+            received_at: at("2026-01-01T00:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn each_payload_names_the_dedupe_key_its_event_has_always_had() {
+        let received_at = at("2026-01-01T00:00:00Z");
+        let call_started = CallStarted {
+            call_sid: "CA1".into(),
+            from: String::new(),
+            to: String::new(),
+            status: None,
+            received_at,
+        };
+        let status = |sequence| CallStatus {
+            call_sid: "CA1".into(),
+            status: "completed".into(),
+            from: None,
+            to: None,
+            duration_s: None,
+            sequence,
+            received_at,
+        };
+        let recording = RecordingProcess {
+            recording_sid: "RE1".into(),
+            call_sid: "CA1".into(),
+            recording_url: "https://api.twilio.com/r/RE1".into(),
+            duration_s: None,
+            received_at,
+        };
+        let message_status = WhatsAppStatus {
+            message_sid: "SM1".into(),
+            status: "delivered".into(),
+            error_code: None,
+            error_message: None,
+            our_id: Some("m1".into()),
+            received_at,
+        };
+        let send = WhatsAppSend {
+            message_id: "0190-abc".into(),
+        };
+        let tick = ClockTick {
+            tick: "2026-01-01T03:00:00Z".into(),
+        };
+        let keys = [
+            call_started.natural_key(),
+            status(Some(3)).natural_key(),
+            status(None).natural_key(),
+            recording.natural_key(),
+            inbound("twilio", "SM1").natural_key(),
+            inbound("baileys", "3EB0A").natural_key(),
+            message_status.natural_key(),
+            send.natural_key(),
+            ClockReconcile(tick.clone()).natural_key(),
+            ClockHealth(tick.clone()).natural_key(),
+            ClockCleanup(tick).natural_key(),
+        ];
+        assert_eq!(
+            keys.map(|k| k.unwrap_or_else(|| "(none)".into())),
+            [
+                "call.started:CA1",
+                "call.status:CA1:completed:3",
+                "call.status:CA1:completed:",
+                "recording:RE1",
+                "whatsapp.inbound:SM1",
+                "whatsapp.inbound:baileys:3EB0A",
+                "whatsapp.status:SM1:delivered",
+                "whatsapp.send:0190-abc",
+                "(none)",
+                "(none)",
+                "(none)",
+            ]
+        );
+    }
+
+    #[test]
+    fn payloads_queued_by_earlier_versions_decode_with_their_received_at_typed() {
+        // As the intake wrote them (milliseconds, `Z`) and as tests and older tools did
+        // (`to_rfc3339()`: nanoseconds, `+00:00`; no fraction).
+        let intake = r#"{"v":1,"data":{"call_sid":"CA1","from":"+972501234567","to":"+97233334444","status":"ringing","received_at":"2025-11-24T16:00:00.250Z"}}"#;
+        let call = decode::<CallStarted>(intake).expect("decodes");
+        assert_eq!(call.received_at, at("2025-11-24T16:00:00.250Z"));
+        assert_eq!(encode(&call), intake, "written back exactly as it was read");
+        let tool = r#"{"v":1,"data":{"provider":"baileys","provider_sid":"3EB0A","from":"9725","received_at":"2025-11-24T18:00:00.250123456+02:00"}}"#;
+        let message = decode::<WhatsAppInbound>(tool).expect("decodes");
+        assert_eq!(message.received_at, at("2025-11-24T16:00:00.250Z"));
+        let plain = r#"{"v":1,"data":{"message_sid":"SM1","status":"read","received_at":"2025-11-24T16:00:00Z"}}"#;
+        let status = decode::<WhatsAppStatus>(plain).expect("decodes");
+        assert_eq!(status.received_at, at("2025-11-24T16:00:00.000Z"));
+        assert!(encode(&status).contains(r#""received_at":"2025-11-24T16:00:00.000Z""#));
+    }
+
+    #[test]
+    fn a_received_at_that_is_not_a_time_does_not_decode() {
+        for bad in [r#""yesterday""#, r#""""#, "1764000000", "null"] {
+            let raw = format!(
+                r#"{{"v":1,"data":{{"recording_sid":"RE1","call_sid":"CA1","recording_url":"u","received_at":{bad}}}}}"#
+            );
+            let err = decode::<RecordingProcess>(&raw).expect_err(bad);
+            assert!(
+                err.to_string().contains("recording.process"),
+                "{bad}: {err}"
+            );
+        }
+        let raw = r#"{"v":1,"data":{"recording_sid":"RE1","call_sid":"CA1","recording_url":"u","received_at":"yesterday"}}"#;
+        let err = decode::<RecordingProcess>(raw).expect_err("not a time");
+        assert!(err.to_string().contains("not an RFC 3339 time"), "{err}");
     }
 }

@@ -7,10 +7,11 @@
 //! ([`runner`]), telemetry ([`telemetry`]), phone numbers ([`phone`]) and the start-up every
 //! binary shares ([`startup`]: `.env`, logging, exit codes).
 //! The Twilio webhook signature algorithm ([`signature`]) is shared by the intake and `sign`.
-//! The WhatsApp send API ([`whatsapp`]) is shared by the operator API and the CLI; [`pacing`]
-//! paces sends per sender across every worker, at a [`pacing::Rate`] (the one rate grammar, also
-//! the intake's rate limits'). [`retry_effect`] decides, per kind, what an
-//! operator retry re-attempts (shared by the operator API and the CLI).
+//! The WhatsApp settings and send API ([`whatsapp`]) are shared by the operator API, the CLI
+//! and the voice pipeline; [`pacing`] paces sends per sender across every worker, at a
+//! [`pacing::Rate`] (the one rate grammar, also the intake's rate limits'). [`retry_effect`]
+//! decides, per kind, what an operator retry re-attempts (shared by the operator API and the
+//! CLI).
 
 pub mod audio_store;
 pub mod config;

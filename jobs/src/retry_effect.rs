@@ -11,9 +11,9 @@
 //! |---|---|
 //! | `call.started`, `call.status`, `whatsapp.status` | queued again as is: the store writes are idempotent and monotonic, so a re-run applies what the failed run could not and changes nothing else |
 //! | `whatsapp.inbound` | queued again as is: the message is recorded once and only the media not yet copied are fetched |
-//! | `recording.process` | queued again as is: a `failed` download or transcription stage is claimed again (`store::voice`), a failed Twilio delete or notification is re-run |
+//! | `recording.process` | queued again as is: a `failed` download or transcription stage is claimed again (`store::recordings`), a failed Twilio delete or notification is re-run |
 //! | `whatsapp.send`, message `queued` without a provider sid | queued again as is: the handler sends it (looking first when an earlier attempt was ambiguous) |
-//! | `whatsapp.send`, message refused (`failed`/`undelivered`/`canceled`) without a provider sid | the message goes back to `queued` ([`crate::store::outbound::reopen_refused`]), then the job is queued: it is sent. The refusal stays in the job's attempt history |
+//! | `whatsapp.send`, message refused (`failed`/`undelivered`/`canceled`) without a provider sid | the message goes back to `queued` ([`crate::store::whatsapp::outbound::reopen_refused`]), then the job is queued: it is sent. The refusal stays in the job's attempt history |
 //! | `whatsapp.send`, message with a provider sid | **refused**: the provider accepted it; sending again would send a second message |
 //! | `whatsapp.send`, message missing or inbound | **refused**: there is nothing to send |
 //! | `clock.reconcile`, `clock.cleanup` | queued again as is: both work on the state as it is now |
@@ -38,8 +38,8 @@ use crate::kinds::{self, ClockHealth, JobKind, JobPayload, WhatsAppSend};
 use crate::queue::{JobDetail, JobId, JobState, ListQuery, Queue, QueueError};
 use crate::store::Db;
 use crate::store::error::StoreError;
-use crate::store::messages::{self, StatusChange, is_terminal_message_status};
-use crate::store::outbound::{self, Refusal};
+use crate::store::whatsapp::messages::{self, StatusChange, is_terminal_message_status};
+use crate::store::whatsapp::outbound::{self, Refusal};
 
 /// What an operator retry must do before the job is queued again.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,7 +37,7 @@ use moked_jobs::retry::JobError;
 use moked_jobs::runner::{Runner, RunnerConfig, handler};
 use moked_jobs::store::clock_tasks;
 use moked_jobs::store::customers::Number;
-use moked_jobs::store::messages::{Inbound, attach_provider_sid, record_inbound};
+use moked_jobs::store::whatsapp::messages::{Inbound, attach_provider_sid, record_inbound};
 use secrecy::SecretString;
 
 use crate::helpers::{Backend, sid};

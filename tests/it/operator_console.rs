@@ -10,7 +10,7 @@ use moked_jobs::queue::outcomes::{Outcome, OutcomeCount};
 use moked_jobs::queue::{JobState, ListQuery, WorkerId};
 use moked_jobs::store::Db;
 use moked_jobs::store::customers::Number;
-use moked_jobs::store::messages::{Inbound, record_inbound};
+use moked_jobs::store::whatsapp::messages::{Inbound, record_inbound};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, sid};

@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use moked_jobs::store::customers::Number;
-use moked_jobs::store::messages::{Inbound, record_inbound};
+use moked_jobs::store::whatsapp::messages::{Inbound, record_inbound};
 
 use crate::helpers::{Backend, sid};
 use crate::operator_support::{get, keys, record_call, sorted, spawn_operator_app};

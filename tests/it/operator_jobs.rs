@@ -7,7 +7,7 @@ use chrono::Utc;
 use moked_jobs::kinds::{JobKind, WhatsAppSend};
 use moked_jobs::queue::{NewJob, view};
 use moked_jobs::store::Db;
-use moked_jobs::store::messages::{
+use moked_jobs::store::whatsapp::messages::{
     StatusChange, attach_provider_sid, get_message, new_message_id, set_status_by_id,
 };
 

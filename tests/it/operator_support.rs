@@ -145,7 +145,7 @@ pub fn call_started_job(from: &str) -> NewJob {
         from: from.into(),
         to: "+97233334444".into(),
         status: Some("ringing".into()),
-        received_at: Utc::now().to_rfc3339(),
+        received_at: Utc::now(),
     })
 }
 
@@ -337,10 +337,10 @@ pub fn sorted(names: &[&str]) -> Vec<String> {
 
 /// An outbound WhatsApp message to `to`, as the send API stores it (`queued`, no sid).
 pub async fn outbound_message(db: &Db, to: &str) -> String {
-    let id = moked_jobs::store::messages::new_message_id();
-    moked_jobs::store::messages::create_outbound(
+    let id = moked_jobs::store::whatsapp::messages::new_message_id();
+    moked_jobs::store::whatsapp::messages::create_outbound(
         db,
-        &moked_jobs::store::messages::NewOutbound {
+        &moked_jobs::store::whatsapp::messages::NewOutbound {
             id: id.clone(),
             provider: "twilio".into(),
             to: moked_jobs::phone::E164::parse(to).expect("a number"),

@@ -39,9 +39,9 @@ use moked_jobs::store::Db;
 use moked_jobs::store::calls::{self, CallStart, CallStatusChange};
 use moked_jobs::store::customers::Number;
 use moked_jobs::store::health::{CLOCK_HEALTH, Verdict, latest_health};
-use moked_jobs::store::messages::{self, NewOutbound};
 use moked_jobs::store::recordings::get_recording;
-use moked_jobs::store::{to_ms, voice};
+use moked_jobs::store::whatsapp::messages::{self, NewOutbound};
+use moked_jobs::store::{recordings, to_ms};
 use moked_workers::clock::{self, ClockArgs, ClockConfig, Scheduler, Task};
 use moked_workers::config::WorkerConfig;
 use moked_workers::handlers::Ctx;
@@ -936,7 +936,7 @@ async fn a_missing_recording_is_enqueued_under_the_intakes_key_and_fetched() {
         call_sid: ca.clone(),
         recording_url: format!("https://api.twilio.com/2010-04-01/Accounts/{AC}/Recordings/{re}"),
         duration_s: Some(1),
-        received_at: Utc::now().to_rfc3339(),
+        received_at: Utc::now(),
     })
     .dedupe(format!("recording:{re}"), w.core.dedupe_ttl);
     assert!(!w.queue.enqueue(late).await.expect("enqueue").is_created());
@@ -1221,9 +1221,9 @@ async fn cleanup_scenario(w: &World) {
         std::fs::create_dir_all(folder.join("recordings/1/2026/01")).expect("mkdir");
         std::fs::write(folder.join(&key), b"RIFF").expect("write");
         let at = to_ms(minutes_ago(60 * 24 * days));
-        voice::ensure_recording(
+        recordings::ensure_recording(
             &w.db,
-            &voice::NewRecording {
+            &recordings::NewRecording {
                 recording_sid: re,
                 call_sid: &ca,
                 source_url: "https://api.twilio.com/x",
@@ -1234,15 +1234,15 @@ async fn cleanup_scenario(w: &World) {
         .await
         .expect("row");
         assert!(
-            voice::claim_download(&w.db, re, at, at)
+            recordings::claim_download(&w.db, re, at, at)
                 .await
                 .expect("claim")
         );
         assert!(
-            voice::mark_stored(
+            recordings::mark_stored(
                 &w.db,
                 re,
-                &voice::StoredCopy {
+                &recordings::StoredCopy {
                     location: &key,
                     content_type: "audio/x-wav",
                     size_bytes: 4,

@@ -84,7 +84,7 @@ async fn sigkill_mid_drain_then_restart_under_the_same_name(redis: bool) {
             from: format!("+97250{:07}", i),
             to: "+97231234567".into(),
             status: Some("ringing".into()),
-            received_at: chrono::Utc::now().to_rfc3339(),
+            received_at: chrono::Utc::now(),
         };
         w.queue.enqueue(NewJob::new(&job)).await.unwrap();
     }
@@ -195,7 +195,7 @@ async fn a_worker_serves_its_own_metrics_health_and_readiness_on_metrics_port() 
             from: format!("+97252{:07}", i),
             to: "+97231234567".into(),
             status: Some("ringing".into()),
-            received_at: chrono::Utc::now().to_rfc3339(),
+            received_at: chrono::Utc::now(),
         };
         w.queue.enqueue(NewJob::new(&job)).await.unwrap();
     }

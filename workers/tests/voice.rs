@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use fake_transcriber::{FakeTranscriber, SttScript};
 use futures::StreamExt;
 use moked_jobs::config::CoreConfig;
-use moked_jobs::kinds::RecordingProcess;
+use moked_jobs::kinds::{self, JobKind, RecordingProcess, timestamp};
 use moked_jobs::phone::E164;
 use moked_jobs::queue::{self, JobDetail, JobState, NewJob, SharedQueue};
 use moked_jobs::retry::{RetryPolicy, RetrySchedule};
@@ -247,7 +247,7 @@ fn recording_job(
             "https://api.twilio.com/2010-04-01/Accounts/{AC}/Recordings/{recording_sid}"
         ),
         duration_s: Some(2),
-        received_at: received_at.to_rfc3339(),
+        received_at,
     }
 }
 
@@ -600,6 +600,35 @@ async fn a_401_sends_the_job_to_dead_at_once_with_a_clear_error() {
     assert_eq!(rec.status, "failed");
     assert!(rec.error.unwrap_or_default().contains("HTTP 401"));
     assert_eq!(event_kinds(&w.timeline(&ca).await), ["recording.failed"]);
+    w.close().await;
+}
+
+#[tokio::test]
+async fn a_job_whose_received_at_is_not_a_time_is_dead_at_once_without_a_download() {
+    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
+    let w = World::new(&twilio.base).await;
+    let (re, ca) = (sid("RE"), sid("CA"));
+    w.call(&ca).await;
+    let job = recording_job(&re, &ca, Utc::now());
+    let poison = kinds::encode(&job).replace(&timestamp::format(&job.received_at), "yesterday");
+    let id = w
+        .queue
+        .enqueue(NewJob::raw(JobKind::RecordingProcess, poison))
+        .await
+        .expect("enqueue")
+        .id()
+        .to_owned();
+    let summary = w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+
+    assert_eq!((summary.done, summary.dead), (0, 1));
+    let detail = w.job(&id).await;
+    assert_eq!(detail.summary.attempts, 1);
+    let error = detail.summary.last_error.unwrap_or_default();
+    assert!(
+        error.contains("recording.process") && error.contains("`yesterday` is not an RFC 3339"),
+        "{error}"
+    );
+    assert_eq!(twilio.gets(), 0);
     w.close().await;
 }
 
@@ -1131,7 +1160,7 @@ async fn a_recording_that_beats_its_call_started_job_waits_for_the_call_and_file
         from: CALLER.into(),
         to: BUSINESS_NUMBER.into(),
         status: Some("ringing".into()),
-        received_at: Utc::now().to_rfc3339(),
+        received_at: Utc::now(),
     };
     w.queue
         .enqueue(NewJob::new(&started).run_at(Utc::now() + chrono::Duration::milliseconds(300)))

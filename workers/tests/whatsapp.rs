@@ -38,10 +38,11 @@ use moked_jobs::queue::{self, JobState, NewJob, SharedQueue};
 use moked_jobs::retry::{RetryPolicy, RetrySchedule};
 use moked_jobs::runner::{RunSummary, Runner, RunnerConfig};
 use moked_jobs::store::Db;
-use moked_jobs::store::messages::{self, WhatsAppMessage};
-use moked_jobs::whatsapp::{
-    Outbound, Provider, SendError, SendRequest, SendSettings, WhatsAppSettings, request_send,
+use moked_jobs::store::whatsapp::messages::{self, WhatsAppMessage};
+use moked_jobs::whatsapp::send_api::{
+    Outbound, SendError, SendRequest, SendSettings, request_send,
 };
+use moked_jobs::whatsapp::{Provider, WhatsAppSettings};
 use moked_workers::clients::whatsapp::Outgoing;
 use moked_workers::config::WorkerConfig;
 use moked_workers::run;
@@ -117,7 +118,7 @@ impl World {
         }
     }
 
-    fn settings(&self) -> moked_jobs::whatsapp::SendSettings {
+    fn settings(&self) -> SendSettings {
         SendSettings::new(&self.worker.whatsapp, &self.core)
     }
 
@@ -180,7 +181,7 @@ impl World {
             error_code: None,
             error_message: None,
             our_id: our_id.map(str::to_owned),
-            received_at: Utc::now().to_rfc3339(),
+            received_at: Utc::now(),
         };
         self.queue.enqueue(NewJob::new(&job)).await.unwrap();
     }
@@ -652,7 +653,7 @@ async fn inbound_is_stored_once_and_opens_the_24_hour_window() {
         body: "היי, אפשר פרטים?".into(),
         media: vec![],
         profile_name: Some("דנה".into()),
-        received_at: Utc::now().to_rfc3339(),
+        received_at: Utc::now(),
     };
     w.queue.enqueue(NewJob::new(&inbound)).await.unwrap();
     w.queue.enqueue(NewJob::new(&inbound)).await.unwrap();
@@ -731,7 +732,7 @@ async fn inbound_media_are_copied_with_auth_once_into_the_recordings_store() {
             },
         ],
         profile_name: None,
-        received_at: Utc::now().to_rfc3339(),
+        received_at: Utc::now(),
     };
     w.queue.enqueue(NewJob::new(&inbound)).await.unwrap();
 

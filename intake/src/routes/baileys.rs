@@ -10,7 +10,7 @@
 //!
 //! * a message (no `type`, or `"message"`: the first bridges had no `type`, so its absence
 //!   keeps meaning a message): `{"from", "text", "provider", "message_id", "timestamp"}` →
-//!   `whatsapp.inbound` with provider `baileys`, deduplicated by
+//!   `whatsapp.inbound` with provider `baileys`, deduplicated by its natural key
 //!   `whatsapp.inbound:baileys:{message_id}` (the bridge redelivers on failure);
 //! * a receipt (`"receipt"`): `{"message_id", "status", "timestamp", "error"}` for a message
 //!   moked sent, `status` one of `sent`, `delivered`, `read`, `failed` → `whatsapp.status`,
@@ -25,16 +25,17 @@
 //! rather than stored as a message.
 
 use axum::extract::{FromRequest, Request, State};
+use chrono::{DateTime, Utc};
 use http::StatusCode;
 use moked_jobs::kinds::{WhatsAppInbound, WhatsAppStatus};
-use moked_jobs::queue::NewJob;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::enqueue::enqueue;
 use super::messaging::enqueue_status;
-use super::{note_sid, now};
+use super::note_sid;
 use crate::AppState;
 use crate::body::{self, JSON};
 use crate::error::IntakeError;
@@ -99,10 +100,7 @@ pub async fn inbound(
     match event_of(&value)? {
         BridgeEvent::Message(message) => {
             note_sid(&message.provider_sid);
-            let key = format!("whatsapp.inbound:baileys:{}", message.provider_sid);
-            state
-                .enqueue(NewJob::new(&message).dedupe(key, state.core.dedupe_ttl))
-                .await?;
+            enqueue(&state, &message).await?;
         }
         BridgeEvent::Receipt(status) => enqueue_status(&state, &status).await?,
     }
@@ -159,7 +157,7 @@ pub fn message_of(value: &Value) -> Result<WhatsAppInbound, IntakeError> {
         },
         media: Vec::new(),
         profile_name: None,
-        received_at: now(),
+        received_at: Utc::now(),
     })
 }
 
@@ -197,17 +195,17 @@ pub fn receipt_of(value: &Value) -> Result<WhatsAppStatus, IntakeError> {
         error_code: None,
         error_message,
         our_id: None,
-        received_at: receipt_time(value.get("timestamp"), chrono::Utc::now())?,
+        received_at: receipt_time(value.get("timestamp"), Utc::now())?,
     })
 }
 
-/// The status time of a receipt (RFC 3339, like `now()`): its `timestamp` (Unix seconds, a
-/// number or a string of digits), `now` when absent or in the future (the bridge's clock may
-/// run ahead of ours; a status cannot have happened later than we heard of it).
+/// The status time of a receipt: its `timestamp` (Unix seconds, a number or a string of
+/// digits), `now` when absent or in the future (the bridge's clock may run ahead of ours; a
+/// status cannot have happened later than we heard of it).
 fn receipt_time(
     timestamp: Option<&Value>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<String, IntakeError> {
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, IntakeError> {
     let invalid = || IntakeError::BadRequest("`timestamp` must be Unix seconds".into());
     let seconds = match timestamp {
         None | Some(Value::Null) => None,
@@ -218,16 +216,15 @@ fn receipt_time(
     let at = match seconds {
         None => now,
         Some(s) if s < 0 => return Err(invalid()),
-        Some(s) => chrono::DateTime::from_timestamp(s, 0)
-            .ok_or_else(invalid)?
-            .min(now),
+        Some(s) => DateTime::from_timestamp(s, 0).ok_or_else(invalid)?.min(now),
     };
-    Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    Ok(at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use moked_jobs::kinds::timestamp;
     use serde_json::json;
 
     #[test]
@@ -314,7 +311,10 @@ mod tests {
             (status.message_sid.as_str(), status.status.as_str()),
             ("3EB0B", "delivered")
         );
-        assert_eq!(status.received_at, "2025-11-24T16:00:00.000Z");
+        assert_eq!(
+            timestamp::format(&status.received_at),
+            "2025-11-24T16:00:00.000Z"
+        );
         assert_eq!((status.error_code, status.our_id), (None, None));
         assert_eq!(
             event_of(&json!({"type": "reaction", "message_id": "3EB0C"})),
@@ -362,8 +362,8 @@ mod tests {
 
     #[test]
     fn a_receipt_time_is_unix_seconds_never_later_than_now() {
-        let now = chrono::DateTime::from_timestamp(1_764_000_100, 0).expect("time");
-        let at = |v: Option<Value>| receipt_time(v.as_ref(), now);
+        let now = DateTime::from_timestamp(1_764_000_100, 0).expect("time");
+        let at = |v: Option<Value>| receipt_time(v.as_ref(), now).map(|t| timestamp::format(&t));
         let seen = "2025-11-24T16:00:00.000Z";
         assert_eq!(at(Some(json!(1_764_000_000))).as_deref(), Ok(seen));
         assert_eq!(at(Some(json!("1764000000"))).as_deref(), Ok(seen));

@@ -1,6 +1,6 @@
 //! Twilio WhatsApp webhooks.
 //!
-//! | path | answer | enqueues | dedupe key |
+//! | path | answer | enqueues | dedupe key (the payload's natural key) |
 //! |---|---|---|---|
 //! | `/webhook/whatsapp/incoming` | 200 TwiML `<Response/>` (never JSON: that is Twilio error 12300) | `whatsapp.inbound` | `whatsapp.inbound:{MessageSid}` |
 //! | `/webhook/whatsapp/status` | 204 | `whatsapp.status` | `whatsapp.status:{MessageSid}:{MessageStatus}` |
@@ -12,11 +12,12 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use http::StatusCode;
 use moked_jobs::kinds::{InboundMedia, WhatsAppInbound, WhatsAppStatus};
-use moked_jobs::queue::NewJob;
 
-use super::{note_sid, now};
+use super::enqueue::enqueue;
+use super::note_sid;
 use crate::error::IntakeError;
 use crate::ratelimit::Limit;
 use crate::signature::TwilioForm;
@@ -32,10 +33,7 @@ pub async fn incoming(
 ) -> Result<Response, IntakeError> {
     let message = inbound(&hook)?;
     note_sid(&message.provider_sid);
-    let key = format!("whatsapp.inbound:{}", message.provider_sid);
-    state
-        .enqueue(NewJob::new(&message).dedupe(key, state.core.dedupe_ttl))
-        .await?;
+    enqueue(&state, &message).await?;
     Ok(state.answers.empty.clone().into_response())
 }
 
@@ -48,20 +46,16 @@ pub async fn status(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Enqueues one `whatsapp.status` job, deduplicated by its natural key (MessageSid + status)
-/// and limited per MessageSid. Shared with the Baileys bridge's receipts, so a status means
-/// the same job whichever provider reported it.
+/// Enqueues one `whatsapp.status` job (deduplicated by its natural key, MessageSid + status),
+/// limited per MessageSid. Shared with the Baileys bridge's receipts, so a status means the
+/// same job whichever provider reported it.
 pub(crate) async fn enqueue_status(
     state: &AppState,
     status: &WhatsAppStatus,
 ) -> Result<(), IntakeError> {
     note_sid(&status.message_sid);
     limit(state, Limit::Status, &status.message_sid).await?;
-    let key = format!("whatsapp.status:{}:{}", status.message_sid, status.status);
-    state
-        .enqueue(NewJob::new(status).dedupe(key, state.core.dedupe_ttl))
-        .await?;
-    Ok(())
+    enqueue(state, status).await
 }
 
 /// The `whatsapp.inbound` payload. MessageSid and From are required; media are read from
@@ -92,7 +86,7 @@ pub fn inbound(hook: &TwilioForm) -> Result<WhatsAppInbound, IntakeError> {
         body: f.get("Body").unwrap_or_default().to_owned(),
         media,
         profile_name: f.get_non_empty("ProfileName").map(str::to_owned),
-        received_at: now(),
+        received_at: Utc::now(),
     })
 }
 
@@ -110,7 +104,7 @@ pub fn status_of(hook: &TwilioForm) -> Result<WhatsAppStatus, IntakeError> {
             .or_else(|| hook.query.get_non_empty("mid"))
             .or_else(|| hook.query.get_non_empty("id"))
             .map(str::to_owned),
-        received_at: now(),
+        received_at: Utc::now(),
     })
 }
 

@@ -9,17 +9,21 @@
 //! * [`operator`] — the authenticated operator API under `/api`, its OpenAPI document, the
 //!   `/ops` page and `/metrics`. Operator routes go there and nowhere else, so the webhook
 //!   modules stay free of bearer-token concerns.
+//! * [`enqueue`] — the one enqueue path every webhook job takes.
 //!
-//! Every webhook handler has the same shape ("handlers translate, functions decide"): the
-//! extractor verifies, a pure function in the same module turns the fields into a job (unit
-//! tested without HTTP), the handler applies the rate limit, enqueues and maps the answer.
+//! Every webhook handler is translation only ("handlers translate, functions decide"): the
+//! extractor verifies, a pure function in the same module turns the fields into a payload (unit
+//! tested without HTTP), the handler notes the event's sid, applies its rate limit, hands the
+//! payload to [`enqueue::enqueue`] and answers.
 //!
 //! Each job is deduplicated by the natural key of its event (CallSid, CallSid + status +
-//! sequence, RecordingSid, MessageSid, MessageSid + status), which the signature covers.
-//! `I-Twilio-Idempotency-Token` is not part of the key: the signature does not cover it, so a
-//! captured request replayed with a new token must still be the same job.
+//! sequence, RecordingSid, MessageSid, MessageSid + status), which the signature covers. The
+//! payload names its key (`moked_jobs::kinds::NaturalKey`, beside each payload struct); no
+//! handler builds one. `I-Twilio-Idempotency-Token` is not part of the key: the signature does
+//! not cover it, so a captured request replayed with a new token must still be the same job.
 
 pub mod baileys;
+pub mod enqueue;
 pub mod health;
 pub mod messaging;
 pub mod operator;
@@ -48,11 +52,6 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(operator::router(state))
-}
-
-/// Now, as stored in payloads (RFC 3339, UTC, milliseconds).
-pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Notes the event's id (CallSid, MessageSid…) on the request's span, so every log line of the

@@ -1,6 +1,6 @@
 //! Twilio voice webhooks.
 //!
-//! | path | answer | enqueues | dedupe key |
+//! | path | answer | enqueues | dedupe key (the payload's natural key) |
 //! |---|---|---|---|
 //! | `/webhook/incoming_call` | TwiML: greeting, pause, `<Record>` | `call.started` | `call.started:{CallSid}` |
 //! | `/webhook/handle_recording` | TwiML: thanks, hang up | `recording.process` | always `recording:{RecordingSid}` |
@@ -18,12 +18,13 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use http::StatusCode;
 use moked_jobs::kinds::{CallStarted, CallStatus, RecordingProcess};
 use moked_jobs::phone::mask_raw;
-use moked_jobs::queue::NewJob;
 
-use super::{note_sid, now};
+use super::enqueue::enqueue;
+use super::note_sid;
 use crate::error::IntakeError;
 use crate::ratelimit::{Decision, Limit};
 use crate::signature::TwilioForm;
@@ -43,9 +44,7 @@ pub async fn incoming_call(
         );
         return Ok(state.answers.reject_busy.clone().into_response());
     }
-    let key = format!("call.started:{}", call.call_sid);
-    let job = NewJob::new(&call).dedupe(key, state.core.dedupe_ttl);
-    state.enqueue(job).await?;
+    enqueue(&state, &call).await?;
     Ok(state.answers.incoming_call.clone().into_response())
 }
 
@@ -54,12 +53,7 @@ pub async fn handle_recording(
     State(state): State<AppState>,
     hook: TwilioForm,
 ) -> Result<Response, IntakeError> {
-    let call_sid = hook.form.require("CallSid")?;
-    note_sid(call_sid);
-    limit(&state, Limit::Recordings, call_sid).await?;
-    if let Some(recording) = recording_from_action(&hook)? {
-        state.enqueue(recording_job(&state, &recording)).await?;
-    }
+    enqueue_recording(&state, &hook, recording_from_action).await?;
     Ok(state.answers.after_recording.clone().into_response())
 }
 
@@ -68,13 +62,24 @@ pub async fn recording_status(
     State(state): State<AppState>,
     hook: TwilioForm,
 ) -> Result<StatusCode, IntakeError> {
+    enqueue_recording(&state, &hook, recording_from_status).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The two recording webhooks: CallSid required, limited per CallSid, then the recording the
+/// webhook names (`recording_of`), if any, enqueued.
+async fn enqueue_recording(
+    state: &AppState,
+    hook: &TwilioForm,
+    recording_of: fn(&TwilioForm) -> Result<Option<RecordingProcess>, IntakeError>,
+) -> Result<(), IntakeError> {
     let call_sid = hook.form.require("CallSid")?;
     note_sid(call_sid);
-    limit(&state, Limit::Recordings, call_sid).await?;
-    if let Some(recording) = recording_from_status(&hook)? {
-        state.enqueue(recording_job(&state, &recording)).await?;
+    limit(state, Limit::Recordings, call_sid).await?;
+    if let Some(recording) = recording_of(hook)? {
+        enqueue(state, &recording).await?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// `POST /webhook/call_status`.
@@ -85,24 +90,8 @@ pub async fn call_status(
     let status = call_status_of(&hook)?;
     note_sid(&status.call_sid);
     limit(&state, Limit::Status, &status.call_sid).await?;
-    let key = format!(
-        "call.status:{}:{}:{}",
-        status.call_sid,
-        status.status,
-        status.sequence.map(|n| n.to_string()).unwrap_or_default()
-    );
-    state
-        .enqueue(NewJob::new(&status).dedupe(key, state.core.dedupe_ttl))
-        .await?;
+    enqueue(&state, &status).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The recording job, keyed by RecordingSid whatever webhook it came from.
-fn recording_job(state: &AppState, recording: &RecordingProcess) -> NewJob {
-    NewJob::new(recording).dedupe(
-        format!("recording:{}", recording.recording_sid),
-        state.core.dedupe_ttl,
-    )
 }
 
 /// The `call.started` payload of an incoming call. CallSid is required; a caller without a
@@ -114,7 +103,7 @@ pub fn call_started(hook: &TwilioForm) -> Result<CallStarted, IntakeError> {
         from: f.get("From").unwrap_or_default().trim().to_owned(),
         to: f.get("To").unwrap_or_default().trim().to_owned(),
         status: f.get_non_empty("CallStatus").map(str::to_owned),
-        received_at: now(),
+        received_at: Utc::now(),
     })
 }
 
@@ -125,7 +114,7 @@ fn recording(hook: &TwilioForm, sid: &str, url: &str) -> Result<RecordingProcess
         call_sid: f.require("CallSid")?.to_owned(),
         recording_url: url.to_owned(),
         duration_s: f.get_i64("RecordingDuration"),
-        received_at: now(),
+        received_at: Utc::now(),
     })
 }
 
@@ -162,7 +151,7 @@ pub fn call_status_of(hook: &TwilioForm) -> Result<CallStatus, IntakeError> {
         to: f.get_non_empty("To").map(str::to_owned),
         duration_s: f.get_i64("CallDuration"),
         sequence: f.get_i64("SequenceNumber"),
-        received_at: now(),
+        received_at: Utc::now(),
     })
 }
 

@@ -32,13 +32,9 @@ pub mod customers;
 pub mod error;
 pub mod group_commit;
 pub mod health;
-pub mod media;
-pub mod messages;
-pub mod outbound;
 pub mod reconcile;
 pub mod recordings;
-pub mod retention;
-pub mod voice;
+pub mod whatsapp;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -359,7 +359,7 @@ pub async fn a_handler_gets_the_parsed_kind_and_whether_it_is_the_last_attempt(q
             from: "+972501234567".into(),
             to: "+97231234567".into(),
             status: None,
-            received_at: Utc::now().to_rfc3339(),
+            received_at: Utc::now(),
         }))
         .await
         .unwrap();
@@ -407,7 +407,7 @@ pub async fn operators_retry_and_discard_dead_jobs(q: SharedQueue) {
             from: "+972501234567".into(),
             to: "+97231234567".into(),
             status: None,
-            received_at: Utc::now().to_rfc3339(),
+            received_at: Utc::now(),
         }))
         .await
         .unwrap();

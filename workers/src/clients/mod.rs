@@ -12,7 +12,6 @@ use transcriber::{NoTranscriber, OpenAiTranscriber, SharedTranscriber};
 
 pub mod audio;
 pub use moked_jobs::audio_store;
-pub mod baileys;
 pub mod transcriber;
 pub mod twilio;
 pub mod whatsapp;

@@ -21,7 +21,7 @@ pub async fn run(ctx: &Ctx, job: CallStarted, _claim: &Claim) -> Result<(), JobE
         from: Number::parse(&job.from),
         to: Number::parse(&job.to),
         status: job.status,
-        at: moked_jobs::kinds::received_at(&job.received_at),
+        at: job.received_at,
         call_sid: job.call_sid,
     };
     if start.from.e164.is_none() {

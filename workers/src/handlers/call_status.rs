@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx, job: CallStatus, _claim: &Claim) -> Result<(), JobEr
         duration_s: job.duration_s,
         from: job.from.as_deref().map(Number::parse),
         to: job.to.as_deref().map(Number::parse),
-        at: moked_jobs::kinds::received_at(&job.received_at),
+        at: job.received_at,
         call_sid: job.call_sid,
     };
     let outcome = calls::apply_call_status(&ctx.db, &change).await?;

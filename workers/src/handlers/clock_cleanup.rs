@@ -12,7 +12,7 @@
 //!    reconcile horizon).
 //! 4. **Recordings past `RECORDING_RETENTION_DAYS`** (when set), for `file://` stores only: the
 //!    audio of every recording stored longer ago is deleted and the row marked `expired`
-//!    ([`moked_jobs::store::retention`]); the row, the transcript and the timeline stay. Bucket
+//!    ([`moked_jobs::store::recordings`]); the row, the transcript and the timeline stay. Bucket
 //!    stores (`s3://`, `gs://`) should expire objects with the bucket's lifecycle rules, which
 //!    cost no requests from here — the task says so in its log instead.
 //! 5. **Orphaned partial downloads**: an upload to a `file://` store is written to
@@ -37,7 +37,7 @@ use moked_jobs::kinds::ClockCleanup;
 use moked_jobs::retry::JobError;
 use moked_jobs::runner::Claim;
 use moked_jobs::store::reconcile::prune_checks;
-use moked_jobs::store::retention::{mark_recording_expired, recordings_stored_before};
+use moked_jobs::store::recordings::{mark_recording_expired, recordings_stored_before};
 use object_store::ObjectStoreExt;
 
 use super::Ctx;

@@ -45,12 +45,12 @@ use moked_jobs::retry::JobError;
 use moked_jobs::runner::Claim;
 use moked_jobs::store::calls::{CallStatusChange, apply_call_status_from};
 use moked_jobs::store::customers::Number;
-use moked_jobs::store::messages::{
-    StatusCallback, StatusChange, StatusOutcome, apply_status_callback,
-};
 use moked_jobs::store::reconcile::{
     CheckKind, completed_calls_without_recording, mark_checked, stale_open_calls,
     stale_outbound_messages,
+};
+use moked_jobs::store::whatsapp::messages::{
+    StatusCallback, StatusChange, StatusOutcome, apply_status_callback,
 };
 use tracing::{info, warn};
 
@@ -369,9 +369,7 @@ impl Run<'_> {
                 .duration
                 .as_deref()
                 .and_then(|d| d.trim().parse().ok()),
-            received_at: self
-                .now
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            received_at: self.now,
         };
         let new = NewJob::new(&job).dedupe(
             format!("recording:{}", recording.sid),

@@ -4,18 +4,20 @@
 //! sender becomes (or is found as) a customer of the business owning the number written to, and
 //! the customer's `last_inbound_at` (the 24-hour window) moves forward. A sender number that does
 //! not parse is kept as text and links no customer. Bodies and numbers never reach the logs
-//! (numbers only masked). See [`moked_jobs::store::messages`].
+//! (numbers only masked). See [`moked_jobs::store::whatsapp::messages`].
 //!
 //! Twilio media (`MediaUrl{N}`) are then copied into the recordings object store with Basic
-//! auth ([`crate::inbound_media`]); a failed copy retries the job, which records nothing twice.
+//! auth ([`media`]); a failed copy retries the job, which records nothing twice.
 
 use moked_jobs::kinds::WhatsAppInbound;
 use moked_jobs::retry::JobError;
 use moked_jobs::runner::Claim;
 use moked_jobs::store::customers::Number;
-use moked_jobs::store::messages::{self, Inbound, Media};
+use moked_jobs::store::whatsapp::messages::{self, Inbound, Media};
 
 use super::Ctx;
+
+pub mod media;
 
 /// Handles one job.
 #[tracing::instrument(skip_all, fields(provider = %job.provider, provider_sid = %job.provider_sid))]
@@ -34,7 +36,7 @@ pub async fn run(ctx: &Ctx, job: WhatsAppInbound, _claim: &Claim) -> Result<(), 
             })
             .collect(),
         profile_name: job.profile_name.filter(|n| !n.trim().is_empty()),
-        at: moked_jobs::kinds::received_at(&job.received_at),
+        at: job.received_at,
         provider: job.provider,
         provider_sid: job.provider_sid,
     };
@@ -49,7 +51,7 @@ pub async fn run(ctx: &Ctx, job: WhatsAppInbound, _claim: &Claim) -> Result<(), 
         media = stored.message.media.len(),
         "inbound message recorded"
     );
-    crate::inbound_media::copy_media(
+    media::copy_media(
         ctx.twilio.as_ref(),
         &ctx.recordings,
         &ctx.db,

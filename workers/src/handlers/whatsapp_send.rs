@@ -7,9 +7,9 @@
 //! 2. **Ambiguous earlier attempt?** When `attempt_started_at` is set, an earlier attempt may
 //!    have sent the message (timeout or 5xx after the request left, or a worker that died
 //!    mid-request). Before sending again, ask the provider for messages to this number since
-//!    then ([`WhatsAppSender::find_sent`], matching rule in [`crate::clients::whatsapp`]) and
-//!    adopt the first one whose sid no other message of ours holds. If the lookup fails, do not
-//!    send: retry later.
+//!    then ([`WhatsAppSender::find_sent`], matching rule in
+//!    [`crate::clients::whatsapp::twilio`]) and adopt the first one whose sid no other message
+//!    of ours holds. If the lookup fails, do not send: retry later.
 //! 3. **Pace**: wait for this sender's next slot (`WHATSAPP_RATE`, shared through Redis when the
 //!    queue is Redis); a slot further than the pacer's limit → `RetryAfter`.
 //! 4. **Look again**: the wait may be long (seconds at a slow rate), and another run of this
@@ -31,6 +31,8 @@
 //! Logs carry our id, the masked recipient and the provider sid; never the text. Provider error
 //! texts quote the numbers they refuse ("The 'To' number whatsapp:+972… is not valid"): logged
 //! through [`mask_in_text`] here, stored masked by the store and the runner.
+//!
+//! [`WhatsAppSender::find_sent`]: crate::clients::whatsapp::WhatsAppSender::find_sent
 
 use chrono::Utc;
 use moked_jobs::kinds::WhatsAppSend;
@@ -39,10 +41,10 @@ use moked_jobs::phone::{E164, mask_in_text};
 use moked_jobs::retry::JobError;
 use moked_jobs::runner::Claim;
 use moked_jobs::store::error::StoreError;
-use moked_jobs::store::messages::{
+use moked_jobs::store::whatsapp::messages::{
     self, StatusChange, WhatsAppMessage, is_terminal_message_status,
 };
-use moked_jobs::store::outbound;
+use moked_jobs::store::whatsapp::outbound;
 use tracing::{error, info, warn};
 
 use super::Ctx;

@@ -5,12 +5,12 @@
 //! sending < sent < delivered < read; failed/undelivered/canceled terminal with their ErrorCode).
 //! A callback for a MessageSid the send path has not stored yet waits and is applied when the
 //! sid is attached. Late, duplicate and early callbacks all succeed. See
-//! [`moked_jobs::store::messages`].
+//! [`moked_jobs::store::whatsapp::messages`].
 
 use moked_jobs::kinds::WhatsAppStatus;
 use moked_jobs::retry::JobError;
 use moked_jobs::runner::Claim;
-use moked_jobs::store::messages::{self, StatusCallback, StatusChange, StatusOutcome};
+use moked_jobs::store::whatsapp::messages::{self, StatusCallback, StatusChange, StatusOutcome};
 
 use super::Ctx;
 
@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx, job: WhatsAppStatus, _claim: &Claim) -> Result<(), J
             status: job.status,
             error_code: job.error_code,
             error_message: job.error_message,
-            at: moked_jobs::kinds::received_at(&job.received_at),
+            at: job.received_at,
         },
         our_id: job.our_id.filter(|id| !id.trim().is_empty()),
     };

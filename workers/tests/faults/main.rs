@@ -52,7 +52,8 @@ use futures::StreamExt;
 use moked_jobs::config::{CoreConfig, QueueBackend};
 use moked_jobs::queue::{self, JobState, SharedQueue};
 use moked_jobs::store::Db;
-use moked_jobs::whatsapp::{Provider, SendRequest, SendSettings, WhatsAppSettings, request_send};
+use moked_jobs::whatsapp::send_api::{SendRequest, SendSettings, request_send};
+use moked_jobs::whatsapp::{Provider, WhatsAppSettings};
 
 use crate::common::TestDb;
 use crate::fake_twilio::FakeTwilio;

@@ -182,7 +182,7 @@ async fn a_postgres_crash_mid_drain_retries_jobs_and_loses_no_row() {
                     from: format!("+97250{i:07}"),
                     to: "+97231234567".into(),
                     status: Some("ringing".into()),
-                    received_at: chrono::Utc::now().to_rfc3339(),
+                    received_at: chrono::Utc::now(),
                 };
                 queue.enqueue(NewJob::new(&job)).await.unwrap();
             }

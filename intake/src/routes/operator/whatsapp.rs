@@ -3,7 +3,7 @@
 //! `POST /api/whatsapp/send` takes `{"to","body"}` (free-form text) or
 //! `{"to","content_sid","content_variables"}` (an approved template), optionally
 //! `"media_urls"`, and an optional `Idempotency-Key` header. It is a thin translation of
-//! [`moked_jobs::whatsapp::request_send`] — the same validation, storage and `whatsapp.send`
+//! [`moked_jobs::whatsapp::send_api::request_send`] — the same validation, storage and `whatsapp.send`
 //! job as `moked-worker whatsapp send` — answered:
 //!
 //! | case | answer |
@@ -27,8 +27,8 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use moked_jobs::phone::mask_raw;
-use moked_jobs::store::messages::get_message;
-use moked_jobs::whatsapp::{SendError, SendRequest, SendSettings, request_send};
+use moked_jobs::store::whatsapp::messages::get_message;
+use moked_jobs::whatsapp::send_api::{SendError, SendRequest, SendSettings, request_send};
 
 use super::audit::{self, Actor, Outcome as AuditOutcome};
 use super::schema::{self, MessageView, SendAccepted, SendBody};

@@ -8,7 +8,7 @@
 //!   to its media CDN, which reqwest follows without the `Authorization` header.
 //! * **Stored** under `whatsapp/{business}/{yyyy}/{mm}/{message id}/{n}{.ext}` (the extension
 //!   from the content type), the same layout recordings use; the key becomes the entry's
-//!   `location` ([`moked_jobs::store::media::set_media_locations`]).
+//!   `location` ([`moked_jobs::store::whatsapp::media::set_media_locations`]).
 //! * **Idempotent**: entries that already have a location are skipped, so a redelivered or
 //!   retried `whatsapp.inbound` job copies only what is missing. Locations are saved after
 //!   every file, so a retry never downloads a stored file again.
@@ -23,8 +23,8 @@
 use chrono::Datelike;
 use futures::StreamExt;
 use moked_jobs::retry::JobError;
-use moked_jobs::store::media::set_media_locations;
-use moked_jobs::store::messages::WhatsAppMessage;
+use moked_jobs::store::whatsapp::media::set_media_locations;
+use moked_jobs::store::whatsapp::messages::WhatsAppMessage;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use tracing::{info, warn};

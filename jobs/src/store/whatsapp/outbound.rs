@@ -20,8 +20,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::error::StoreError;
-use super::{Db, from_ms, now_ms, returned, to_ms};
+use crate::store::error::StoreError;
+use crate::store::{Db, from_ms, now_ms, returned, to_ms};
 
 /// Marks the start of a send attempt of outbound message `id`. Returns the value the column had
 /// before (pass it to [`end_send_attempt_unsent`]) and the value it has now (the start of the

@@ -6,9 +6,9 @@
 //! length, so it can only fill in locations of the attachments the message already has, and a
 //! repeated run (the job is at-least-once) writes the same locations again.
 
-use super::error::StoreError;
 use super::messages::Media;
-use super::{Db, now_ms};
+use crate::store::error::StoreError;
+use crate::store::{Db, now_ms};
 
 /// Records `media` (the message's list with locations filled in) on message `id`. `NotFound`
 /// for an unknown id; `Invalid` when the list does not match the stored one entry for entry

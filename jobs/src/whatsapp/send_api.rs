@@ -18,9 +18,10 @@
 //! 4. **Store** the message (`queued`) under the business that owns our sender number (the
 //!    default business otherwise — the same rule inbound messages follow, so the window is read
 //!    from the same customer row inbound messages move).
-//! 5. **Enqueue** `whatsapp.send` with the dedupe key `whatsapp.send:{id}`: at most one job per
-//!    message while the key is remembered, and the worker is idempotent beyond that (a message
-//!    with a provider sid or a final status is never sent again).
+//! 5. **Enqueue** `whatsapp.send` under its natural key `whatsapp.send:{id}` (the payload's
+//!    [`crate::kinds::NaturalKey`]): at most one job per message while the key is remembered,
+//!    and the worker is idempotent beyond that (a message with a provider sid or a final status
+//!    is never sent again).
 
 use std::time::Duration;
 
@@ -28,17 +29,19 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{ConfigError, CoreConfig};
-use crate::kinds::WhatsAppSend;
+use super::{Provider, WhatsAppSettings};
+use crate::config::CoreConfig;
+use crate::kinds::{NaturalKey, WhatsAppSend};
 use crate::phone::{E164, PhoneError};
 use crate::queue::{Enqueued, NewJob, Queue, QueueError};
+use crate::store::Db;
 use crate::store::business::{business_for_called, get_business};
 use crate::store::customers::find_customers_by_phone;
 use crate::store::error::StoreError;
-use crate::store::messages::{
+use crate::store::whatsapp::messages::{
     self, Media, NewOutbound, WhatsAppMessage, is_terminal_message_status,
 };
-use crate::store::{Db, outbound};
+use crate::store::whatsapp::outbound;
 
 /// WhatsApp's customer-service window: free-form messages only this long after the customer's
 /// last message.
@@ -52,80 +55,6 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// Most media URLs in one message.
 pub const MAX_MEDIA: usize = 10;
-
-/// The WhatsApp provider (`WHATSAPP_PROVIDER`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// Twilio's Messages API.
-    Twilio,
-    /// A Baileys bridge (BAILEYS_URL).
-    Baileys,
-}
-
-impl Provider {
-    /// The name stored on messages (`twilio`, `baileys`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Provider::Twilio => "twilio",
-            Provider::Baileys => "baileys",
-        }
-    }
-}
-
-impl std::fmt::Display for Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How this deployment sends WhatsApp (`WHATSAPP_PROVIDER`, `TWILIO_WHATSAPP_NUMBER`,
-/// `WHATSAPP_ENFORCE_WINDOW`, declared in [`crate::fleet::FleetArgs`]): the workers send with it,
-/// and the send API checks and stores each message exactly as they will send it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WhatsAppSettings {
-    /// The provider that sends.
-    pub provider: Provider,
-    /// Our sender number, when configured: Twilio's `From`, and it selects the business of
-    /// messages sent from the API.
-    pub sender: Option<E164>,
-    /// Refuse free text outside the 24-hour window (Twilio only).
-    pub enforce_window: bool,
-}
-
-impl Default for WhatsAppSettings {
-    /// Twilio, no sender number, window not enforced (the settings' defaults).
-    fn default() -> Self {
-        WhatsAppSettings {
-            provider: Provider::Twilio,
-            sender: None,
-            enforce_window: false,
-        }
-    }
-}
-
-impl WhatsAppSettings {
-    /// Checks the sender number (`TWILIO_WHATSAPP_NUMBER`: any common form, with or without
-    /// the `whatsapp:` prefix; blank is none).
-    pub fn new(
-        provider: Provider,
-        sender: Option<&str>,
-        enforce_window: bool,
-    ) -> Result<Self, ConfigError> {
-        let sender = match sender.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(raw) => Some(
-                E164::parse(raw)
-                    .map_err(|e| ConfigError::new("TWILIO_WHATSAPP_NUMBER", e.to_string()))?,
-            ),
-            None => None,
-        };
-        Ok(WhatsAppSettings {
-            provider,
-            sender,
-            enforce_window,
-        })
-    }
-}
 
 /// What the send API needs to know about the deployment, built one way:
 /// [`SendSettings::new`].
@@ -397,16 +326,14 @@ async fn ensure_job(
     if message.provider_sid.is_some() || is_terminal_message_status(&message.status) {
         return Ok(None);
     }
-    let job = NewJob::new(&WhatsAppSend {
+    let send = WhatsAppSend {
         message_id: message.id.clone(),
-    })
-    .dedupe(send_dedupe_key(&message.id), ttl);
+    };
+    let mut job = NewJob::new(&send);
+    if let Some(key) = send.natural_key() {
+        job = job.dedupe(key, ttl);
+    }
     queue.enqueue(job).await.map(Some)
-}
-
-/// The dedupe key of a message's send job.
-pub fn send_dedupe_key(message_id: &str) -> String {
-    format!("whatsapp.send:{message_id}")
 }
 
 /// Returns the message an idempotency key already names (checked against the request).

@@ -44,12 +44,12 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::business::{business_for_called, default_business};
-use super::calls::rank_sql;
-use super::customers::{Number, touch_last_inbound, upsert_customer};
-use super::error::StoreError;
-use super::{Db, from_ms, now_ms, returned, to_ms};
 use crate::phone::{E164, mask_in_text};
+use crate::store::business::{business_for_called, default_business};
+use crate::store::calls::rank_sql;
+use crate::store::customers::{Number, touch_last_inbound, upsert_customer};
+use crate::store::error::StoreError;
+use crate::store::{Db, from_ms, now_ms, returned, to_ms};
 
 /// Message statuses and their ranks; the single source of [`message_status_rank`] and the SQL.
 pub const MESSAGE_STATUS_RANKS: &[(&str, u8)] = &[

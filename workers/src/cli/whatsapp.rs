@@ -1,12 +1,12 @@
 //! `moked-worker whatsapp send`: the send API from the shell, beside the operator API's
-//! `POST /api/whatsapp/send` — the same function ([`moked_jobs::whatsapp::request_send`]), the
+//! `POST /api/whatsapp/send` — the same function ([`moked_jobs::whatsapp::send_api::request_send`]), the
 //! same validation, the same job. Its settings are the workers' ([`crate::config`]), the
 //! WhatsApp ones declared in [`moked_jobs::fleet`].
 
 use clap::{Args, Subcommand};
 use moked_jobs::config::CoreConfig;
 use moked_jobs::store::Db;
-use moked_jobs::whatsapp::{self, SendError, SendRequest, SendSettings};
+use moked_jobs::whatsapp::send_api::{self, SendError, SendRequest, SendSettings};
 use secrecy::ExposeSecret;
 
 use crate::config::WorkerConfig;
@@ -79,7 +79,7 @@ pub async fn execute(
         idempotency_key: args.idempotency_key,
         business_id: None,
     };
-    let out = whatsapp::request_send(&db, queue.as_ref(), request, &settings).await;
+    let out = send_api::request_send(&db, queue.as_ref(), request, &settings).await;
     db.close().await;
     let out = out?;
     if args.json {

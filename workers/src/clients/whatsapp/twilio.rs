@@ -1,20 +1,13 @@
-//! One WhatsApp provider trait, [`WhatsAppSender`], with a Twilio and a Baileys implementation
-//! chosen by `WHATSAPP_PROVIDER` ([`from_config`]).
-//!
-//! The `whatsapp.send` handler sees only the trait: [`WhatsAppSender::send`] sends one message
-//! and classifies a failure ([`Failure`]); [`WhatsAppSender::find_sent`] looks for a message an
-//! earlier, ambiguous attempt may have sent.
-//!
-//! # Twilio
+//! WhatsApp through Twilio's Messages API: [`TwilioSender`].
 //!
 //! `POST Messages.json` with `To=whatsapp:+E164`, `From=whatsapp:+E164` (TWILIO_WHATSAPP_NUMBER,
 //! configured with or without its prefix: parsed to E.164 first, so the prefix is added exactly
 //! once), `Body` or `ContentSid` + `ContentVariables`, `MediaUrl` per attachment and
 //! `StatusCallback={PUBLIC_HOST}/webhook/whatsapp/status?mid={our id}` (our id in the query
 //! lets a status callback attach the MessageSid to our message even when the send result was
-//! lost, see [`moked_jobs::store::messages::apply_status_callback`]).
+//! lost, see [`moked_jobs::store::whatsapp::messages::apply_status_callback`]).
 //!
-//! ## Matching an ambiguous attempt
+//! **Matching an ambiguous attempt.**
 //!
 //! Twilio has no idempotency key on message creation, and its list API does not return
 //! `StatusCallback`, so our id cannot be read back from Twilio. A message counts as *ours* when
@@ -36,159 +29,20 @@
 //! listed yet — the retry delay (seconds at least) makes that unlikely, not impossible. A status
 //! callback carrying our id closes the gap whenever it arrives first.
 //!
-//! # Baileys
-//!
-//! `POST {BAILEYS_URL}/sendMessage` (see [`super::baileys`] and `docs/BAILEYS.md`). The bridge
-//! cannot list what it sent, so [`WhatsAppSender::find_sent`] answers `None`: after an ambiguous
-//! attempt the handler sends again with the same `Idempotency-Key` (our id), which a conforming
-//! bridge answers with the first message id.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use moked_jobs::config::CoreConfig;
 use moked_jobs::phone::E164;
-use moked_jobs::retry::JobError;
-use moked_jobs::store::messages::WhatsAppMessage;
 use moked_jobs::whatsapp::Provider;
 
-use super::baileys::{BaileysClient, BaileysError};
-use super::twilio::{Message, NewMessage, TwilioApi, TwilioError};
-use crate::config::WorkerConfig;
+use super::{Accepted, Failure, FailureKind, Outgoing, WhatsAppSender};
+use crate::clients::twilio::{Message, NewMessage, TwilioApi, TwilioError};
 
 /// How much earlier than our attempt a provider message may be dated and still be ours.
 pub const LOOKUP_SKEW: Duration = Duration::from_secs(120);
-
-/// One outbound message, as the provider needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outgoing {
-    /// Our message id.
-    pub id: String,
-    /// The recipient.
-    pub to: E164,
-    /// Free-form text.
-    pub body: Option<String>,
-    /// Template.
-    pub content_sid: Option<String>,
-    /// Template variables (JSON object text).
-    pub content_variables: Option<String>,
-    /// Media URLs.
-    pub media_urls: Vec<String>,
-}
-
-impl Outgoing {
-    /// The stored message, sent to `to` (the parsed `to` column).
-    pub fn new(message: &WhatsAppMessage, to: E164) -> Self {
-        Outgoing {
-            id: message.id.clone(),
-            to,
-            body: message.body.clone().filter(|b| !b.is_empty()),
-            content_sid: message.content_sid.clone(),
-            content_variables: message.content_variables.clone(),
-            media_urls: message.media.iter().map(|m| m.url.clone()).collect(),
-        }
-    }
-}
-
-/// A message the provider holds (just created, or found by a lookup).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
-    /// The provider's id (Twilio MessageSid, Baileys message id).
-    pub provider_sid: String,
-    /// Its status in the provider's answer (Twilio sends no callback for it).
-    pub status: String,
-    /// The provider's error code, when the answer already says it failed.
-    pub error_code: Option<i64>,
-    /// A readable reason for that error.
-    pub error_message: Option<String>,
-}
-
-/// How a send (or a lookup) failed, which decides what happens next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Nothing was sent; try again later (`after`, when the provider said).
-    RetryLater(Option<Duration>),
-    /// The message may have been sent; look before trying again.
-    Ambiguous(Option<Duration>),
-    /// The provider refused this message for good: it is marked failed with this code.
-    Rejected(Option<i64>),
-    /// Our configuration is wrong (credentials, sender); the message is left as it is so an
-    /// operator can retry the job once the configuration is fixed.
-    Misconfigured,
-}
-
-/// A failed send or lookup.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct Failure {
-    /// What it means for the message.
-    pub kind: FailureKind,
-    /// Why, readable (no phone numbers, no bodies).
-    pub reason: String,
-}
-
-impl Failure {
-    /// The job outcome of this failure.
-    pub fn job_error(&self) -> JobError {
-        match self.kind {
-            FailureKind::RetryLater(after) | FailureKind::Ambiguous(after) => match after {
-                Some(after) => JobError::RetryAfter {
-                    after,
-                    reason: self.reason.clone(),
-                },
-                None => JobError::Transient(self.reason.clone()),
-            },
-            FailureKind::Rejected(_) | FailureKind::Misconfigured => {
-                JobError::Permanent(self.reason.clone())
-            }
-        }
-    }
-}
-
-/// A WhatsApp provider.
-#[async_trait]
-pub trait WhatsAppSender: Send + Sync + 'static {
-    /// Which provider this is.
-    fn provider(&self) -> Provider;
-
-    /// The sender identity that pacing is counted against (our number, or the bridge).
-    fn pacing_key(&self) -> String;
-
-    /// Sends one message.
-    async fn send(&self, message: &Outgoing) -> Result<Accepted, Failure>;
-
-    /// Messages the provider holds that may be `message` sent by an attempt that began at
-    /// `since`, earliest first; `None` when the provider cannot look messages up.
-    async fn find_sent(
-        &self,
-        message: &Outgoing,
-        since: DateTime<Utc>,
-    ) -> Result<Option<Vec<Accepted>>, Failure>;
-}
-
-/// The sender `WHATSAPP_PROVIDER` asks for.
-pub fn from_config(
-    core: &CoreConfig,
-    worker: &WorkerConfig,
-    twilio: Arc<dyn TwilioApi>,
-) -> anyhow::Result<Arc<dyn WhatsAppSender>> {
-    let timeout = worker.delivery.send_timeout;
-    Ok(match worker.whatsapp.provider {
-        Provider::Twilio => Arc::new(TwilioSender::new(
-            twilio,
-            worker.whatsapp.sender.clone(),
-            &core.public_host,
-            timeout,
-        )),
-        Provider::Baileys => Arc::new(BaileysSender::new(BaileysClient::new(
-            worker.baileys_url.clone(),
-            core.baileys_secret.clone(),
-            timeout,
-        )?)),
-    })
-}
 
 /// The URL Twilio posts this message's status callbacks to.
 pub fn status_callback_url(public_host: &str, message_id: &str) -> String {
@@ -419,83 +273,10 @@ impl WhatsAppSender for TwilioSender {
     }
 }
 
-/// Sends through the Baileys bridge.
-pub struct BaileysSender {
-    client: BaileysClient,
-}
-
-impl BaileysSender {
-    /// A sender over `client`.
-    pub fn new(client: BaileysClient) -> Self {
-        BaileysSender { client }
-    }
-}
-
-fn baileys_failure(e: &BaileysError) -> Failure {
-    let kind = match e {
-        BaileysError::Status {
-            status,
-            retry_after,
-            ..
-        } => match *status {
-            s if s >= 500 => FailureKind::Ambiguous(*retry_after),
-            429 => FailureKind::RetryLater(*retry_after),
-            401 | 403 | 404 => FailureKind::Misconfigured,
-            _ => FailureKind::Rejected(None),
-        },
-        BaileysError::NotSent(_) => FailureKind::RetryLater(None),
-        BaileysError::Transport { .. } | BaileysError::Decode(_) if e.is_ambiguous() => {
-            FailureKind::Ambiguous(None)
-        }
-        BaileysError::Transport { .. } | BaileysError::Decode(_) => FailureKind::RetryLater(None),
-        BaileysError::NotConfigured(_) => FailureKind::Misconfigured,
-    };
-    Failure {
-        kind,
-        reason: e.to_string(),
-    }
-}
-
-#[async_trait]
-impl WhatsAppSender for BaileysSender {
-    fn provider(&self) -> Provider {
-        Provider::Baileys
-    }
-
-    fn pacing_key(&self) -> String {
-        "whatsapp:baileys".into()
-    }
-
-    async fn send(&self, message: &Outgoing) -> Result<Accepted, Failure> {
-        let Some(text) = message.body.as_deref() else {
-            return Err(Failure {
-                kind: FailureKind::Rejected(None),
-                reason: "the Baileys bridge sends text only".into(),
-            });
-        };
-        match self.client.send_text(&message.to, text, &message.id).await {
-            Ok(sent) => Ok(Accepted {
-                provider_sid: sent.message_id,
-                // The bridge answers once WhatsApp took the message.
-                status: "sent".into(),
-                error_code: None,
-                error_message: None,
-            }),
-            Err(e) => Err(baileys_failure(&e)),
-        }
-    }
-
-    async fn find_sent(
-        &self,
-        _message: &Outgoing,
-        _since: DateTime<Utc>,
-    ) -> Result<Option<Vec<Accepted>>, Failure> {
-        Ok(None)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use moked_jobs::retry::JobError;
+
     use super::*;
 
     fn msg(to: &str, from: &str, body: &str, created: &str) -> Message {

@@ -24,14 +24,23 @@
 //! may have sent the message, 401/403 mean our secret is wrong, other 4xx refuse this message,
 //! and `200 {"ok": false}` is a refusal the bridge chose to report (e.g. not paired yet) that is
 //! retried — the seed reported success on such errors.
+//!
+//! [`BaileysSender`] is the [`WhatsAppSender`] over this client. The bridge cannot list what it
+//! sent, so [`WhatsAppSender::find_sent`] answers `None`: after an ambiguous attempt the handler
+//! sends again with the same `Idempotency-Key` (our id), which a conforming bridge answers with
+//! the first message id.
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use moked_jobs::phone::E164;
+use moked_jobs::whatsapp::Provider;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::twilio::retry_after;
+use super::{Accepted, Failure, FailureKind, Outgoing, WhatsAppSender};
+use crate::clients::twilio::retry_after;
 
 /// The secret header, both directions.
 pub const SECRET_HEADER: &str = "X-BAILEYS-SECRET";
@@ -198,6 +207,81 @@ impl BaileysClient {
                 answer.error.unwrap_or_else(|| "no reason given".into()),
             )),
         }
+    }
+}
+
+/// Sends through the Baileys bridge.
+pub struct BaileysSender {
+    client: BaileysClient,
+}
+
+impl BaileysSender {
+    /// A sender over `client`.
+    pub fn new(client: BaileysClient) -> Self {
+        BaileysSender { client }
+    }
+}
+
+fn baileys_failure(e: &BaileysError) -> Failure {
+    let kind = match e {
+        BaileysError::Status {
+            status,
+            retry_after,
+            ..
+        } => match *status {
+            s if s >= 500 => FailureKind::Ambiguous(*retry_after),
+            429 => FailureKind::RetryLater(*retry_after),
+            401 | 403 | 404 => FailureKind::Misconfigured,
+            _ => FailureKind::Rejected(None),
+        },
+        BaileysError::NotSent(_) => FailureKind::RetryLater(None),
+        BaileysError::Transport { .. } | BaileysError::Decode(_) if e.is_ambiguous() => {
+            FailureKind::Ambiguous(None)
+        }
+        BaileysError::Transport { .. } | BaileysError::Decode(_) => FailureKind::RetryLater(None),
+        BaileysError::NotConfigured(_) => FailureKind::Misconfigured,
+    };
+    Failure {
+        kind,
+        reason: e.to_string(),
+    }
+}
+
+#[async_trait]
+impl WhatsAppSender for BaileysSender {
+    fn provider(&self) -> Provider {
+        Provider::Baileys
+    }
+
+    fn pacing_key(&self) -> String {
+        "whatsapp:baileys".into()
+    }
+
+    async fn send(&self, message: &Outgoing) -> Result<Accepted, Failure> {
+        let Some(text) = message.body.as_deref() else {
+            return Err(Failure {
+                kind: FailureKind::Rejected(None),
+                reason: "the Baileys bridge sends text only".into(),
+            });
+        };
+        match self.client.send_text(&message.to, text, &message.id).await {
+            Ok(sent) => Ok(Accepted {
+                provider_sid: sent.message_id,
+                // The bridge answers once WhatsApp took the message.
+                status: "sent".into(),
+                error_code: None,
+                error_message: None,
+            }),
+            Err(e) => Err(baileys_failure(&e)),
+        }
+    }
+
+    async fn find_sent(
+        &self,
+        _message: &Outgoing,
+        _since: DateTime<Utc>,
+    ) -> Result<Option<Vec<Accepted>>, Failure> {
+        Ok(None)
     }
 }
 
