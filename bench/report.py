@@ -38,6 +38,14 @@ PICKUP_P99_MS = 250.0
 # Real-job drains (bench/drain.sh): call.started jobs recorded in the store, jobs/s on the
 # machine that ran the report.
 REAL_DRAIN_GOALS = {"sqlite": 3000.0, "postgres": 5000.0}
+# The lean-job-model goals, stated against the stack's floor (bench/floor.sh, push mode) and
+# BullMQ in the same run.
+INTAKE_VS_FLOOR = 0.9
+INTAKE_P99_OVER_FLOOR_MS = 1.0
+REDIS_US_PER_WEBHOOK = 10.0
+INTAKE_US_OVER_FLOOR = 6.0
+LIFECYCLE_REDIS_US = 25.0
+NOOP_DRAIN_VS_BULLMQ = 3.0
 
 PEER_NAMES = {
     "flask-rq": "Flask + RQ (gunicorn 2 sync)",
@@ -334,6 +342,32 @@ def floor_ratio(floors, mode):
 def goals(queue, intake, floors, drain=None):
     """[(goal, measured, met)] for what the run measured."""
     out = []
+    floor = floors.get("push")
+    if intake and floor and "ours" in intake.peers:
+        ours, fl = intake.stat("ours", "rps").med, floor.stat("ours", "rps").med
+        r = ratio(ours, fl)
+        if r is not None:
+            out.append((f"intake ≥ {INTAKE_VS_FLOOR}× the floor's rate (push)", f"{fmt_ratio(r)}×", r >= INTAKE_VS_FLOOR))
+        p99, fp99 = intake.stat("ours", "p99_ms").med, floor.stat("ours", "p99_ms").med
+        if p99 is not None and fp99 is not None:
+            out.append((f"intake p99 ≤ the floor's + {INTAKE_P99_OVER_FLOOR_MS:g} ms",
+                        f"{p99:.2f} ms (floor {fp99:.2f} ms)", p99 <= fp99 + INTAKE_P99_OVER_FLOOR_MS))
+        redis_us = intake.per_req_us("ours", "cpu_redis_s").med
+        if redis_us is not None:
+            out.append((f"Redis CPU per enqueued webhook ≤ {REDIS_US_PER_WEBHOOK:g} µs", f"{redis_us:.1f} µs",
+                        redis_us <= REDIS_US_PER_WEBHOOK))
+        us, fus = intake.per_req_us("ours", "cpu_peer_s").med, floor.per_req_us("ours", "cpu_peer_s").med
+        if us is not None and fus is not None:
+            out.append((f"intake CPU per request ≤ the floor's + {INTAKE_US_OVER_FLOOR:g} µs",
+                        f"{us:.1f} µs (floor {fus:.1f} µs)", us <= fus + INTAKE_US_OVER_FLOOR))
+    if queue:
+        r = ratio(queue.rate("moked").med, queue.rate("bullmq").med)
+        if r is not None:
+            out.append((f"no-op drain ≥ {NOOP_DRAIN_VS_BULLMQ:g}× BullMQ", f"{fmt_ratio(r)}×", r >= NOOP_DRAIN_VS_BULLMQ))
+        rc = queue.redis_us_per_job("moked").med
+        if rc is not None:
+            out.append((f"claim + ack Redis CPU per no-op job ≤ {LIFECYCLE_REDIS_US:g} µs (enqueue not included)",
+                        f"{rc:.1f} µs", rc <= LIFECYCLE_REDIS_US))
     if drain:
         for store, goal in REAL_DRAIN_GOALS.items():
             rate = drain.rate(store).med
