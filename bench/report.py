@@ -770,7 +770,7 @@ def document(machine, queue, intake, floors, png_name, drain=None):
                  "the raw results under `bench/results/` (not committed), and `--from` rebuilds this page from "
                  "a kept run without measuring again:\n")
     lines.append("```bash")
-    lines.append("bench/report.sh                                  # queue, real-job drains, intake, floor, then docs/BENCHMARKS.md and docs/bench.png (~17 min)")
+    lines.append("bench/report.sh                                  # queue, real-job drains, intake, floor, then docs/BENCHMARKS.md and docs/bench.png (~25 min)")
     lines.append("bench/report.sh --from bench/results/report-…    # the page again from a kept run, no measuring")
     lines.append("```\n")
 

@@ -6,8 +6,8 @@
 # one folder, and writes docs/BENCHMARKS.md and docs/bench.png from them with bench/report.py
 # (matplotlib in a venv inside the clone, target/bench-venv).
 #
-#   bench/report.sh                      full run: about 17 minutes on 2 cores (queue ~1.5 min,
-#                                        drains ~2 min, intake ~8 min, floor ~5 min); writes docs/BENCHMARKS.md,
+#   bench/report.sh                      full run: about 25 minutes on 2 cores with its builds (queue ~5 min,
+#                                        drains ~7 min, intake ~7 min, floor ~6 min); writes docs/BENCHMARKS.md,
 #                                        docs/bench.png
 #   QUICK=1 bench/report.sh              smoke run, about 3 minutes (2,000-job drains, 5 s loads,
 #                                        one repetition); the report goes into the run's folder,
