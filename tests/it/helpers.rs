@@ -588,31 +588,32 @@ fn find_or_make_python() -> Option<PathBuf> {
         );
         return None;
     }
-    // Build in a private folder, then move it into place, so concurrent test processes never
-    // see a half-installed venv.
-    let tmp = target.join(format!("twilio-venv.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let run = |cmd: &mut std::process::Command| {
-        let out = cmd.output().expect("run python");
-        assert!(
-            out.status.success(),
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(std::process::Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg(&tmp));
-    run(std::process::Command::new(tmp.join("bin/python"))
-        .args(["-m", "pip", "install", "-q", "-r"])
-        .arg(twilio_kit().join("requirements.txt")));
-    if std::fs::rename(&tmp, &venv).is_err() {
+    // Built where it will stay (a venv is not relocatable: its scripts, `pip` among them, name
+    // the folder they were made in; one built elsewhere and renamed broke `scripts/test` later),
+    // under a lock file so concurrent test processes never see a half-installed venv: the first
+    // builds it, the others wait and then find it ready.
+    std::fs::create_dir_all(&target).expect("create target/");
+    let lock = std::fs::File::create(target.join("twilio-venv.lock")).expect("venv lock file");
+    lock.lock().expect("lock the venv");
+    if !python_has_twilio(&py) {
         let _ = std::fs::remove_dir_all(&venv);
-        if std::fs::rename(&tmp, &venv).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().expect("run python");
+            assert!(
+                out.status.success(),
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(std::process::Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv));
+        run(std::process::Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(twilio_kit().join("requirements.txt")));
     }
+    drop(lock);
     assert!(
         python_has_twilio(&py),
         "could not prepare {} with the twilio package",
