@@ -222,6 +222,15 @@ impl RetryPolicy {
     }
 }
 
+/// What a caught panic said (its `&str` or `String` payload), for the error that replaces it.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

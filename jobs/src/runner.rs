@@ -72,7 +72,7 @@ use crate::kinds::JobKind;
 use crate::phone::mask_in_text;
 use crate::queue::outcomes::{Outcome, Tally};
 use crate::queue::{JobState, Lease, QueueError, SharedQueue, WorkerId};
-use crate::retry::{JobError, Next, RetryPolicy};
+use crate::retry::{JobError, Next, RetryPolicy, panic_message};
 
 /// One claimed job as its handler gets it: the lease, the kind the runner parsed (once, before
 /// the handler runs; a kind this build does not know never reaches a handler) and whether this
@@ -571,12 +571,10 @@ impl JobTask {
                 let started = std::time::Instant::now();
                 let result = AssertUnwindSafe((self.handler)(claim)).catch_unwind().await;
                 let result = result.unwrap_or_else(|panic| {
-                    let msg = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".to_owned());
-                    Err(JobError::Transient(format!("handler panicked: {msg}")))
+                    Err(JobError::Transient(format!(
+                        "handler panicked: {}",
+                        panic_message(&*panic)
+                    )))
                 });
                 metrics::histogram!("moked_job_duration_seconds", "kind" => kind_name.clone())
                     .record(started.elapsed().as_secs_f64());

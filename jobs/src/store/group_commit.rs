@@ -94,62 +94,60 @@ impl GroupCommit {
 /// The committer task: one batch after another until every [`GroupCommit`] handle is gone.
 async fn committer(pool: AnyPool, gate: Arc<Mutex<()>>, mut rx: mpsc::UnboundedReceiver<Unit>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
         let _turn = gate.lock().await;
-        let outcome = batch_on(&pool, &mut rx, &mut batch).await;
-        for (unit, result) in batch.into_iter().zip(outcome) {
-            let _ = unit.done.send(result);
+        for (done, result) in batch_on(&pool, &mut rx, first).await {
+            let _ = done.send(result);
         }
     }
 }
 
-/// Runs the batch (taking in units that arrive meanwhile) in one transaction; one result per
-/// unit of the final batch.
+/// A unit's reply channel and its outcome.
+type Answer = (
+    oneshot::Sender<Result<(), StoreError>>,
+    Result<(), StoreError>,
+);
+
+/// Runs `first` and the units that arrive meanwhile (up to [`MAX_UNITS`]) in one transaction;
+/// one answer per unit taken. Units not taken stay queued for the next batch.
 ///
 /// The transaction is sqlx's, not a bare `BEGIN`: whatever way this function is left without
 /// its commit, the transaction is rolled back before the connection serves anyone else.
 async fn batch_on(
     pool: &AnyPool,
     rx: &mut mpsc::UnboundedReceiver<Unit>,
-    batch: &mut Vec<Unit>,
-) -> Vec<Result<(), StoreError>> {
-    let fail_all = |batch: &Vec<Unit>, e: &sqlx::Error| {
-        batch
-            .iter()
-            .map(|_| Err(StoreError::Database(copy_error(e))))
+    first: Unit,
+) -> Vec<Answer> {
+    let fail_all = |ran: Vec<Answer>, e: &sqlx::Error| -> Vec<Answer> {
+        ran.into_iter()
+            .map(|(done, _)| (done, Err(StoreError::Database(copy_error(e)))))
             .collect()
     };
     let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
-        Err(e) => return fail_all(batch, &e),
+        Err(e) => return fail_all(vec![(first.done, Ok(()))], &e),
     };
-    let mut results = Vec::with_capacity(batch.len());
-    let mut next = 0;
-    loop {
-        while next < batch.len() {
-            let work = std::mem::replace(&mut batch[next].work, Box::new(|_| noop()));
-            match run_unit(&mut tx, work).await {
-                Ok(result) => results.push(result),
-                // The transaction itself is unusable: undo everything, fail every unit.
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    return fail_all(batch, &e);
-                }
+    let mut ran = Vec::new();
+    let mut next = Some(first);
+    while let Some(Unit { work, done }) = next {
+        match run_unit(&mut tx, work).await {
+            Ok(result) => ran.push((done, result)),
+            // The transaction itself is unusable: undo everything, fail every unit.
+            Err(e) => {
+                ran.push((done, Ok(())));
+                let _ = tx.rollback().await;
+                return fail_all(ran, &e);
             }
-            next += 1;
         }
-        if batch.len() >= MAX_UNITS {
-            break;
-        }
-        match rx.try_recv() {
-            Ok(unit) => batch.push(unit),
-            Err(_) => break,
-        }
+        next = if ran.len() < MAX_UNITS {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
     }
     if let Err(e) = tx.commit().await {
-        return fail_all(batch, &e);
+        return fail_all(ran, &e);
     }
-    results
+    ran
 }
 
 /// One unit inside its savepoint. `Ok(result)` is the unit's own outcome (an error or a panic,
@@ -164,26 +162,16 @@ async fn run_unit(
     // Postgres, where the unit runs on the caller's task.
     let result = match AssertUnwindSafe(work(conn)).catch_unwind().await {
         Ok(result) => result,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(StoreError::Database(sqlx::Error::Protocol(format!(
-                "a store write panicked (its writes were undone): {msg}"
-            ))))
-        }
+        Err(panic) => Err(StoreError::Database(sqlx::Error::Protocol(format!(
+            "a store write panicked (its writes were undone): {}",
+            crate::retry::panic_message(&*panic)
+        )))),
     };
     if result.is_err() {
         conn.execute("ROLLBACK TO unit").await?;
     }
     conn.execute("RELEASE unit").await?;
     Ok(result)
-}
-
-fn noop<'c>() -> BoxFuture<'c, Result<(), StoreError>> {
-    Box::pin(async { Ok(()) })
 }
 
 /// `sqlx::Error` is not `Clone`: each unit of a failed batch gets the same message.
