@@ -38,8 +38,9 @@ use crate::kinds::{self, ClockHealth, JobKind, JobPayload, WhatsAppSend};
 use crate::queue::{JobDetail, JobId, JobState, ListQuery, Queue, QueueError};
 use crate::store::Db;
 use crate::store::error::StoreError;
-use crate::store::whatsapp::messages::{self, StatusChange, is_terminal_message_status};
+use crate::store::whatsapp::messages;
 use crate::store::whatsapp::outbound::{self, Refusal};
+use crate::store::whatsapp::statuses::{self, StatusChange, is_terminal_message_status};
 
 /// What an operator retry must do before the job is queued again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +248,7 @@ async fn restore_refusal(
     if on_its_way {
         return Ok(());
     }
-    messages::set_status_by_id(
+    statuses::set_status_by_id(
         db,
         message_id,
         &StatusChange {

@@ -38,10 +38,9 @@ use crate::store::Db;
 use crate::store::business::{business_for_called, get_business};
 use crate::store::customers::find_customers_by_phone;
 use crate::store::error::StoreError;
-use crate::store::whatsapp::messages::{
-    self, Media, NewOutbound, WhatsAppMessage, is_terminal_message_status,
-};
+use crate::store::whatsapp::messages::{self, Media, NewOutbound, WhatsAppMessage};
 use crate::store::whatsapp::outbound;
+use crate::store::whatsapp::statuses::is_terminal_message_status;
 
 /// WhatsApp's customer-service window: free-form messages only this long after the customer's
 /// last message.

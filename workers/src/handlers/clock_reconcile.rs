@@ -46,10 +46,10 @@ use moked_jobs::runner::Claim;
 use moked_jobs::store::calls::{CallStatusChange, apply_call_status_from};
 use moked_jobs::store::customers::Number;
 use moked_jobs::store::reconcile::{
-    CheckKind, completed_calls_without_recording, mark_checked, stale_open_calls,
+    CheckKind, Window, completed_calls_without_recording, mark_checked, stale_open_calls,
     stale_outbound_messages,
 };
-use moked_jobs::store::whatsapp::messages::{
+use moked_jobs::store::whatsapp::statuses::{
     StatusCallback, StatusChange, StatusOutcome, apply_status_callback,
 };
 use tracing::{info, warn};

@@ -18,7 +18,7 @@
 //!    do; an attempt that began meanwhile → retry later (the next attempt looks it up, step 2).
 //! 5. **Send**: record the attempt's start first (step 2 of the next attempt depends on it),
 //!    then send. The answer's sid and initial status are stored with
-//!    [`messages::attach_provider_sid`], which also applies status callbacks that beat us.
+//!    [`statuses::attach_provider_sid`], which also applies status callbacks that beat us.
 //!
 //! Failures ([`FailureKind`]): rate limits and server errors retry per the kind's schedule,
 //! honouring `Retry-After` (an ambiguous one keeps its attempt start so the next attempt looks
@@ -41,10 +41,9 @@ use moked_jobs::phone::{E164, mask_in_text};
 use moked_jobs::retry::JobError;
 use moked_jobs::runner::Claim;
 use moked_jobs::store::error::StoreError;
-use moked_jobs::store::whatsapp::messages::{
-    self, StatusChange, WhatsAppMessage, is_terminal_message_status,
-};
+use moked_jobs::store::whatsapp::messages::{self, WhatsAppMessage};
 use moked_jobs::store::whatsapp::outbound;
+use moked_jobs::store::whatsapp::statuses::{self, StatusChange, is_terminal_message_status};
 use tracing::{error, info, warn};
 
 use super::Ctx;
@@ -182,7 +181,7 @@ async fn record(ctx: &Ctx, id: &str, accepted: &Accepted) -> Result<(), JobError
         } else {
             "failed".to_owned()
         };
-        messages::set_status_by_id(
+        statuses::set_status_by_id(
             &ctx.db,
             id,
             &StatusChange {
@@ -194,7 +193,7 @@ async fn record(ctx: &Ctx, id: &str, accepted: &Accepted) -> Result<(), JobError
         )
         .await?;
     }
-    match messages::attach_provider_sid(&ctx.db, id, &accepted.provider_sid, &accepted.status).await
+    match statuses::attach_provider_sid(&ctx.db, id, &accepted.provider_sid, &accepted.status).await
     {
         Ok(message) => {
             info!(provider_sid = %accepted.provider_sid, status = %message.status, "provider sid stored");
@@ -219,7 +218,7 @@ async fn fail_message(
     code: Option<i64>,
     reason: &str,
 ) -> Result<(), JobError> {
-    messages::set_status_by_id(
+    statuses::set_status_by_id(
         &ctx.db,
         id,
         &StatusChange {

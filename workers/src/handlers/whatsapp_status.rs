@@ -5,12 +5,12 @@
 //! sending < sent < delivered < read; failed/undelivered/canceled terminal with their ErrorCode).
 //! A callback for a MessageSid the send path has not stored yet waits and is applied when the
 //! sid is attached. Late, duplicate and early callbacks all succeed. See
-//! [`moked_jobs::store::whatsapp::messages`].
+//! [`moked_jobs::store::whatsapp::statuses`].
 
 use moked_jobs::kinds::WhatsAppStatus;
 use moked_jobs::retry::JobError;
 use moked_jobs::runner::Claim;
-use moked_jobs::store::whatsapp::messages::{self, StatusCallback, StatusChange, StatusOutcome};
+use moked_jobs::store::whatsapp::statuses::{self, StatusCallback, StatusChange, StatusOutcome};
 
 use super::Ctx;
 
@@ -27,7 +27,7 @@ pub async fn run(ctx: &Ctx, job: WhatsAppStatus, _claim: &Claim) -> Result<(), J
         },
         our_id: job.our_id.filter(|id| !id.trim().is_empty()),
     };
-    let outcome = messages::apply_status_callback(&ctx.db, &callback).await?;
+    let outcome = statuses::apply_status_callback(&ctx.db, &callback).await?;
     match outcome {
         StatusOutcome::Applied | StatusOutcome::Unchanged => {
             tracing::info!(outcome = ?outcome, error_code = callback.change.error_code, "message status applied");

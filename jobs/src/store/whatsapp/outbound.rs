@@ -92,7 +92,7 @@ pub async fn message_id_for_key(db: &Db, key: &str) -> Result<Option<String>, St
 }
 
 /// The provider's refusal a reopened message carried, so a caller that cannot queue its job
-/// after all can put it back ([`super::messages::set_status_by_id`]).
+/// after all can put it back ([`super::statuses::set_status_by_id`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The terminal status it had (`failed`, `undelivered`, `canceled`).
@@ -121,7 +121,7 @@ pub async fn reopen_refused(db: &Db, id: &str) -> Result<Option<Refusal>, StoreE
     let Some((status, error_code, error_message)) = row else {
         return Ok(None);
     };
-    if !super::messages::is_terminal_message_status(&status) {
+    if !super::statuses::is_terminal_message_status(&status) {
         return Ok(None);
     }
     // Conditional on the status just read: a concurrent change (another operator, a late

@@ -5,7 +5,7 @@
 //! once), `Body` or `ContentSid` + `ContentVariables`, `MediaUrl` per attachment and
 //! `StatusCallback={PUBLIC_HOST}/webhook/whatsapp/status?mid={our id}` (our id in the query
 //! lets a status callback attach the MessageSid to our message even when the send result was
-//! lost, see [`moked_jobs::store::whatsapp::messages::apply_status_callback`]).
+//! lost, see [`moked_jobs::store::whatsapp::statuses::apply_status_callback`]).
 //!
 //! **Matching an ambiguous attempt.**
 //!
