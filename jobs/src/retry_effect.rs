@@ -88,8 +88,11 @@ pub enum Outcome {
 
 /// A job a bulk retry left alone, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct RefusedJob {
     /// The job id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: JobId,
     /// Its kind as stored.
     pub kind: String,
@@ -100,14 +103,17 @@ pub struct RefusedJob {
 /// At most this many refused jobs are listed in a bulk answer (all are counted).
 pub const MAX_LISTED_REFUSALS: usize = 100;
 
-/// What a bulk retry did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a bulk retry did (`POST /api/jobs/retry` answers it as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Retried))]
+#[serde(deny_unknown_fields)]
 pub struct Bulk {
-    /// Jobs queued again.
+    /// How many jobs were queued again.
     pub retried: u64,
-    /// Jobs whose effect cannot be re-attempted (all of them, counted).
+    /// How many were left alone because their effect cannot be re-attempted (e.g. a WhatsApp
+    /// message the provider already accepted); all of them, counted.
     pub refused: u64,
-    /// The first [`MAX_LISTED_REFUSALS`] of those, with their reasons.
+    /// The first 100 of those (`MAX_LISTED_REFUSALS`), with the reason for each.
     pub refusals: Vec<RefusedJob>,
 }
 

@@ -48,8 +48,10 @@ pub fn new_job_id() -> JobId {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// The six states of a job. Their names are part of the external contract.
+/// The six states of a job (exactly these six words). Their names are part of the external
+/// contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting to run (possibly not before its `run_at`).
@@ -233,6 +235,8 @@ pub struct Lease {
 
 /// One failed attempt in a job's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = JobAttempt))]
+#[serde(deny_unknown_fields)]
 pub struct Attempt {
     /// When it failed.
     pub at: DateTime<Utc>,
@@ -244,10 +248,14 @@ pub struct Attempt {
 
 /// A job as listed (`jobs list --json`, `GET /api/jobs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Job))]
 pub struct JobSummary {
-    /// The job id.
+    /// The job id (UUIDv7).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: JobId,
-    /// The kind name.
+    /// The kind name: `call.started`, `call.status`, `recording.process`, `whatsapp.inbound`,
+    /// `whatsapp.status`, `whatsapp.send`, `clock.reconcile`, `clock.health`, `clock.cleanup`.
+    #[cfg_attr(feature = "openapi", schema(example = "whatsapp.send"))]
     pub kind: String,
     /// The state.
     pub state: JobState,
@@ -293,14 +301,16 @@ pub struct ListQuery {
     pub limit: u32,
 }
 
-/// One page of a listing.
+/// One page of a listing, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = JobList))]
+#[serde(deny_unknown_fields)]
 pub struct JobPage {
-    /// How many jobs match the filter (all pages).
+    /// How many jobs match the filter (all pages; from the queue's counts, cheap to poll).
     pub total: u64,
     /// This page.
     pub jobs: Vec<JobSummary>,
-    /// The cursor of the next page, if any.
+    /// The cursor of the next page (pass it as `cursor`); null on the last.
     pub next_cursor: Option<String>,
 }
 
@@ -337,8 +347,11 @@ pub struct SessionInfo {
 
 /// A job running for a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RunningJobView))]
+#[serde(deny_unknown_fields)]
 pub struct RunningJob {
     /// The job id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: JobId,
     /// Its kind.
     pub kind: String,

@@ -7,6 +7,7 @@
 //! so their order is the order of the actions and an id is the paging cursor.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::error::StoreError;
 use super::{Db, from_ms, now_ms};
@@ -14,16 +15,20 @@ use super::{Db, from_ms, now_ms};
 /// The most entries one page returns.
 pub const MAX_AUDIT_PAGE: u32 = 500;
 
-/// An entry to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An entry to record: what an operator did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = OperatorAction))]
 pub struct NewAudit {
-    /// The operator's name.
+    /// The operator's name (never a token).
+    #[cfg_attr(feature = "openapi", schema(example = "dana"))]
     pub operator: String,
-    /// `job.retry`, `job.discard`, `jobs.retry`, `jobs.discard`, `whatsapp.send`.
+    /// `job.retry`, `job.discard`, `jobs.retry`, `jobs.discard` or `whatsapp.send`.
+    #[cfg_attr(feature = "openapi", schema(example = "job.retry"))]
     pub action: String,
     /// What it acted on: a job id, a message id, or `state=…&kind=…` for a bulk action.
     pub target: String,
     /// `ok`, `refused` or `conflict`.
+    #[cfg_attr(feature = "openapi", schema(example = "ok"))]
     pub outcome: String,
     /// For a person: the reason of a refusal, how many jobs a bulk action moved, ….
     pub detail: String,
@@ -32,22 +37,26 @@ pub struct NewAudit {
 }
 
 /// A recorded entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditEntryView))]
 pub struct AuditEntry {
-    /// Its id (UUIDv7).
+    /// Its id (UUIDv7; pass it as `before` to page on).
     pub id: String,
     /// When it was recorded.
     pub at: DateTime<Utc>,
     /// The entry.
+    #[serde(flatten)]
     pub entry: NewAudit,
 }
 
-/// One page of entries, newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One page of entries, newest first (`GET /api/audit` answers it as it is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditList))]
+#[serde(deny_unknown_fields)]
 pub struct AuditPage {
     /// This page.
     pub entries: Vec<AuditEntry>,
-    /// The id to pass as `before` for the next page; `None` on the last.
+    /// The id to pass as `before` for the next page; null on the last.
     pub next_cursor: Option<String>,
 }
 

@@ -27,14 +27,18 @@ use crate::phone::E164;
 /// The name of the business unknown numbers are filed under.
 pub const DEFAULT_BUSINESS: &str = "default";
 
-/// A business (tenant).
+/// A business (tenant). Serialises as the operator API shows the business of a call or
+/// message (`BusinessRef`): id and name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = BusinessRef))]
+#[serde(deny_unknown_fields)]
 pub struct Business {
     /// Row id.
     pub id: i64,
     /// Display name; unique.
     pub name: String,
     /// When it was created.
+    #[serde(skip_serializing)]
     pub created_at: DateTime<Utc>,
 }
 

@@ -181,22 +181,28 @@ static APPLY_STATUS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A call.
+/// A call. Serialises as the operator API lists calls (`CallSummary`): the row ids and the
+/// last change are not shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = CallSummary))]
+#[serde(deny_unknown_fields)]
 pub struct Call {
     /// Row id.
+    #[serde(skip_serializing)]
     pub id: i64,
     /// Twilio CallSid.
     pub call_sid: String,
     /// The business called, once known.
+    #[serde(skip_serializing)]
     pub business_id: Option<i64>,
     /// The caller as a customer, once known (never for a number that does not parse).
+    #[serde(skip_serializing)]
     pub customer_id: Option<i64>,
     /// Caller: E.164 when it parsed, else as Twilio sent it.
     pub from: Option<String>,
     /// Number called: E.164 when it parsed, else as Twilio sent it.
     pub to: Option<String>,
-    /// Twilio call status (highest rank seen).
+    /// Twilio call status (highest rank seen: it only moves forward).
     pub status: String,
     /// CallDuration from the terminal callback.
     pub duration_s: Option<i64>,
@@ -205,6 +211,7 @@ pub struct Call {
     /// When it reached a terminal status.
     pub ended_at: Option<DateTime<Utc>>,
     /// Last change.
+    #[serde(skip_serializing)]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -606,12 +613,15 @@ pub async fn get_call(db: &Db, call_sid: &str) -> Result<Option<CallDetail>, Sto
     }))
 }
 
-/// One page of calls, newest first ([`list_calls`]).
+/// One page of calls, newest first (what `list_calls` reads and `GET /api/calls` answers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = CallList))]
+#[serde(deny_unknown_fields)]
 pub struct CallPage {
     /// This page.
     pub calls: Vec<Call>,
-    /// The cursor of the next page (`{started_at ms}:{id}` of this page's last call), if any.
+    /// The cursor of the next page (`{started_at ms}:{id}` of this page's last call; pass it
+    /// as `cursor`); null on the last.
     pub next_cursor: Option<String>,
 }
 

@@ -12,6 +12,7 @@
 
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
+use serde::Serialize;
 
 use super::error::StoreError;
 use super::{Db, to_ms};
@@ -40,8 +41,10 @@ pub fn today(tz: Tz, now: DateTime<Utc>) -> NaiveDate {
     now.with_timezone(&tz).date_naive()
 }
 
-/// Calls started in a window, by how far they got.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Calls started in a window, by how far they got (`GET /api/stats/today` shows today's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = CallsToday))]
+#[serde(deny_unknown_fields)]
 pub struct CallCounts {
     /// All of them.
     pub total: i64,
@@ -53,8 +56,11 @@ pub struct CallCounts {
     pub transcribed: i64,
 }
 
-/// WhatsApp messages created in a window, by how far they got.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// WhatsApp messages created in a window, by how far they got (`GET /api/stats/today` shows
+/// today's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = WhatsAppToday))]
+#[serde(deny_unknown_fields)]
 pub struct MessageCounts {
     /// Outbound, sent or beyond (delivered, read).
     pub sent: i64,
@@ -120,21 +126,29 @@ pub async fn day_counts(
     ))
 }
 
-/// What a search result is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a search result is. The store finds calls, messages and customers; the operator API's
+/// search adds the job a job id names, from the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ResultType))]
+#[serde(rename_all = "lowercase")]
 pub enum HitKind {
+    /// A job (`id` is the job id).
+    Job,
     /// A call (`id` is the CallSid).
     Call,
     /// A WhatsApp message (`id` is our message id).
     Message,
-    /// A customer (`id` is the E.164 phone, the key of their timeline).
+    /// A customer (`id` is the E.164 phone, `GET /api/customers/{phone}`).
     Customer,
 }
 
 /// One search result.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = SearchResult))]
+#[serde(deny_unknown_fields)]
 pub struct Hit {
     /// What it is.
+    #[serde(rename = "type")]
     pub kind: HitKind,
     /// Its id.
     pub id: String,

@@ -23,20 +23,26 @@ use super::error::StoreError;
 use super::{Db, from_ms, now_ms, returned, to_ms};
 use crate::phone::E164;
 
-/// A customer of one business.
+/// A customer of one business. Serialises as the operator API shows the caller of a call
+/// (`CustomerRef`): id, phone and name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = CustomerRef))]
+#[serde(deny_unknown_fields)]
 pub struct Customer {
     /// Row id.
     pub id: i64,
     /// The business they are a customer of.
+    #[serde(skip_serializing)]
     pub business_id: i64,
-    /// E.164 phone.
+    /// E.164 phone (`GET /api/customers/{phone}` has the timeline).
     pub phone: String,
     /// Name, when known.
     pub name: Option<String>,
     /// Last inbound WhatsApp message (opens the 24-hour window).
+    #[serde(skip_serializing)]
     pub last_inbound_at: Option<DateTime<Utc>>,
     /// When the row was created.
+    #[serde(skip_serializing)]
     pub created_at: DateTime<Utc>,
 }
 
@@ -183,6 +189,7 @@ impl Number {
 
 /// What a timeline entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TimelineType))]
 #[serde(rename_all = "lowercase")]
 pub enum TimelineKind {
     /// A phone call (`id` is the CallSid).
@@ -193,6 +200,8 @@ pub enum TimelineKind {
 
 /// One entry of a customer's timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TimelineEntry))]
+#[serde(deny_unknown_fields)]
 pub struct TimelineItem {
     /// When it happened (call start, message creation).
     pub at: DateTime<Utc>,
@@ -209,8 +218,10 @@ pub struct TimelineItem {
     pub summary: Option<String>,
 }
 
-/// A customer's history across businesses.
+/// A customer's history across businesses (`GET /api/customers/{phone}` answers it as it is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = CustomerView))]
+#[serde(deny_unknown_fields)]
 pub struct CustomerTimeline {
     /// E.164 phone.
     pub phone: String,

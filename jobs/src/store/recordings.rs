@@ -119,14 +119,19 @@ impl From<RecordingRow> for Recording {
 const RECORDING_COLUMNS: &str = "recording_sid, call_sid, status, source_url, media_location, \
      content_type, size_bytes, duration_s, transcription_status, error, created_at, stored_at, updated_at";
 
-/// A transcript of one recording.
+/// A transcript of one recording. Serialises as the operator API shows a call's transcript
+/// (`TranscriptView`): text, language, provider and model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TranscriptView))]
+#[serde(deny_unknown_fields)]
 pub struct Transcript {
     /// The recording transcribed.
+    #[serde(skip_serializing)]
     pub recording_sid: String,
     /// The call.
+    #[serde(skip_serializing)]
     pub call_sid: String,
-    /// The text.
+    /// The text (Hebrew, typically).
     pub text: String,
     /// Language (e.g. `he`).
     pub language: String,
@@ -135,8 +140,10 @@ pub struct Transcript {
     /// Model, when the provider names one.
     pub model: Option<String>,
     /// Audio length transcribed.
+    #[serde(skip_serializing)]
     pub duration_s: Option<i64>,
     /// When it was stored.
+    #[serde(skip_serializing)]
     pub created_at: DateTime<Utc>,
 }
 

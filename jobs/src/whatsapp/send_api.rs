@@ -74,28 +74,50 @@ impl SendSettings {
     }
 }
 
-/// A send request, as the operator API receives it (JSON) or the CLI builds it.
+/// A send request, as the CLI builds it or the operator API receives it: the JSON body of
+/// `POST /api/whatsapp/send` (`SendBody`) is exactly the fields below that serde reads —
+/// free-form text (`body`, inside the 24-hour window) or an approved template (`content_sid` +
+/// `content_variables`); any other field is refused. The idempotency key comes from the
+/// `Idempotency-Key` header and the business from moked's own numbers, never from the body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(
+        as = SendBody,
+        examples(
+            json!({"to": "+972521234567", "body": "שלום דנה, התור שלך מחר ב־10:00"}),
+            json!({
+                "to": "052-123-4567",
+                "content_sid": "HX0123456789abcdef0123456789abcdef",
+                "content_variables": {"1": "דנה", "2": "10:00"}
+            })
+        )
+    )
+)]
+#[serde(deny_unknown_fields)]
 pub struct SendRequest {
-    /// The recipient, in any common form (`050-123-4567`, `+972…`, `whatsapp:+972…`).
+    /// Recipient in any common form (`050-123-4567`, `+972501234567`, `whatsapp:+972…`).
+    #[cfg_attr(feature = "openapi", schema(example = "+972521234567"))]
     pub to: String,
     /// Free-form text (inside the 24-hour window).
     #[serde(default)]
     pub body: Option<String>,
-    /// An approved template (Twilio Content API `HX…`), instead of `body`.
+    /// Template (Twilio Content API `HX…`), instead of `body`.
     #[serde(default)]
     pub content_sid: Option<String>,
-    /// The template's variables: a JSON object, or a string holding one (`{"1":"Dana"}`).
+    /// Template variables: an object such as `{"1":"Dana"}`, or a string holding one.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub content_variables: Option<Value>,
-    /// Public media URLs (free-form messages only).
+    /// Public http(s) media URLs (free-form messages only).
     #[serde(default)]
     pub media_urls: Vec<String>,
     /// The caller's idempotency key: the same key returns the first message.
-    #[serde(default)]
+    #[serde(skip)]
     pub idempotency_key: Option<String>,
     /// The business sending (default: the one owning our sender number).
-    #[serde(default)]
+    #[serde(skip)]
     pub business_id: Option<i64>,
 }
 

@@ -94,8 +94,8 @@ pub enum JobsCliError {
     Partial(String),
 }
 
-fn pretty(v: &serde_json::Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+fn pretty(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
@@ -162,7 +162,7 @@ pub async fn execute(queue: &dyn Queue, db: &Db, cmd: JobsCommand) -> Result<Str
                 })
                 .await?;
             if json {
-                return Ok(pretty(&view::page(&page)));
+                return Ok(pretty(&page));
             }
             let rows: Vec<Vec<String>> = page
                 .jobs
@@ -216,7 +216,7 @@ pub async fn execute(queue: &dyn Queue, db: &Db, cmd: JobsCommand) -> Result<Str
                 time(d.started_at),
                 time(s.finished_at),
                 s.last_error.as_deref().unwrap_or("-"),
-                v["payload"],
+                v.payload,
             );
             if d.history.is_empty() {
                 out.push_str("history:     (no failed attempts)");

@@ -16,9 +16,8 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
-use chrono::{DateTime, Utc};
 use http::request::Parts;
-use moked_jobs::store::audit::{self as store_audit, NewAudit};
+use moked_jobs::store::audit::{self as store_audit, AuditPage, NewAudit};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -114,41 +113,6 @@ pub async fn record(
     }
 }
 
-/// One audit entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AuditEntryView {
-    /// Entry id (pass as `before` to page on).
-    pub id: String,
-    /// When it happened.
-    pub at: DateTime<Utc>,
-    /// The operator's name (never a token).
-    #[schema(example = "dana")]
-    pub operator: String,
-    /// `job.retry`, `job.discard`, `jobs.retry`, `jobs.discard` or `whatsapp.send`.
-    #[schema(example = "job.retry")]
-    pub action: String,
-    /// The job id, the message id, or `state=…&kind=…` of a bulk action.
-    pub target: String,
-    /// `ok`, `refused` or `conflict`.
-    #[schema(example = "ok")]
-    pub outcome: String,
-    /// For a person: the reason of a refusal, how many jobs moved, ….
-    pub detail: String,
-    /// The client address, when known.
-    pub ip: Option<String>,
-}
-
-/// One page of the audit log, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AuditList {
-    /// This page.
-    pub entries: Vec<AuditEntryView>,
-    /// Pass as `before` for the next page; null on the last.
-    pub next_cursor: Option<String>,
-}
-
 /// `GET /api/audit` paging.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -175,34 +139,18 @@ pub struct Me {
     tag = "operators",
     params(AuditQuery),
     responses(
-        (status = 200, description = "One page of the audit log", body = AuditList),
+        (status = 200, description = "One page of the audit log", body = AuditPage),
         (status = 400, description = "Bad cursor or limit", body = ErrorBody),
     )
 )]
 pub async fn audit(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> Result<Json<AuditList>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     let limit = page_size(q.limit)?;
     let before = q.before.filter(|c| !c.trim().is_empty());
     let page = store_audit::list(&state.db, before.as_deref(), limit).await?;
-    Ok(Json(AuditList {
-        entries: page
-            .entries
-            .into_iter()
-            .map(|e| AuditEntryView {
-                id: e.id,
-                at: e.at,
-                operator: e.entry.operator,
-                action: e.entry.action,
-                target: e.entry.target,
-                outcome: e.entry.outcome,
-                detail: e.entry.detail,
-                ip: e.entry.ip,
-            })
-            .collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(page))
 }
 
 /// Who is signed in.

@@ -12,14 +12,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use moked_jobs::store::calls::{self as store_calls, CallDetail, CallEvent, CallFilter};
+use moked_jobs::store::calls::{self as store_calls, CallDetail, CallEvent, CallFilter, CallPage};
 use moked_jobs::store::recordings::Recording;
 use moked_jobs::store::{clock_tasks, console};
 
-use super::schema::{
-    self, BusinessRef, CallEventView, CallList, CallListQuery, CallSummary, CallView, CustomerRef,
-    RecordingView, TranscriptView,
-};
+use super::schema::{self, CallEventView, CallListQuery, CallView, RecordingView};
 use super::{ApiQuery, page_size};
 use crate::AppState;
 use crate::error::ApiError;
@@ -31,34 +28,19 @@ use crate::error::ApiError;
     tag = "calls",
     params(CallListQuery),
     responses(
-        (status = 200, description = "One page of calls", body = CallList),
+        (status = 200, description = "One page of calls", body = CallPage),
         (status = 400, description = "Bad date, has_transcript, cursor or limit", body = schema::ErrorBody),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<CallListQuery>,
-) -> Result<Json<CallList>, ApiError> {
+) -> Result<Json<CallPage>, ApiError> {
     let limit = page_size(q.limit)?;
     let cursor = q.cursor.filter(|c| !c.trim().is_empty());
     let filter = call_filter(&state, q.date, q.status, q.has_transcript).await?;
     let page = store_calls::list_calls(&state.db, &filter, cursor.as_deref(), limit).await?;
-    Ok(Json(CallList {
-        calls: page
-            .calls
-            .into_iter()
-            .map(|c| CallSummary {
-                call_sid: c.call_sid,
-                status: c.status,
-                from: c.from,
-                to: c.to,
-                started_at: c.started_at,
-                ended_at: c.ended_at,
-                duration_s: c.duration_s,
-            })
-            .collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(page))
 }
 
 /// The store filter of the listing's query: the day in the console's zone, the status, and
@@ -153,15 +135,8 @@ fn call_view(state: &AppState, d: CallDetail) -> CallView {
         status: d.call.status,
         from: d.call.from,
         to: d.call.to,
-        business: d.business.map(|b| BusinessRef {
-            id: b.id,
-            name: b.name,
-        }),
-        customer: d.customer.map(|c| CustomerRef {
-            id: c.id,
-            phone: c.phone,
-            name: c.name,
-        }),
+        business: d.business,
+        customer: d.customer,
         started_at: d.call.started_at,
         ended_at: d.call.ended_at,
         events: d.events.into_iter().map(event_view).collect(),
@@ -170,12 +145,7 @@ fn call_view(state: &AppState, d: CallDetail) -> CallView {
             .into_iter()
             .map(|r| recording_view(state, r))
             .collect(),
-        transcript: d.transcript.map(|t| TranscriptView {
-            text: t.text,
-            language: t.language,
-            provider: t.provider,
-            model: t.model,
-        }),
+        transcript: d.transcript,
     }
 }
 

@@ -11,10 +11,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use moked_jobs::phone::E164;
-use moked_jobs::store::customers::{TimelineKind, customer_timeline};
+use moked_jobs::store::customers::{CustomerTimeline, customer_timeline};
 
 use super::ApiQuery;
-use super::schema::{self, CustomerView, TimelineEntry, TimelineQuery, TimelineType};
+use super::schema::{self, TimelineQuery};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -31,7 +31,7 @@ pub const DEFAULT_TIMELINE: u32 = 100;
         TimelineQuery,
     ),
     responses(
-        (status = 200, description = "The customer's timeline", body = CustomerView),
+        (status = 200, description = "The customer's timeline", body = CustomerTimeline),
         (status = 400, description = "Not a phone number, or a bad limit", body = schema::ErrorBody),
         (status = 404, description = "No customer with this number", body = schema::ErrorBody),
     )
@@ -40,7 +40,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(phone): Path<String>,
     ApiQuery(q): ApiQuery<TimelineQuery>,
-) -> Result<Json<CustomerView>, ApiError> {
+) -> Result<Json<CustomerTimeline>, ApiError> {
     let limit = match q.limit {
         None => DEFAULT_TIMELINE,
         Some(n @ 1..=500) => n,
@@ -55,23 +55,5 @@ pub async fn show(
     let timeline = customer_timeline(&state.db, &phone, i64::from(limit))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no customer with phone {phone}")))?;
-    Ok(Json(CustomerView {
-        phone: timeline.phone,
-        last_inbound_at: timeline.last_inbound_at,
-        timeline: timeline
-            .timeline
-            .into_iter()
-            .map(|t| TimelineEntry {
-                at: t.at,
-                kind: match t.kind {
-                    TimelineKind::Call => TimelineType::Call,
-                    TimelineKind::Message => TimelineType::Message,
-                },
-                id: t.id,
-                direction: t.direction,
-                status: t.status,
-                summary: t.summary,
-            })
-            .collect(),
-    }))
+    Ok(Json(timeline))
 }

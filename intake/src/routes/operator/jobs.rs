@@ -24,9 +24,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use moked_jobs::kinds::JobKind;
-use moked_jobs::queue::{JobPage, JobState, ListQuery, view};
-use moked_jobs::retry_effect::{self, Outcome, RetryError};
-use serde_json::{Value, json};
+use moked_jobs::queue::view::{self, DetailView, StatsView};
+use moked_jobs::queue::{JobPage, JobState, ListQuery};
+use moked_jobs::retry_effect::{self, Bulk, Outcome, RetryError};
 
 use super::audit::{self, Actor, Outcome as AuditOutcome};
 use super::schema::{self, BulkDiscardQuery, BulkRetryQuery, JobListQuery};
@@ -57,14 +57,14 @@ fn non_empty(s: Option<String>) -> Option<String> {
     tag = "jobs",
     params(JobListQuery),
     responses(
-        (status = 200, description = "One page of jobs", body = schema::JobList),
+        (status = 200, description = "One page of jobs", body = JobPage),
         (status = 400, description = "Unknown state or kind, bad cursor or limit", body = schema::ErrorBody),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<JobListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobPage>, ApiError> {
     let query = ListQuery {
         state: non_empty(q.state).as_deref().map(parse_state).transpose()?,
         kind: non_empty(q.kind).as_deref().map(parse_kind).transpose()?,
@@ -75,7 +75,7 @@ pub async fn list(
         None => state.queue.list(&query).await?,
         Some(text) => search_errors(&state, query, &text).await?,
     };
-    Ok(Json(view::page(&page)))
+    Ok(Json(page))
 }
 
 /// How many jobs one error search reads at most, and in how many listing calls, before it
@@ -123,10 +123,10 @@ async fn search_errors(
     path = "/jobs/stats",
     tag = "jobs",
     responses(
-        (status = 200, description = "Counts", body = schema::JobStats),
+        (status = 200, description = "Counts", body = StatsView),
     )
 )]
-pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsView>, ApiError> {
     let stats = state.queue.stats().await?;
     Ok(Json(view::stats(&stats)))
 }
@@ -138,14 +138,14 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The job", body = schema::JobDetail),
+        (status = 200, description = "The job", body = DetailView),
         (status = 404, description = "No such job", body = schema::ErrorBody),
     )
 )]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DetailView>, ApiError> {
     let job = state.queue.get(&id).await?.ok_or_else(|| no_job(&id))?;
     Ok(Json(view::detail(&job)))
 }
@@ -162,7 +162,7 @@ async fn act(
     verb: &str,
     allowed: &[JobState],
     moved: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DetailView>, ApiError> {
     let job = state.queue.get(id).await?.ok_or_else(|| no_job(id))?;
     if !moved {
         let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
@@ -200,7 +200,7 @@ fn not_retryable(id: &str, kind: &str, reason: &str) -> ApiError {
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The job, queued again (its effect prepared: a refused WhatsApp message is queued again)", body = schema::JobDetail),
+        (status = 200, description = "The job, queued again (its effect prepared: a refused WhatsApp message is queued again)", body = DetailView),
         (status = 404, description = "No such job", body = schema::ErrorBody),
         (status = 409, description = "`conflict`: the job is not dead or retrying; `not_retryable`: its effect cannot be re-attempted (e.g. the provider already accepted the message), with the reason", body = schema::ErrorBody),
     )
@@ -209,7 +209,7 @@ pub async fn retry(
     State(state): State<AppState>,
     actor: Actor,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DetailView>, ApiError> {
     const ACTION: &str = "job.retry";
     match retry_effect::retry(state.queue.as_ref(), &state.db, &id).await? {
         Outcome::Retried(job) => {
@@ -222,28 +222,14 @@ pub async fn retry(
             let e = ApiError::conflict(format!(
                 "job {id} is {now}; only dead or retrying jobs can be retried"
             ));
-            audit::record(
-                &state,
-                &actor,
-                ACTION,
-                &id,
-                AuditOutcome::Conflict,
-                e.message.clone(),
-            )
-            .await;
+            let detail = e.message.clone();
+            audit::record(&state, &actor, ACTION, &id, AuditOutcome::Conflict, detail).await;
             Err(e)
         }
         Outcome::Refused { kind, reason } => {
             let e = not_retryable(&id, &kind, &reason);
-            audit::record(
-                &state,
-                &actor,
-                ACTION,
-                &id,
-                AuditOutcome::Refused,
-                e.message.clone(),
-            )
-            .await;
+            let detail = e.message.clone();
+            audit::record(&state, &actor, ACTION, &id, AuditOutcome::Refused, detail).await;
             Err(e)
         }
     }
@@ -256,7 +242,7 @@ pub async fn retry(
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The job, discarded", body = schema::JobDetail),
+        (status = 200, description = "The job, discarded", body = DetailView),
         (status = 404, description = "No such job", body = schema::ErrorBody),
         (status = 409, description = "The job is running, done or already discarded", body = schema::ErrorBody),
     )
@@ -265,7 +251,7 @@ pub async fn discard(
     State(state): State<AppState>,
     actor: Actor,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DetailView>, ApiError> {
     let moved = state.queue.discard(&id).await?;
     let answer = act(
         &state,
@@ -294,7 +280,7 @@ pub async fn discard(
     tag = "jobs",
     params(BulkRetryQuery),
     responses(
-        (status = 200, description = "How many jobs were queued again, and the ones whose effect cannot be re-attempted with their reasons", body = schema::Retried),
+        (status = 200, description = "How many jobs were queued again, and the ones whose effect cannot be re-attempted with their reasons", body = Bulk),
         (status = 400, description = "A state other than dead or retrying, or an unknown kind", body = schema::ErrorBody),
     )
 )]
@@ -302,7 +288,7 @@ pub async fn retry_all(
     State(state): State<AppState>,
     actor: Actor,
     ApiQuery(q): ApiQuery<BulkRetryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Bulk>, ApiError> {
     let (job_state, kind) = bulk_selection(
         q.state,
         q.kind,
@@ -319,11 +305,7 @@ pub async fn retry_all(
         format!("{} retried, {} refused", bulk.retried, bulk.refused),
     )
     .await;
-    Ok(Json(json!({
-        "retried": bulk.retried,
-        "refused": bulk.refused,
-        "refusals": bulk.refusals,
-    })))
+    Ok(Json(bulk))
 }
 
 /// Discard every dead (or retrying, or queued) job, optionally of one kind.

@@ -10,7 +10,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use moked_jobs::store::console::{self, HitKind};
+use moked_jobs::store::console::{self, Hit, HitKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -30,41 +30,14 @@ pub struct SearchQuery {
     pub q: Option<String>,
 }
 
-/// What a result is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ResultType {
-    /// A job (`id` is the job id).
-    Job,
-    /// A call (`id` is the CallSid).
-    Call,
-    /// A WhatsApp message (`id` is our message id).
-    Message,
-    /// A customer (`id` is the E.164 phone, `GET /api/customers/{phone}`).
-    Customer,
-}
-
-/// One result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SearchResult {
-    /// What it is.
-    #[serde(rename = "type")]
-    pub kind: ResultType,
-    /// Its id.
-    pub id: String,
-    /// A line for a person.
-    pub title: String,
-}
-
 /// Search results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchResults {
     /// The query as understood (trimmed).
     pub query: String,
     /// What it names; empty when nothing.
-    pub results: Vec<SearchResult>,
+    pub results: Vec<Hit>,
 }
 
 /// Find a job, call, message or customer by id or phone number.
@@ -97,22 +70,12 @@ pub async fn find(
     if uuid::Uuid::parse_str(&query).is_ok()
         && let Some(job) = state.queue.get(&query).await?
     {
-        results.push(SearchResult {
-            kind: ResultType::Job,
+        results.push(Hit {
+            kind: HitKind::Job,
             title: format!("{} {}", job.summary.kind, job.summary.state),
             id: job.summary.id,
         });
     }
-    for hit in console::search(&state.db, &query).await? {
-        results.push(SearchResult {
-            kind: match hit.kind {
-                HitKind::Call => ResultType::Call,
-                HitKind::Message => ResultType::Message,
-                HitKind::Customer => ResultType::Customer,
-            },
-            id: hit.id,
-            title: hit.title,
-        });
-    }
+    results.extend(console::search(&state.db, &query).await?);
     Ok(Json(SearchResults { query, results }))
 }

@@ -15,7 +15,8 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use moked_jobs::queue::outcomes::{Outcome, Span};
-use moked_jobs::store::{clock_tasks, console};
+use moked_jobs::store::clock_tasks;
+use moked_jobs::store::console::{self, CallCounts, MessageCounts};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -24,38 +25,8 @@ use super::schema::ErrorBody;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Today's calls.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CallsToday {
-    /// Calls that started today.
-    pub total: i64,
-    /// Of those, answered (in progress or completed).
-    pub answered: i64,
-    /// With a stored recording.
-    pub with_recording: i64,
-    /// With a transcript.
-    pub transcribed: i64,
-}
-
-/// Today's WhatsApp messages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WhatsAppToday {
-    /// Outbound messages of today that reached sent or beyond.
-    pub sent: i64,
-    /// That reached delivered (or read).
-    pub delivered: i64,
-    /// That were read.
-    pub read: i64,
-    /// Failed or undelivered.
-    pub failed: i64,
-    /// Inbound messages of today.
-    pub received: i64,
-}
-
 /// Today at a glance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Today {
     /// The zone "today" is read in (`CLOCK_TZ`).
@@ -64,9 +35,9 @@ pub struct Today {
     /// When today began there.
     pub since: DateTime<Utc>,
     /// Calls.
-    pub calls: CallsToday,
+    pub calls: CallCounts,
     /// WhatsApp messages.
-    pub whatsapp: WhatsAppToday,
+    pub whatsapp: MessageCounts,
 }
 
 /// Calls and WhatsApp messages of today.
@@ -86,19 +57,8 @@ pub async fn today(State(state): State<AppState>) -> Result<Json<Today>, ApiErro
     Ok(Json(Today {
         tz: tz.name().to_owned(),
         since,
-        calls: CallsToday {
-            total: calls.total,
-            answered: calls.answered,
-            with_recording: calls.with_recording,
-            transcribed: calls.transcribed,
-        },
-        whatsapp: WhatsAppToday {
-            sent: messages.sent,
-            delivered: messages.delivered,
-            read: messages.read,
-            failed: messages.failed,
-            received: messages.received,
-        },
+        calls,
+        whatsapp: messages,
     }))
 }
 

@@ -27,11 +27,11 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use moked_jobs::phone::mask_raw;
-use moked_jobs::store::whatsapp::messages::get_message;
+use moked_jobs::store::whatsapp::messages::{WhatsAppMessage, get_message};
 use moked_jobs::whatsapp::send_api::{SendError, SendRequest, SendSettings, request_send};
 
 use super::audit::{self, Actor, Outcome as AuditOutcome};
-use super::schema::{self, MessageView, SendAccepted, SendBody};
+use super::schema::{self, SendAccepted};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -73,7 +73,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     post,
     path = "/whatsapp/send",
     tag = "whatsapp",
-    request_body = SendBody,
+    request_body = SendRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "The same key again returns the first message (200) instead of sending a second one")),
     responses(
         (status = 202, description = "Queued", body = SendAccepted),
@@ -146,17 +146,9 @@ async fn queue_send(
         ));
     }
     *to = body.get("to").and_then(|v| v.as_str()).map(str::to_owned);
-    let body: SendBody = serde_json::from_value(body)
+    let mut request: SendRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request(format!("body is not a send request: {e}")))?;
-    let request = SendRequest {
-        to: body.to,
-        body: body.body,
-        content_sid: body.content_sid,
-        content_variables: body.content_variables,
-        media_urls: body.media_urls,
-        idempotency_key: idempotency_key(headers)?,
-        business_id: None,
-    };
+    request.idempotency_key = idempotency_key(headers)?;
     let settings = SendSettings::new(&state.intake.whatsapp, &state.core);
     let out = request_send(&state.db, state.queue.as_ref(), request, &settings).await?;
     let status = if out.created {
@@ -180,31 +172,16 @@ async fn queue_send(
     tag = "whatsapp",
     params(("id" = String, Path, description = "Our message id")),
     responses(
-        (status = 200, description = "The message", body = MessageView),
+        (status = 200, description = "The message", body = WhatsAppMessage),
         (status = 404, description = "No such message", body = schema::ErrorBody),
     )
 )]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<MessageView>, ApiError> {
+) -> Result<Json<WhatsAppMessage>, ApiError> {
     let m = get_message(&state.db, id.trim())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no WhatsApp message {id}")))?;
-    Ok(Json(MessageView {
-        id: m.id,
-        provider: m.provider,
-        provider_sid: m.provider_sid,
-        direction: m.direction,
-        to: m.to,
-        from: m.from,
-        body: m.body,
-        status: m.status,
-        error_code: m.error_code,
-        error_message: m.error_message,
-        created_at: m.created_at,
-        sent_at: m.sent_at,
-        delivered_at: m.delivered_at,
-        read_at: m.read_at,
-    }))
+    Ok(Json(m))
 }

@@ -12,6 +12,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use moked_jobs::queue::RunningJob;
 use moked_jobs::store::clock_tasks;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -20,20 +21,8 @@ use super::schema::ErrorBody;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// A job running for a session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunningJobView {
-    /// Job id.
-    pub id: String,
-    /// Kind.
-    pub kind: String,
-    /// When this attempt started.
-    pub started_at: Option<DateTime<Utc>>,
-}
-
 /// One worker session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSession {
     /// The worker's name (e.g. `worker.1`).
@@ -47,11 +36,11 @@ pub struct WorkerSession {
     /// Silent longer than `stale_after_s`.
     pub stale: bool,
     /// The jobs running for it, oldest start first.
-    pub running: Vec<RunningJobView>,
+    pub running: Vec<RunningJob>,
 }
 
 /// The fleet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workers {
     /// The stale window in seconds.
@@ -85,15 +74,7 @@ pub async fn workers(State(state): State<AppState>) -> Result<Json<Workers>, Api
                 name: s.name,
                 session: s.session,
                 last_seen_at: s.last_seen_at,
-                running: s
-                    .running
-                    .into_iter()
-                    .map(|j| RunningJobView {
-                        id: j.id,
-                        kind: j.kind,
-                        started_at: j.started_at,
-                    })
-                    .collect(),
+                running: s.running,
             })
             .collect(),
     }))

@@ -48,14 +48,20 @@ pub struct Media {
     pub location: Option<String>,
 }
 
-/// A WhatsApp message, inbound or outbound.
+/// A WhatsApp message, inbound or outbound. Serialises as the operator API shows it
+/// (`MessageView`): the row links, the template, the attachments, the caller's idempotency key
+/// and the last change are not shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = MessageView))]
+#[serde(deny_unknown_fields)]
 pub struct WhatsAppMessage {
     /// Our id (UUIDv7).
     pub id: String,
     /// The business, when linked.
+    #[serde(skip_serializing)]
     pub business_id: Option<i64>,
     /// The customer, when linked (never for a number that does not parse).
+    #[serde(skip_serializing)]
     pub customer_id: Option<i64>,
     /// `twilio` or `baileys`.
     pub provider: String,
@@ -70,22 +76,28 @@ pub struct WhatsAppMessage {
     /// Text.
     pub body: Option<String>,
     /// Template (Twilio ContentSid).
+    #[serde(skip_serializing)]
     pub content_sid: Option<String>,
     /// Template variables (JSON text).
+    #[serde(skip_serializing)]
     pub content_variables: Option<String>,
     /// Attachments.
+    #[serde(skip_serializing)]
     pub media: Vec<Media>,
-    /// Status (highest rank seen for outbound; `received` for inbound).
+    /// Status (highest rank seen for outbound; `received` for inbound): `queued`, `sending`,
+    /// `sent`, `delivered`, `read`, `failed`, `undelivered`, `received`, …
     pub status: String,
-    /// Provider error code of a failure.
+    /// Provider error code of a failure (e.g. 63016: outside the 24-hour window).
     pub error_code: Option<i64>,
     /// Provider error message of a failure.
     pub error_message: Option<String>,
     /// The caller's idempotency key, for outbound messages created with one.
+    #[serde(skip_serializing)]
     pub idempotency_key: Option<String>,
     /// When the row was created (for inbound: received).
     pub created_at: DateTime<Utc>,
     /// Last change.
+    #[serde(skip_serializing)]
     pub updated_at: DateTime<Utc>,
     /// When it reached `sent` (or later).
     pub sent_at: Option<DateTime<Utc>>,
