@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::Context as _;
 use clap::Parser;
-use moked_intake::{AppState, IntakeArgs, IntakeConfig, ratelimit::Limiter};
+use moked_intake::{AppState, IntakeArgs, IntakeConfig};
 use moked_jobs::config::{CoreArgs, CoreConfig};
 use moked_jobs::fleet::FleetArgs;
 use moked_jobs::store::Db;
@@ -87,12 +87,7 @@ pub async fn run(
         .await
         .context("cannot open the database (DATABASE_URL)")?;
     db.migrate().await.context("cannot migrate the database")?;
-    let queue = moked_jobs::queue::connect(&core, &db)
-        .await
-        .context("cannot connect the queue")?;
-    let limiter = Limiter::connect(&core, intake.limits)
-        .await
-        .context("cannot connect the rate limiter to Redis")?;
+    let (queue, limiter) = moked_intake::connect_on(&core, &intake, &db).await?;
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, core.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await

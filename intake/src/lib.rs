@@ -165,13 +165,23 @@ pub async fn build_state(core: CoreConfig, intake: IntakeConfig) -> anyhow::Resu
     let db = Db::connect(core.database_url.expose_secret())
         .await
         .context("cannot open the database (DATABASE_URL)")?;
-    let queue = moked_jobs::queue::connect(&core, &db)
+    let (queue, limiter) = connect_on(&core, &intake, &db).await?;
+    AppState::new(core, intake, db, queue, limiter).context("cannot build the TwiML answers")
+}
+
+/// Connects the queue on the open `db` (or Redis) and the rate limiter the settings ask for.
+pub async fn connect_on(
+    core: &CoreConfig,
+    intake: &IntakeConfig,
+    db: &Db,
+) -> anyhow::Result<(SharedQueue, Limiter)> {
+    let queue = moked_jobs::queue::connect(core, db)
         .await
         .context("cannot connect the queue")?;
-    let limiter = Limiter::connect(&core, intake.limits)
+    let limiter = Limiter::connect(core, intake.limits)
         .await
         .context("cannot connect the rate limiter to Redis")?;
-    AppState::new(core, intake, db, queue, limiter).context("cannot build the TwiML answers")
+    Ok((queue, limiter))
 }
 
 /// Request headers never written to logs or traces.

@@ -66,6 +66,12 @@ impl TwilioForm {
     }
 }
 
+/// A webhook with these body fields, as if verified (unit tests of the pure route functions).
+#[cfg(test)]
+pub(crate) fn hook(pairs: &[(&str, &str)]) -> TwilioForm {
+    TwilioForm::new(Form::from_pairs(pairs.iter().copied()))
+}
+
 /// The client key of a request (right-most `X-Forwarded-For`, else the peer).
 pub(crate) fn client_of(parts: &Parts) -> String {
     let peer = parts

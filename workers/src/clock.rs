@@ -153,6 +153,22 @@ impl ClockArgs {
     }
 }
 
+impl ClockConfig {
+    /// The clock of `Asia/Jerusalem` (the default zone) with these schedules (cron, 6 fields),
+    /// for tests; panics when one does not parse.
+    #[doc(hidden)]
+    pub fn for_tests(reconcile: &str, health: &str, cleanup: &str) -> ClockConfig {
+        ClockArgs {
+            clock_tz: "Asia/Jerusalem".into(),
+            schedule_reconcile: reconcile.into(),
+            schedule_health: health.into(),
+            schedule_cleanup: cleanup.into(),
+        }
+        .into_config()
+        .expect("clock config")
+    }
+}
+
 /// One firing: a task at a local wall-clock time, and the instant it fires at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tick {
@@ -477,24 +493,21 @@ fn report_one(tick: &Tick, result: &QueueResult<Enqueued>, what: &str) {
 mod tests {
     use super::*;
 
-    fn config(reconcile: &str, health: &str, cleanup: &str) -> ClockConfig {
-        ClockArgs {
-            clock_tz: "Asia/Jerusalem".into(),
-            schedule_reconcile: reconcile.into(),
-            schedule_health: health.into(),
-            schedule_cleanup: cleanup.into(),
-        }
-        .into_config()
-        .unwrap()
-    }
-
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
+    /// The reconcile ticks of `c` between two RFC 3339 times.
+    fn reconcile_ticks(c: &ClockConfig, from: &str, to: &str) -> Vec<Tick> {
+        c.ticks_between(utc(from), utc(to))
+            .into_iter()
+            .filter(|t| t.task == Task::Reconcile)
+            .collect()
+    }
+
     #[test]
     fn the_default_schedules_fire_the_expected_number_of_times_in_a_day() {
-        let c = config("0 */5 * * * *", "0 * * * * *", "0 30 3 * * *");
+        let c = ClockConfig::for_tests("0 */5 * * * *", "0 * * * * *", "0 30 3 * * *");
         let ticks = c.ticks_between(utc("2026-06-01T00:00:00Z"), utc("2026-06-02T00:00:00Z"));
         let count = |t: Task| ticks.iter().filter(|k| k.task == t).count();
         assert_eq!(
@@ -510,12 +523,8 @@ mod tests {
     #[test]
     fn a_tick_in_the_spring_forward_gap_fires_once_after_the_gap() {
         // Israel 2026: clocks jump 02:00 → 03:00 on Friday 27 March (00:00 UTC).
-        let c = config("0 30 2 * * *", "0 0 0 1 1 *", "0 0 0 1 1 *");
-        let ticks: Vec<Tick> = c
-            .ticks_between(utc("2026-03-26T12:00:00Z"), utc("2026-03-27T12:00:00Z"))
-            .into_iter()
-            .filter(|t| t.task == Task::Reconcile)
-            .collect();
+        let c = ClockConfig::for_tests("0 30 2 * * *", "0 0 0 1 1 *", "0 0 0 1 1 *");
+        let ticks = reconcile_ticks(&c, "2026-03-26T12:00:00Z", "2026-03-27T12:00:00Z");
         assert_eq!(ticks.len(), 1, "{ticks:?}");
         assert_eq!(
             ticks[0].at,
@@ -527,12 +536,8 @@ mod tests {
     #[test]
     fn a_tick_in_the_fall_back_overlap_fires_once() {
         // Israel 2026: clocks go 02:00 → 01:00 on Sunday 25 October (23:00 UTC on the 24th).
-        let c = config("0 30 1 * * *", "0 0 0 1 1 *", "0 0 0 1 1 *");
-        let ticks: Vec<Tick> = c
-            .ticks_between(utc("2026-10-24T12:00:00Z"), utc("2026-10-25T12:00:00Z"))
-            .into_iter()
-            .filter(|t| t.task == Task::Reconcile)
-            .collect();
+        let c = ClockConfig::for_tests("0 30 1 * * *", "0 0 0 1 1 *", "0 0 0 1 1 *");
+        let ticks = reconcile_ticks(&c, "2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z");
         assert_eq!(ticks.len(), 1, "{ticks:?}");
         assert_eq!(
             ticks[0].at,
@@ -540,12 +545,8 @@ mod tests {
             "01:30 IDT, the first occurrence"
         );
         // The local day has 25 real hours; an hourly schedule fires once per wall-clock hour.
-        let hourly = config("0 15 * * * *", "0 0 0 1 1 *", "0 0 0 1 1 *");
-        let ticks: Vec<Tick> = hourly
-            .ticks_between(utc("2026-10-24T21:00:00Z"), utc("2026-10-25T22:00:00Z"))
-            .into_iter()
-            .filter(|t| t.task == Task::Reconcile)
-            .collect();
+        let hourly = ClockConfig::for_tests("0 15 * * * *", "0 0 0 1 1 *", "0 0 0 1 1 *");
+        let ticks = reconcile_ticks(&hourly, "2026-10-24T21:00:00Z", "2026-10-25T22:00:00Z");
         let keys: std::collections::HashSet<String> = ticks.iter().map(Tick::key).collect();
         assert_eq!(
             (ticks.len(), keys.len()),
@@ -578,7 +579,7 @@ mod tests {
 
     #[test]
     fn catch_up_names_the_latest_past_tick_of_each_task() {
-        let c = config("0 */5 * * * *", "0 * * * * *", "0 30 3 * * *");
+        let c = ClockConfig::for_tests("0 */5 * * * *", "0 * * * * *", "0 30 3 * * *");
         let latest = c.latest_before(utc("2026-06-01T10:07:30Z"));
         let find = |t: Task| latest.iter().find(|k| k.task == t).unwrap().at;
         assert_eq!(find(Task::Reconcile), utc("2026-06-01T10:05:00Z"));

@@ -112,10 +112,7 @@ pub fn status_of(hook: &TwilioForm) -> Result<WhatsAppStatus, IntakeError> {
 mod tests {
     use super::*;
     use crate::body::Form;
-
-    fn hook(pairs: &[(&str, &str)]) -> TwilioForm {
-        TwilioForm::new(Form::from_pairs(pairs.iter().copied()))
-    }
+    use crate::signature::hook;
 
     #[test]
     fn inbound_messages_keep_body_profile_and_declared_media() {

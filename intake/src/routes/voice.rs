@@ -158,11 +158,7 @@ pub fn call_status_of(hook: &TwilioForm) -> Result<CallStatus, IntakeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::Form;
-
-    fn hook(pairs: &[(&str, &str)]) -> TwilioForm {
-        TwilioForm::new(Form::from_pairs(pairs.iter().copied()))
-    }
+    use crate::signature::hook;
 
     #[test]
     fn an_incoming_call_needs_only_its_call_sid() {

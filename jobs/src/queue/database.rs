@@ -408,11 +408,7 @@ impl DbQueue {
     /// Moves a job that `worker` holds out of running; `set` is the SET list for the new state,
     /// with `$1` = now. Returns whether the job moved (false: not running or not ours).
     async fn leave_running(&self, worker: &WorkerId, id: &str, set: &str) -> QueueResult<bool> {
-        let sql = format!(
-            "UPDATE jobs SET {set}, state_at = $1, session = NULL \
-             WHERE id = $2 AND state = 'running' AND session = $3"
-        );
-        let moved = sqlx::query(AssertSqlSafe(sql))
+        let moved = sqlx::query(AssertSqlSafe(leaving_running(set)))
             .bind(self.host_ms())
             .bind(id.to_owned())
             .bind(worker.session.clone())
@@ -420,6 +416,46 @@ impl DbQueue {
             .await?
             .rows_affected();
         Ok(moved > 0)
+    }
+
+    /// Records a failed attempt of a job that `worker` holds and moves it out of running, in one
+    /// transaction; `set` is the SET list for the new state, with `$1` = now and `$5` = `run_at`
+    /// when given (the error is stored as `last_error`). A job not running or not ours is left
+    /// alone. With a `run_at` (a retry) idle fetchers recompute when the earliest delayed job is
+    /// due.
+    async fn fail_running(
+        &self,
+        worker: &WorkerId,
+        id: &str,
+        error: &str,
+        set: &str,
+        run_at: Option<i64>,
+    ) -> QueueResult<()> {
+        let now = self.host_ms();
+        let mut tx = self.begin().await?;
+        let sql = leaving_running(&format!("{set}, last_error = $4"));
+        let mut update = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(id.to_owned())
+            .bind(worker.session.clone())
+            .bind(error.to_owned());
+        if let Some(at) = run_at {
+            update = update.bind(at);
+        }
+        let moved = update.execute(&mut *tx).await?.rows_affected();
+        if moved == 0 {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        add_attempt(&mut tx, id, now, error, &worker.name).await?;
+        if run_at.is_some() {
+            self.notify_in(&mut tx).await?;
+        }
+        tx.commit().await?;
+        if run_at.is_some() {
+            self.inner.wake.notify_waiters();
+        }
+        Ok(())
     }
 
     /// Re-queues the running jobs of one stale session, if it is still stale and no other
@@ -634,55 +670,19 @@ impl Queue for DbQueue {
         error: &str,
         at: DateTime<Utc>,
     ) -> QueueResult<()> {
-        let now = self.host_ms();
-        let mut tx = self.begin().await?;
-        let moved = sqlx::query(
-            "UPDATE jobs SET state = 'retrying', run_at = $4, last_error = $5, state_at = $1, \
-                 session = NULL \
-             WHERE id = $2 AND state = 'running' AND session = $3",
+        self.fail_running(
+            worker,
+            id,
+            error,
+            "state = 'retrying', run_at = $5",
+            Some(to_ms(at)),
         )
-        .bind(now)
-        .bind(id.to_owned())
-        .bind(worker.session.clone())
-        .bind(to_ms(at))
-        .bind(error.to_owned())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if moved == 0 {
-            tx.rollback().await?;
-            return Ok(());
-        }
-        add_attempt(&mut tx, id, now, error, &worker.name).await?;
-        // Idle fetchers recompute when the earliest delayed job is due.
-        self.notify_in(&mut tx).await?;
-        tx.commit().await?;
-        self.inner.wake.notify_waiters();
-        Ok(())
+        .await
     }
 
     async fn bury(&self, worker: &WorkerId, id: &str, error: &str) -> QueueResult<()> {
-        let now = self.host_ms();
-        let mut tx = self.begin().await?;
-        let moved = sqlx::query(
-            "UPDATE jobs SET state = 'dead', finished_at = $1, last_error = $4, state_at = $1, \
-                 session = NULL \
-             WHERE id = $2 AND state = 'running' AND session = $3",
-        )
-        .bind(now)
-        .bind(id.to_owned())
-        .bind(worker.session.clone())
-        .bind(error.to_owned())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if moved == 0 {
-            tx.rollback().await?;
-            return Ok(());
-        }
-        add_attempt(&mut tx, id, now, error, &worker.name).await?;
-        tx.commit().await?;
-        Ok(())
+        self.fail_running(worker, id, error, "state = 'dead', finished_at = $1", None)
+            .await
     }
 
     async fn release(&self, worker: &WorkerId, id: &str) -> QueueResult<()> {
@@ -1119,6 +1119,15 @@ async fn delete_batches(pool: &sqlx::AnyPool, sql: &'static str, arg: i64) -> Qu
             return Ok(deleted);
         }
     }
+}
+
+/// The statement that moves a job out of running for its session: `set` is the SET list for
+/// the new state, with `$1` = now, `$2` = the job id and `$3` = the session.
+fn leaving_running(set: &str) -> String {
+    format!(
+        "UPDATE jobs SET {set}, state_at = $1, session = NULL \
+         WHERE id = $2 AND state = 'running' AND session = $3"
+    )
 }
 
 /// Appends one entry to a job's history.

@@ -10,9 +10,9 @@
 //! | [`stale_outbound_messages`] | an outbound Twilio message still `queued`/`accepted`/`scheduled`/`sending`/`sent`, with a MessageSid, unchanged since `before` | `GET Messages/{Sid}.json` |
 //! | [`completed_calls_without_recording`] | a `completed` call that ended before `before` and has no recording row | `GET Calls/{Sid}/Recordings.json` |
 //!
-//! Each returns at most `limit` rows, **oldest first**, and only rows changed after `horizon`
-//! (older ones are left alone for good: a message nobody delivered in a week will not be, and a
-//! call without a recording after a week has none).
+//! Each returns the rows of a [`Window`]: at most `limit`, **oldest first**, and only rows
+//! changed after `horizon` (older ones are left alone for good: a message nobody delivered in a
+//! week will not be, and a call without a recording after a week has none).
 //!
 //! **Checks hold items back.** After asking about an item the task calls [`mark_checked`]: the
 //! row in `reconcile_check` keeps the item out of the candidates until its `next_at`, which
@@ -24,6 +24,7 @@
 //! [`prune_checks`] forgets checks older than the horizon.
 
 use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
 use std::time::Duration;
 
 use super::error::StoreError;
@@ -108,56 +109,73 @@ struct NoRecordingRow {
     ended_at: i64,
 }
 
-fn limit_of(limit: u32) -> i64 {
-    i64::from(limit.max(1))
+/// Which items a candidate query returns: last changed (a recording's call: ended) in
+/// `[horizon, before)`, not held back by a check at `now`, oldest first, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Changed before this (stale since).
+    pub before: DateTime<Utc>,
+    /// Changed at or after this (older items are left alone for good).
+    pub horizon: DateTime<Utc>,
+    /// Checks whose `next_at` is after this hold their items back.
+    pub now: DateTime<Utc>,
+    /// At most this many rows (at least 1).
+    pub limit: u32,
 }
 
-/// Open calls (not completed, busy, failed, no-answer or canceled) last changed in
-/// `[horizon, before)` and not held back by a check at `now`, oldest first, at most `limit`.
-pub async fn stale_open_calls(
+/// Runs a candidate query whose `$1` … `$4` are the window's `before`, `horizon`, `now` and
+/// limit, and makes an item of each row.
+async fn candidates<R, T>(
     db: &Db,
-    before: DateTime<Utc>,
-    horizon: DateTime<Utc>,
-    now: DateTime<Utc>,
-    limit: u32,
-) -> Result<Vec<StaleCall>, StoreError> {
+    sql: &'static str,
+    window: &Window,
+    item: impl FnMut(R) -> T,
+) -> Result<Vec<T>, StoreError>
+where
+    R: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
+{
+    let rows = sqlx::query_as::<_, R>(sql)
+        .bind(to_ms(window.before))
+        .bind(to_ms(window.horizon))
+        .bind(to_ms(window.now))
+        .bind(i64::from(window.limit.max(1)))
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.into_iter().map(item).collect())
+}
+
+/// Open calls (not completed, busy, failed, no-answer or canceled) in the `window` of their
+/// last change.
+pub async fn stale_open_calls(db: &Db, window: &Window) -> Result<Vec<StaleCall>, StoreError> {
     // The status predicate is the one of the partial index `call_open`, word for word.
-    let rows = sqlx::query_as::<_, StaleCallRow>(
+    candidates(
+        db,
         "SELECT c.call_sid, c.status, c.updated_at FROM call c \
          LEFT JOIN reconcile_check r ON r.kind = 'call' AND r.sid = c.call_sid \
          WHERE c.status NOT IN ('completed', 'busy', 'failed', 'no-answer', 'canceled') \
            AND c.updated_at < $1 AND c.updated_at >= $2 \
            AND (r.next_at IS NULL OR r.next_at <= $3) \
          ORDER BY c.updated_at, c.id LIMIT $4",
-    )
-    .bind(to_ms(before))
-    .bind(to_ms(horizon))
-    .bind(to_ms(now))
-    .bind(limit_of(limit))
-    .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| StaleCall {
+        window,
+        |r: StaleCallRow| StaleCall {
             call_sid: r.call_sid,
             status: r.status,
             updated_at: from_ms(r.updated_at),
-        })
-        .collect())
+        },
+    )
+    .await
 }
 
 /// Outbound Twilio messages with a MessageSid still in a sending status (queued, accepted,
-/// scheduled, sending, sent), last changed in `[horizon, before)` and not held back at `now`,
-/// oldest first, at most `limit`. Baileys messages are not Twilio's to report on.
+/// scheduled, sending, sent) in the `window` of their last change. Baileys messages are not
+/// Twilio's to report on.
 pub async fn stale_outbound_messages(
     db: &Db,
-    before: DateTime<Utc>,
-    horizon: DateTime<Utc>,
-    now: DateTime<Utc>,
-    limit: u32,
+    window: &Window,
 ) -> Result<Vec<StaleMessage>, StoreError> {
     // The status predicate is the one of the partial index `whatsapp_message_open`.
-    let rows = sqlx::query_as::<_, StaleMessageRow>(
+    candidates(
+        db,
         "SELECT m.id, m.provider_sid, m.status, m.updated_at FROM whatsapp_message m \
          LEFT JOIN reconcile_check r ON r.kind = 'message' AND r.sid = m.provider_sid \
          WHERE m.status IN ('queued', 'accepted', 'scheduled', 'sending', 'sent') \
@@ -166,35 +184,26 @@ pub async fn stale_outbound_messages(
            AND m.updated_at < $1 AND m.updated_at >= $2 \
            AND (r.next_at IS NULL OR r.next_at <= $3) \
          ORDER BY m.updated_at, m.id LIMIT $4",
-    )
-    .bind(to_ms(before))
-    .bind(to_ms(horizon))
-    .bind(to_ms(now))
-    .bind(limit_of(limit))
-    .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| StaleMessage {
+        window,
+        |r: StaleMessageRow| StaleMessage {
             id: r.id,
             provider_sid: r.provider_sid,
             status: r.status,
             updated_at: from_ms(r.updated_at),
-        })
-        .collect())
+        },
+    )
+    .await
 }
 
-/// Calls `completed` in `[horizon, before)` with no recording row and not held back at `now`,
-/// oldest first, at most `limit`. A recording job still waiting in the queue has no row yet;
-/// enqueueing it again under its dedupe key (`recording:{RecordingSid}`) creates nothing.
+/// Calls `completed` in the `window` (of their end) with no recording row. A recording job
+/// still waiting in the queue has no row yet; enqueueing it again under its dedupe key
+/// (`recording:{RecordingSid}`) creates nothing.
 pub async fn completed_calls_without_recording(
     db: &Db,
-    before: DateTime<Utc>,
-    horizon: DateTime<Utc>,
-    now: DateTime<Utc>,
-    limit: u32,
+    window: &Window,
 ) -> Result<Vec<CallWithoutRecording>, StoreError> {
-    let rows = sqlx::query_as::<_, NoRecordingRow>(
+    candidates(
+        db,
         "SELECT c.call_sid, c.ended_at FROM call c \
          LEFT JOIN reconcile_check r ON r.kind = 'recording' AND r.sid = c.call_sid \
          WHERE c.status = 'completed' AND c.ended_at IS NOT NULL \
@@ -202,20 +211,13 @@ pub async fn completed_calls_without_recording(
            AND NOT EXISTS (SELECT 1 FROM recording x WHERE x.call_sid = c.call_sid) \
            AND (r.next_at IS NULL OR r.next_at <= $3) \
          ORDER BY c.ended_at, c.id LIMIT $4",
-    )
-    .bind(to_ms(before))
-    .bind(to_ms(horizon))
-    .bind(to_ms(now))
-    .bind(limit_of(limit))
-    .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| CallWithoutRecording {
+        window,
+        |r: NoRecordingRow| CallWithoutRecording {
             call_sid: r.call_sid,
             ended_at: from_ms(r.ended_at),
-        })
-        .collect())
+        },
+    )
+    .await
 }
 
 /// How long the `checks`-th check (1 = the first) holds an item back: `after × 2^(checks−1)`,

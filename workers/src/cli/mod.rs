@@ -20,7 +20,7 @@ pub mod sign;
 pub mod whatsapp;
 
 use anyhow::anyhow;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use moked_jobs::config::{CoreArgs, CoreConfig};
 use moked_jobs::fleet::FleetArgs;
 use moked_jobs::startup::{self, Failure};
@@ -28,7 +28,7 @@ use moked_jobs::store::Db;
 use secrecy::ExposeSecret;
 
 use crate::clock::{self, ClockArgs, Task};
-use crate::config::WorkerArgs;
+use crate::config::{WorkerArgs, WorkerConfig};
 use crate::status::{self, StatusArgs};
 use health::HealthArgs;
 use jobs::JobsCommand;
@@ -52,11 +52,7 @@ enum Command {
     /// Run jobs until SIGTERM (stop fetching, finish running jobs within SHUTDOWN_GRACE, exit 0).
     Run {
         #[command(flatten)]
-        core: CoreArgs,
-        #[command(flatten)]
-        worker: WorkerArgs,
-        #[command(flatten)]
-        fleet: FleetArgs,
+        setup: WorkerSetup,
         #[command(flatten)]
         status: StatusArgs,
     },
@@ -92,27 +88,38 @@ enum Command {
     /// Queue WhatsApp messages from the shell (the send API without HTTP).
     Whatsapp {
         #[command(flatten)]
-        core: CoreArgs,
-        #[command(flatten)]
-        worker: WorkerArgs,
-        #[command(flatten)]
-        fleet: FleetArgs,
+        setup: WorkerSetup,
         #[command(subcommand)]
         command: WhatsAppCommand,
     },
 }
 
+/// The settings of a command that works like a worker (`run`, `whatsapp`): shared, worker and
+/// fleet.
+#[derive(Args)]
+struct WorkerSetup {
+    #[command(flatten)]
+    core: CoreArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+    #[command(flatten)]
+    fleet: FleetArgs,
+}
+
+impl WorkerSetup {
+    /// Parses the shared and the worker settings (the worker's read the fleet's).
+    fn into_configs(self) -> Result<(CoreConfig, WorkerConfig), Failure> {
+        let core = self.core.into_config()?;
+        let worker = self.worker.into_config(&self.fleet.into_config()?)?;
+        Ok((core, worker))
+    }
+}
+
 /// Runs one command; what it prints on success goes to stdout.
 pub async fn execute(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Run {
-            core,
-            worker,
-            fleet,
-            status,
-        } => {
-            let core = core.into_config()?;
-            let worker = worker.into_config(&fleet.into_config()?)?;
+        Command::Run { setup, status } => {
+            let (core, worker) = setup.into_configs()?;
             startup::logging(core.log_format);
             let shutdown = moked_jobs::shutdown::signal();
             crate::run::run(core, worker, status.metrics_port, shutdown).await?;
@@ -151,14 +158,8 @@ pub async fn execute(cli: Cli) -> Result<(), Failure> {
             let core = core.into_config()?;
             println!("{}", jobs_command(&core, command).await?);
         }
-        Command::Whatsapp {
-            core,
-            worker,
-            fleet,
-            command,
-        } => {
-            let core = core.into_config()?;
-            let worker = worker.into_config(&fleet.into_config()?)?;
+        Command::Whatsapp { setup, command } => {
+            let (core, worker) = setup.into_configs()?;
             let out = whatsapp::execute(&core, &worker, command)
                 .await
                 .map_err(|e| match e {

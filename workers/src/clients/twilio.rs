@@ -289,6 +289,19 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// A request that got no answer, as its error tells it: the reason (`timed out` or
+/// `connection failed (…)`, without the URL) and whether the request may have reached the
+/// other side — a timeout or a reset after connecting may follow a request it received.
+pub fn transport_failure(e: reqwest::Error) -> (String, bool) {
+    let maybe_sent = !e.is_connect();
+    let reason = if e.is_timeout() {
+        "timed out".into()
+    } else {
+        format!("connection failed ({})", e.without_url())
+    };
+    (reason, maybe_sent)
+}
+
 fn method_name(m: &Method) -> &'static str {
     match *m {
         Method::POST => "POST",
@@ -374,16 +387,11 @@ impl TwilioClient {
         metrics::counter!("moked_twilio_requests_total", "method" => name, "status" => status_label)
             .increment(1);
         let resp = sent.map_err(|e| {
-            // A timeout or a reset after connecting may follow a request Twilio received.
-            let maybe_sent = !e.is_connect();
+            let (reason, maybe_sent) = transport_failure(e);
             TwilioError::Transport {
                 method: name,
                 path: shown.clone(),
-                reason: if e.is_timeout() {
-                    "timed out".into()
-                } else {
-                    format!("connection failed ({})", e.without_url())
-                },
+                reason,
                 maybe_sent,
             }
         })?;
@@ -537,19 +545,30 @@ pub fn under_base(base: &str, url: &str) -> bool {
         && (path == base_path || path.starts_with(&format!("{base_path}/")))
 }
 
+/// A Twilio error answer to `method /x` (unit tests of the failure classifications).
+#[cfg(test)]
+pub(crate) fn status_error(
+    method: &'static str,
+    status: u16,
+    code: Option<i64>,
+    retry_secs: Option<u64>,
+) -> TwilioError {
+    TwilioError::Status {
+        method,
+        path: "/x".into(),
+        status,
+        code,
+        message: "m".into(),
+        retry_after: retry_secs.map(Duration::from_secs),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn status(status: u16, code: Option<i64>, retry: Option<u64>) -> TwilioError {
-        TwilioError::Status {
-            method: "POST",
-            path: "/x".into(),
-            status,
-            code,
-            message: "m".into(),
-            retry_after: retry.map(Duration::from_secs),
-        }
+        status_error("POST", status, code, retry)
     }
 
     #[test]

@@ -183,8 +183,16 @@ impl Run<'_> {
         self.now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
     }
 
-    fn horizon(&self) -> DateTime<Utc> {
-        self.ago(self.ctx.config.tasks.reconcile_max_age)
+    /// The candidates stale for `after`: changed before `after` ago and after the horizon
+    /// (`RECONCILE_MAX_AGE` ago), at most `RECONCILE_BATCH`.
+    fn window(&self, after: Duration) -> Window {
+        let tasks = &self.ctx.config.tasks;
+        Window {
+            before: self.ago(after),
+            horizon: self.ago(tasks.reconcile_max_age),
+            now: self.now,
+            limit: tasks.reconcile_batch,
+        }
     }
 
     async fn check(
@@ -217,26 +225,33 @@ impl Run<'_> {
         }
     }
 
+    /// Asks Twilio about one item once the pace allows: its answer, or `None` when the failure
+    /// concerns this item only (recorded as its check); any other failure stops the run.
+    async fn ask<T, F>(
+        &mut self,
+        kind: CheckKind,
+        sid: &str,
+        after: Duration,
+        request: impl FnOnce() -> F,
+    ) -> Result<Option<T>, JobError>
+    where
+        F: Future<Output = Result<T, TwilioError>>,
+    {
+        self.pace.wait().await;
+        match request().await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(e) => self.failed(kind, sid, after, &e).await.map(|()| None),
+        }
+    }
+
     async fn calls(&mut self) -> Result<(), JobError> {
-        let tasks = &self.ctx.config.tasks;
-        let after = tasks.reconcile_calls_after;
-        let stale = stale_open_calls(
-            &self.ctx.db,
-            self.ago(after),
-            self.horizon(),
-            self.now,
-            tasks.reconcile_batch,
-        )
-        .await?;
-        for call in stale {
-            self.pace.wait().await;
-            let remote = match self.ctx.twilio.fetch_call(&call.call_sid).await {
-                Ok(remote) => remote,
-                Err(e) => {
-                    self.failed(CheckKind::Call, &call.call_sid, after, &e)
-                        .await?;
-                    continue;
-                }
+        let ctx = self.ctx;
+        let after = ctx.config.tasks.reconcile_calls_after;
+        for call in stale_open_calls(&ctx.db, &self.window(after)).await? {
+            let sid = call.call_sid.as_str();
+            let asked = self.ask(CheckKind::Call, sid, after, || ctx.twilio.fetch_call(sid));
+            let Some(remote) = asked.await? else {
+                continue;
             };
             self.summary.calls_checked += 1;
             let change = CallStatusChange {
@@ -263,25 +278,15 @@ impl Run<'_> {
     }
 
     async fn messages(&mut self) -> Result<(), JobError> {
-        let tasks = &self.ctx.config.tasks;
-        let after = tasks.reconcile_messages_after;
-        let stale = stale_outbound_messages(
-            &self.ctx.db,
-            self.ago(after),
-            self.horizon(),
-            self.now,
-            tasks.reconcile_batch,
-        )
-        .await?;
-        for message in stale {
+        let ctx = self.ctx;
+        let after = ctx.config.tasks.reconcile_messages_after;
+        for message in stale_outbound_messages(&ctx.db, &self.window(after)).await? {
             let sid = message.provider_sid.as_str();
-            self.pace.wait().await;
-            let remote = match self.ctx.twilio.fetch_message(sid).await {
-                Ok(remote) => remote,
-                Err(e) => {
-                    self.failed(CheckKind::Message, sid, after, &e).await?;
-                    continue;
-                }
+            let asked = self.ask(CheckKind::Message, sid, after, || {
+                ctx.twilio.fetch_message(sid)
+            });
+            let Some(remote) = asked.await? else {
+                continue;
             };
             self.summary.messages_checked += 1;
             let callback = StatusCallback {
@@ -305,25 +310,15 @@ impl Run<'_> {
     }
 
     async fn recordings(&mut self) -> Result<(), JobError> {
-        let tasks = &self.ctx.config.tasks;
-        let after = tasks.reconcile_calls_after;
-        let calls = completed_calls_without_recording(
-            &self.ctx.db,
-            self.ago(after),
-            self.horizon(),
-            self.now,
-            tasks.reconcile_batch,
-        )
-        .await?;
-        for call in calls {
+        let ctx = self.ctx;
+        let after = ctx.config.tasks.reconcile_calls_after;
+        for call in completed_calls_without_recording(&ctx.db, &self.window(after)).await? {
             let sid = call.call_sid.as_str();
-            self.pace.wait().await;
-            let listed = match self.ctx.twilio.list_call_recordings(sid).await {
-                Ok(listed) => listed,
-                Err(e) => {
-                    self.failed(CheckKind::Recording, sid, after, &e).await?;
-                    continue;
-                }
+            let asked = self.ask(CheckKind::Recording, sid, after, || {
+                ctx.twilio.list_call_recordings(sid)
+            });
+            let Some(listed) = asked.await? else {
+                continue;
             };
             self.summary.recording_calls_checked += 1;
             let (mut created, mut known, mut unfinished) = (0u32, 0u32, 0u32);
@@ -388,14 +383,7 @@ mod tests {
     use super::*;
 
     fn status(status: u16, code: Option<i64>, retry: Option<u64>) -> TwilioError {
-        TwilioError::Status {
-            method: "GET",
-            path: "/x".into(),
-            status,
-            code,
-            message: "m".into(),
-            retry_after: retry.map(Duration::from_secs),
-        }
+        crate::clients::twilio::status_error("GET", status, code, retry)
     }
 
     #[test]

@@ -40,7 +40,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{Accepted, Failure, FailureKind, Outgoing, WhatsAppSender};
-use crate::clients::twilio::retry_after;
+use crate::clients::twilio::{retry_after, transport_failure};
 
 /// The secret header, both directions.
 pub const SECRET_HEADER: &str = "X-BAILEYS-SECRET";
@@ -170,16 +170,8 @@ impl BaileysClient {
             .send()
             .await
             .map_err(|e| {
-                // A timeout or a reset after connecting may follow a request the bridge received.
-                let maybe_sent = !e.is_connect();
-                BaileysError::Transport {
-                    reason: if e.is_timeout() {
-                        "timed out".into()
-                    } else {
-                        format!("connection failed ({})", e.without_url())
-                    },
-                    maybe_sent,
-                }
+                let (reason, maybe_sent) = transport_failure(e);
+                BaileysError::Transport { reason, maybe_sent }
             })?;
         let status = resp.status();
         let retry = retry_after(resp.headers());
