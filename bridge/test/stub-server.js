@@ -1,7 +1,7 @@
 // Test-only entry point: the real bridge (`createBridge`: HTTP server, idempotency key store,
 // outbox) on 127.0.0.1 with an ephemeral port, with the `StubPhone` of helpers.js in place of
 // Baileys. moked's Rust tests of the Baileys provider run against it
-// (`workers/tests/common/baileys_bridge.rs`). It is not part of the bridge: the Docker image
+// (`testkit/src/baileys_bridge.rs`). It is not part of the bridge: the Docker image
 // copies `src/` only, and nothing in `src/` imports `test/`.
 //
 //   BAILEYS_SECRET=… DATA_DIR=/tmp/x node test/stub-server.js

@@ -2,38 +2,37 @@
 //!
 //! Each test gets its own world: a fresh Redis key prefix, SQLite file or Postgres database.
 
-mod common;
 mod suite;
 
 use std::sync::Arc;
 
-use common::TestDb;
 use moked_jobs::queue::SharedQueue;
 use moked_jobs::queue::database::DbQueue;
 use moked_jobs::queue::redis::RedisQueue;
+use moked_testkit::Store;
 
 /// A queue and what to clean up after it.
 enum World {
     Redis(RedisQueue),
-    Db(TestDb),
+    Db(Store),
 }
 
 impl World {
     async fn redis() -> (World, SharedQueue) {
-        let q = RedisQueue::connect(&common::redis_url(), &common::redis_prefix())
+        let q = RedisQueue::connect(&moked_testkit::redis_url(), &moked_testkit::redis_prefix())
             .await
             .expect("connect to the test Redis");
         (World::Redis(q.clone()), Arc::new(q))
     }
 
     async fn sqlite() -> (World, SharedQueue) {
-        let t = TestDb::sqlite().await;
+        let t = Store::sqlite().await;
         let q = DbQueue::new(t.db.clone()).await.expect("sqlite queue");
         (World::Db(t), Arc::new(q))
     }
 
     async fn postgres() -> (World, SharedQueue) {
-        let t = TestDb::postgres().await;
+        let t = Store::postgres().await;
         let q = DbQueue::new(t.db.clone()).await.expect("postgres queue");
         (World::Db(t), Arc::new(q))
     }
@@ -41,7 +40,7 @@ impl World {
     async fn cleanup(self) {
         match self {
             World::Redis(q) => q.delete_all().await.expect("delete test keys"),
-            World::Db(t) => t.drop_db().await,
+            World::Db(t) => t.close().await,
         }
     }
 }

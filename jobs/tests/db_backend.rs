@@ -3,23 +3,20 @@
 //! case runs on SQLite (a temp file) and Postgres (a fresh database), as `sqlite::…` and
 //! `postgres::…`. A second `DbQueue` on its own pool stands in for a second process.
 
-mod common;
 #[path = "suite/faulty.rs"]
 mod faulty;
-#[path = "../../workers/tests/common/wait.rs"]
-mod wait;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::TestDb;
 use futures::future::join_all;
 use moked_jobs::kinds::{JobKind, WhatsAppSend};
 use moked_jobs::queue::database::DbQueue;
 use moked_jobs::queue::{JobState, ListQuery, NewJob, Queue, QueueError, WorkerId};
 use moked_jobs::store::{Db, now_ms};
+use moked_testkit::Store;
 use tokio::sync::Mutex;
 
 fn send_job(n: usize) -> NewJob {
@@ -28,18 +25,18 @@ fn send_job(n: usize) -> NewJob {
     })
 }
 
-async fn queue(t: &TestDb) -> DbQueue {
+async fn queue(t: &Store) -> DbQueue {
     DbQueue::new(t.db.clone()).await.expect("queue")
 }
 
 /// Another process on the same database: its own pool, its own wake-ups.
-async fn other_process(t: &TestDb) -> DbQueue {
+async fn other_process(t: &Store) -> DbQueue {
     let db = Db::connect(&t.url).await.expect("second pool");
     DbQueue::new(db).await.expect("second queue")
 }
 
 /// Runs `sql` against the test database (tests reach behind the queue to age or corrupt rows).
-async fn exec(t: &TestDb, sql: &str) {
+async fn exec(t: &Store, sql: &str) {
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(t.db.pool())
         .await
@@ -55,7 +52,7 @@ async fn until_a_fetch_waits(q: &DbQueue) {
         .expect("queue alive");
 }
 
-async fn concurrent_fetchers_on_two_processes_claim_every_job_exactly_once(t: &TestDb) {
+async fn concurrent_fetchers_on_two_processes_claim_every_job_exactly_once(t: &Store) {
     let (a, b) = (queue(t).await, other_process(t).await);
     let n = 500;
     join_all((0..10).map(|chunk| {
@@ -105,7 +102,7 @@ async fn concurrent_fetchers_on_two_processes_claim_every_job_exactly_once(t: &T
     );
 }
 
-async fn concurrent_enqueues_of_one_dedupe_key_create_exactly_one_job(t: &TestDb) {
+async fn concurrent_enqueues_of_one_dedupe_key_create_exactly_one_job(t: &Store) {
     let (a, b) = (queue(t).await, other_process(t).await);
     let ttl = Duration::from_secs(3600);
     let results = join_all((0..16).map(|i| {
@@ -126,7 +123,7 @@ async fn concurrent_enqueues_of_one_dedupe_key_create_exactly_one_job(t: &TestDb
     assert_eq!(a.stats().await.expect("stats").count(JobState::Queued), 1);
 }
 
-async fn an_expired_dedupe_key_is_taken_over_and_then_holds(t: &TestDb) {
+async fn an_expired_dedupe_key_is_taken_over_and_then_holds(t: &Store) {
     let q = queue(t).await;
     let old = q
         .enqueue(send_job(1).dedupe("k", Duration::ZERO))
@@ -150,53 +147,40 @@ async fn an_expired_dedupe_key_is_taken_over_and_then_holds(t: &TestDb) {
     );
 }
 
-async fn a_blocking_fetch_wakes_on_an_enqueue_from_the_same_queue_well_under_250ms(t: &TestDb) {
+/// A fetch blocked on `fetcher` gets the job `enqueuer` then enqueues, within 250 ms.
+async fn an_enqueue_wakes_a_blocked_fetch_within_250ms(fetcher: &DbQueue, enqueuer: &DbQueue) {
+    let w = WorkerId::new("w");
+    let fetch = tokio::spawn({
+        let (q, w) = (fetcher.clone(), w.clone());
+        async move {
+            let leases = q.fetch(&w, 1, Duration::from_secs(5)).await.expect("fetch");
+            (leases, Instant::now())
+        }
+    });
+    until_a_fetch_waits(fetcher).await;
+    let enqueued_at = Instant::now();
+    let job = enqueuer.enqueue(send_job(1)).await.expect("enqueue");
+    let (leases, woke_at) = fetch.await.expect("fetch task");
+    let latency = woke_at.duration_since(enqueued_at);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].id, job.id());
+    assert!(
+        latency < Duration::from_millis(250),
+        "pickup took {latency:?}"
+    );
+}
+
+async fn a_blocking_fetch_wakes_on_an_enqueue_from_the_same_queue_well_under_250ms(t: &Store) {
     let q = queue(t).await;
-    let w = WorkerId::new("w");
-    let fetch = tokio::spawn({
-        let (q, w) = (q.clone(), w.clone());
-        async move {
-            let leases = q.fetch(&w, 1, Duration::from_secs(5)).await.expect("fetch");
-            (leases, Instant::now())
-        }
-    });
-    until_a_fetch_waits(&q).await;
-    let enqueued_at = Instant::now();
-    let job = q.enqueue(send_job(1)).await.expect("enqueue");
-    let (leases, woke_at) = fetch.await.expect("fetch task");
-    let latency = woke_at.duration_since(enqueued_at);
-    assert_eq!(leases.len(), 1);
-    assert_eq!(leases[0].id, job.id());
-    assert!(
-        latency < Duration::from_millis(250),
-        "pickup took {latency:?}"
-    );
+    an_enqueue_wakes_a_blocked_fetch_within_250ms(&q, &q).await;
 }
 
-async fn a_blocking_fetch_wakes_on_an_enqueue_from_another_process_under_250ms(t: &TestDb) {
+async fn a_blocking_fetch_wakes_on_an_enqueue_from_another_process_under_250ms(t: &Store) {
     let (worker_side, intake_side) = (queue(t).await, other_process(t).await);
-    let w = WorkerId::new("w");
-    let fetch = tokio::spawn({
-        let (q, w) = (worker_side.clone(), w.clone());
-        async move {
-            let leases = q.fetch(&w, 1, Duration::from_secs(5)).await.expect("fetch");
-            (leases, Instant::now())
-        }
-    });
-    until_a_fetch_waits(&worker_side).await;
-    let enqueued_at = Instant::now();
-    let job = intake_side.enqueue(send_job(1)).await.expect("enqueue");
-    let (leases, woke_at) = fetch.await.expect("fetch task");
-    let latency = woke_at.duration_since(enqueued_at);
-    assert_eq!(leases.len(), 1);
-    assert_eq!(leases[0].id, job.id());
-    assert!(
-        latency < Duration::from_millis(250),
-        "pickup took {latency:?}"
-    );
+    an_enqueue_wakes_a_blocked_fetch_within_250ms(&worker_side, &intake_side).await;
 }
 
-async fn a_blocking_fetch_wakes_when_a_delayed_job_becomes_due(t: &TestDb) {
+async fn a_blocking_fetch_wakes_when_a_delayed_job_becomes_due(t: &Store) {
     let q = queue(t).await;
     let w = WorkerId::new("w");
     let due = Utc::now() + chrono::Duration::milliseconds(300);
@@ -208,7 +192,7 @@ async fn a_blocking_fetch_wakes_when_a_delayed_job_becomes_due(t: &TestDb) {
     assert!(late < chrono::Duration::milliseconds(250), "{late:?} late");
 }
 
-async fn a_blocking_fetch_on_an_empty_queue_returns_nothing_after_its_wait(t: &TestDb) {
+async fn a_blocking_fetch_on_an_empty_queue_returns_nothing_after_its_wait(t: &Store) {
     let q = queue(t).await;
     let started = Instant::now();
     let leases = q
@@ -227,7 +211,7 @@ async fn a_blocking_fetch_on_an_empty_queue_returns_nothing_after_its_wait(t: &T
     );
 }
 
-async fn a_fetch_dropped_mid_claim_leaves_no_job_stranded(t: &TestDb) {
+async fn a_fetch_dropped_mid_claim_leaves_no_job_stranded(t: &Store) {
     let q = queue(t).await;
     for n in 0..5 {
         q.enqueue(send_job(n)).await.expect("enqueue");
@@ -265,7 +249,7 @@ async fn a_fetch_dropped_mid_claim_leaves_no_job_stranded(t: &TestDb) {
     );
 }
 
-async fn recovery_requeues_only_the_jobs_of_a_silent_session_and_says_why(t: &TestDb) {
+async fn recovery_requeues_only_the_jobs_of_a_silent_session_and_says_why(t: &Store) {
     let q = queue(t).await;
     let (silent, live) = (WorkerId::new("worker.1"), WorkerId::new("worker.2"));
     for w in [&silent, &live] {
@@ -327,7 +311,7 @@ async fn recovery_requeues_only_the_jobs_of_a_silent_session_and_says_why(t: &Te
     );
 }
 
-async fn a_job_of_a_worker_that_died_before_its_first_heartbeat_is_recovered(t: &TestDb) {
+async fn a_job_of_a_worker_that_died_before_its_first_heartbeat_is_recovered(t: &Store) {
     let q = queue(t).await;
     let w = WorkerId::new("worker.3");
     let job = q.enqueue(send_job(1)).await.expect("enqueue");
@@ -366,7 +350,7 @@ async fn a_job_of_a_worker_that_died_before_its_first_heartbeat_is_recovered(t: 
 }
 
 /// Another process on a host whose clock is `skew` off.
-async fn host_with_clock_skew(t: &TestDb, skew: chrono::TimeDelta) -> DbQueue {
+async fn host_with_clock_skew(t: &Store, skew: chrono::TimeDelta) -> DbQueue {
     let db = Db::connect(&t.url).await.expect("second pool");
     DbQueue::with_host_clock_skew(db, skew)
         .await
@@ -387,7 +371,7 @@ fn ids(leases: &[moked_jobs::queue::Lease]) -> Vec<&str> {
     leases.iter().map(|l| l.id.as_str()).collect()
 }
 
-async fn hosts_with_skewed_clocks_agree_on_which_sessions_are_alive(t: &TestDb) {
+async fn hosts_with_skewed_clocks_agree_on_which_sessions_are_alive(t: &Store) {
     // A minute of skew, three times the stale window.
     let stale = Duration::from_secs(20);
     let right = queue(t).await;
@@ -424,7 +408,7 @@ async fn hosts_with_skewed_clocks_agree_on_which_sessions_are_alive(t: &TestDb) 
     );
 }
 
-async fn prune_dead_works_through_more_than_one_batch_oldest_first(t: &TestDb) {
+async fn prune_dead_works_through_more_than_one_batch_oldest_first(t: &Store) {
     let q = queue(t).await;
     // 2,500 dead jobs that died a millisecond apart, a day ago.
     let old = now_ms() - 86_400_000;
@@ -456,7 +440,7 @@ async fn prune_dead_works_through_more_than_one_batch_oldest_first(t: &TestDb) {
     assert!(q.get(done.id()).await.expect("get").is_some());
 }
 
-async fn listing_is_newest_state_change_first_and_rejects_a_foreign_cursor(t: &TestDb) {
+async fn listing_is_newest_state_change_first_and_rejects_a_foreign_cursor(t: &Store) {
     let q = queue(t).await;
     let w = WorkerId::new("w");
     let first = q.enqueue(send_job(1)).await.expect("enqueue");
@@ -493,7 +477,7 @@ async fn listing_is_newest_state_change_first_and_rejects_a_foreign_cursor(t: &T
     assert!(matches!(bad, Err(QueueError::Invalid(_))), "{bad:?}");
 }
 
-async fn a_row_with_an_unknown_state_is_reported_as_corrupt_not_a_panic(t: &TestDb) {
+async fn a_row_with_an_unknown_state_is_reported_as_corrupt_not_a_panic(t: &Store) {
     let q = queue(t).await;
     let job = q.enqueue(send_job(1)).await.expect("enqueue");
     exec(
@@ -509,7 +493,7 @@ async fn a_row_with_an_unknown_state_is_reported_as_corrupt_not_a_panic(t: &Test
     assert!(matches!(q.stats().await, Err(QueueError::Corrupt(_))));
 }
 
-async fn bulk_retry_and_prune_work_through_more_than_one_batch(t: &TestDb) {
+async fn bulk_retry_and_prune_work_through_more_than_one_batch(t: &Store) {
     let q = queue(t).await;
     let old = now_ms() - 86_400_000;
     let bulk = |prefix: &str, count: usize, state: &str| {
@@ -571,7 +555,7 @@ async fn bulk_retry_and_prune_work_through_more_than_one_batch(t: &TestDb) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_wake_ups_survive_a_killed_listener_connection() {
-    let t = TestDb::postgres().await;
+    let t = Store::postgres().await;
     let (worker_side, intake_side) = (queue(&t).await, other_process(&t).await);
     let killed = sqlx::query(
         "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity \
@@ -600,7 +584,7 @@ async fn postgres_wake_ups_survive_a_killed_listener_connection() {
             started.elapsed()
         );
     }
-    t.drop_db().await;
+    t.close().await;
 }
 
 /// Issue #14: a job finishes while another process holds SQLite's write lock (`BEGIN
@@ -611,7 +595,7 @@ async fn sqlite_an_ack_refused_by_a_long_write_lock_lands_once_the_lock_is_gone(
     use moked_jobs::retry::{JobError, RetryPolicy};
     use moked_jobs::runner::{Runner, RunnerConfig, handler};
 
-    let t = TestDb::sqlite().await;
+    let t = Store::sqlite().await;
     let q: Arc<dyn Queue> = Arc::new(queue(&t).await);
     // No fault injected: it only counts the completes that failed for real.
     let observed = Arc::new(faulty::FaultyAcks::new(q.clone(), vec![], None));
@@ -665,14 +649,14 @@ async fn sqlite_an_ack_refused_by_a_long_write_lock_lands_once_the_lock_is_gone(
     sqlx::query("COMMIT").execute(&mut *lock).await.unwrap();
     drop(lock);
 
-    wait::eventually(Duration::from_secs(20), "the job is done", || async {
+    moked_testkit::eventually(Duration::from_secs(20), "the job is done", || async {
         q.get(job.id()).await.unwrap().unwrap().summary.state == JobState::Done
     })
     .await;
     stop_tx.send(()).unwrap();
     let summary = run.await.unwrap().unwrap();
     assert_eq!((summary.done, summary.released), (1, 0));
-    t.drop_db().await;
+    t.close().await;
 }
 
 macro_rules! on_both_databases {
@@ -681,9 +665,9 @@ macro_rules! on_both_databases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let t = super::TestDb::sqlite().await;
+                    let t = super::Store::sqlite().await;
                     super::$case(&t).await;
-                    t.drop_db().await;
+                    t.close().await;
                 }
             )*
         }
@@ -691,9 +675,9 @@ macro_rules! on_both_databases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let t = super::TestDb::postgres().await;
+                    let t = super::Store::postgres().await;
                     super::$case(&t).await;
-                    t.drop_db().await;
+                    t.close().await;
                 }
             )*
         }

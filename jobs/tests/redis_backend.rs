@@ -32,23 +32,8 @@ impl Deref for TestQueue {
 
 impl Drop for TestQueue {
     fn drop(&mut self) {
-        // Synchronous, so it also runs while a failed test unwinds.
-        let Ok(client) = redis::Client::open(redis_url()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = match redis::Commands::scan_match::<_, String>(
-            &mut conn,
-            format!("{}:*", self.queue.prefix()),
-        ) {
-            Ok(iter) => iter.filter_map(Result::ok).collect(),
-            Err(_) => return,
-        };
-        for chunk in keys.chunks(1000) {
-            let _: Result<(), _> = redis::Commands::unlink(&mut conn, chunk);
-        }
+        // Blocking, so it also runs while a failed test unwinds.
+        moked_testkit::teardown::delete_prefix(redis_url(), self.queue.prefix().to_owned());
     }
 }
 

@@ -5,8 +5,6 @@
 //! state whatever order the queue delivered them in. Times are fixed instants, never the clock,
 //! and nothing sleeps.
 
-mod common;
-
 use std::future::Future;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -16,20 +14,19 @@ use moked_jobs::store::business::{self, DEFAULT_BUSINESS};
 use moked_jobs::store::calls::{self, CallStart, CallStatusChange};
 use moked_jobs::store::customers::{self, Number, TimelineKind};
 use moked_jobs::store::error::StoreError;
-use moked_jobs::store::whatsapp::messages::{
-    self, Inbound, Media, NewOutbound, StatusCallback, StatusChange, StatusOutcome,
-};
+use moked_jobs::store::whatsapp::messages::{self, Inbound, Media, NewOutbound};
+use moked_jobs::store::whatsapp::statuses::{self, StatusCallback, StatusChange, StatusOutcome};
 
-use common::TestDb;
+use moked_testkit::Store;
 
 /// Runs `body` on a world's database, then drops the database even when the body panicked.
-async fn in_world<F, Fut>(world: TestDb, body: F)
+async fn in_world<F, Fut>(world: Store, body: F)
 where
     F: FnOnce(Db) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let outcome = tokio::spawn(body(world.db.clone())).await;
-    world.drop_db().await;
+    world.close().await;
     if let Err(e) = outcome {
         match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
@@ -45,7 +42,7 @@ macro_rules! on_both_databases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::in_world(super::TestDb::sqlite().await, super::$name).await;
+                    super::in_world(super::Store::sqlite().await, super::$name).await;
                 }
             )*
         }
@@ -53,7 +50,7 @@ macro_rules! on_both_databases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::in_world(super::TestDb::postgres().await, super::$name).await;
+                    super::in_world(super::Store::postgres().await, super::$name).await;
                 }
             )*
         }
@@ -173,7 +170,7 @@ async fn sent_message(db: &Db, sid: &str) -> String {
     messages::create_outbound(db, &outbound(&id))
         .await
         .expect("create");
-    messages::attach_provider_sid(db, &id, sid, "queued")
+    statuses::attach_provider_sid(db, &id, sid, "queued")
         .await
         .expect("attach");
     id
@@ -719,10 +716,10 @@ async fn an_inbound_sender_that_does_not_parse_links_no_customer(db: Db) {
 async fn whatsapp_statuses_out_of_order_end_at_read_with_each_timestamp_set_once(db: Db) {
     let id = sent_message(&db, "SM1").await;
     let outcomes = [
-        messages::apply_status_callback(&db, &callback("SM1", "sent", t(1))).await,
-        messages::apply_status_callback(&db, &callback("SM1", "read", t(3))).await,
-        messages::apply_status_callback(&db, &callback("SM1", "delivered", t(2))).await,
-        messages::apply_status_callback(&db, &callback("SM1", "read", t(4))).await,
+        statuses::apply_status_callback(&db, &callback("SM1", "sent", t(1))).await,
+        statuses::apply_status_callback(&db, &callback("SM1", "read", t(3))).await,
+        statuses::apply_status_callback(&db, &callback("SM1", "delivered", t(2))).await,
+        statuses::apply_status_callback(&db, &callback("SM1", "read", t(4))).await,
     ]
     .map(Result::unwrap);
     assert_eq!(
@@ -747,7 +744,7 @@ async fn whatsapp_statuses_out_of_order_end_at_read_with_each_timestamp_set_once
         Some(t(3)),
         "read before delivered set delivered_at"
     );
-    let events = messages::status_events(&db, "SM1").await.unwrap();
+    let events = statuses::status_events(&db, "SM1").await.unwrap();
     let kept: Vec<&str> = events.iter().map(|e| e.status.as_str()).collect();
     assert_eq!(
         kept,
@@ -758,18 +755,18 @@ async fn whatsapp_statuses_out_of_order_end_at_read_with_each_timestamp_set_once
 
 async fn a_failed_message_stays_failed_and_keeps_its_error_code(db: Db) {
     let id = sent_message(&db, "SM2").await;
-    messages::apply_status_callback(&db, &callback("SM2", "sent", t(1)))
+    statuses::apply_status_callback(&db, &callback("SM2", "sent", t(1)))
         .await
         .unwrap();
     let mut failed = callback("SM2", "undelivered", t(2));
     failed.change.error_code = Some(63016);
     failed.change.error_message = Some("outside the 24 hour window".into());
     assert_eq!(
-        messages::apply_status_callback(&db, &failed).await.unwrap(),
+        statuses::apply_status_callback(&db, &failed).await.unwrap(),
         StatusOutcome::Applied
     );
     for late in ["delivered", "read", "failed"] {
-        let outcome = messages::apply_status_callback(&db, &callback("SM2", late, t(3)))
+        let outcome = statuses::apply_status_callback(&db, &callback("SM2", late, t(3)))
             .await
             .unwrap();
         assert_eq!(outcome, StatusOutcome::Unchanged, "{late}");
@@ -790,14 +787,14 @@ async fn a_status_for_an_unknown_message_sid_is_applied_when_the_sid_attaches(db
         .await
         .unwrap();
     for (s, at) in [("delivered", t(2)), ("sent", t(1)), ("delivered", t(5))] {
-        let outcome = messages::apply_status_callback(&db, &callback("SM3", s, at))
+        let outcome = statuses::apply_status_callback(&db, &callback("SM3", s, at))
             .await
             .unwrap();
         assert_eq!(outcome, StatusOutcome::Pending, "{s}");
     }
     assert_eq!(message(&db, &id).await.status, "queued");
 
-    let attached = messages::attach_provider_sid(&db, &id, "SM3", "accepted")
+    let attached = statuses::attach_provider_sid(&db, &id, "SM3", "accepted")
         .await
         .unwrap();
     assert_eq!(attached.provider_sid.as_deref(), Some("SM3"));
@@ -809,12 +806,12 @@ async fn a_status_for_an_unknown_message_sid_is_applied_when_the_sid_attaches(db
     );
     assert_eq!(attached.delivered_at, Some(t(2)));
     // The send path retrying its attach changes nothing.
-    let again = messages::attach_provider_sid(&db, &id, "SM3", "queued")
+    let again = statuses::attach_provider_sid(&db, &id, "SM3", "queued")
         .await
         .unwrap();
     assert_eq!(again, attached);
     assert!(matches!(
-        messages::attach_provider_sid(&db, "no-such-id", "SM9", "queued").await,
+        statuses::attach_provider_sid(&db, "no-such-id", "SM9", "queued").await,
         Err(StoreError::NotFound)
     ));
 }
@@ -827,14 +824,14 @@ async fn a_status_callback_naming_our_id_attaches_the_sid_itself(db: Db) {
     let mut early = callback("SM4", "sent", t(1));
     early.our_id = Some(id.clone());
     assert_eq!(
-        messages::apply_status_callback(&db, &early).await.unwrap(),
+        statuses::apply_status_callback(&db, &early).await.unwrap(),
         StatusOutcome::Applied
     );
     let m = message(&db, &id).await;
     assert_eq!(m.provider_sid.as_deref(), Some("SM4"));
     assert_eq!(m.status, "sent");
     // The send result arriving afterwards is idempotent and does not regress `sent`.
-    let attached = messages::attach_provider_sid(&db, &id, "SM4", "queued")
+    let attached = statuses::attach_provider_sid(&db, &id, "SM4", "queued")
         .await
         .unwrap();
     assert_eq!(attached.status, "sent");
@@ -842,7 +839,7 @@ async fn a_status_callback_naming_our_id_attaches_the_sid_itself(db: Db) {
 
 async fn attaching_a_different_sid_to_a_sent_message_is_refused(db: Db) {
     let id = sent_message(&db, "SM5").await;
-    let err = messages::attach_provider_sid(&db, &id, "SM6", "queued")
+    let err = statuses::attach_provider_sid(&db, &id, "SM6", "queued")
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
@@ -850,7 +847,7 @@ async fn attaching_a_different_sid_to_a_sent_message_is_refused(db: Db) {
     messages::create_outbound(&db, &outbound(&other))
         .await
         .unwrap();
-    let err = messages::attach_provider_sid(&db, &other, "SM5", "queued")
+    let err = statuses::attach_provider_sid(&db, &other, "SM5", "queued")
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
@@ -860,7 +857,7 @@ async fn status_callbacks_never_touch_inbound_messages(db: Db) {
     let stored = messages::record_inbound(&db, &inbound("SMin2", CALLER, t(1)))
         .await
         .unwrap();
-    let outcome = messages::apply_status_callback(&db, &callback("SMin2", "read", t(2)))
+    let outcome = statuses::apply_status_callback(&db, &callback("SMin2", "read", t(2)))
         .await
         .unwrap();
     assert_eq!(outcome, StatusOutcome::Unchanged);
@@ -885,7 +882,7 @@ async fn concurrent_status_callbacks_in_every_order_end_at_read(db: Db) {
             .map(|(i, s)| {
                 let db = db.clone();
                 let cb = callback(&sid, s, t(i64::try_from(i).unwrap_or(0)));
-                tokio::spawn(async move { messages::apply_status_callback(&db, &cb).await })
+                tokio::spawn(async move { statuses::apply_status_callback(&db, &cb).await })
             })
             .collect();
         for task in tasks {
@@ -894,7 +891,7 @@ async fn concurrent_status_callbacks_in_every_order_end_at_read(db: Db) {
         let m = message(&db, &id).await;
         assert_eq!(m.status, "read", "round {round}");
         assert!(m.sent_at.is_some() && m.delivered_at.is_some() && m.read_at.is_some());
-        assert_eq!(messages::status_events(&db, &sid).await.unwrap().len(), 5);
+        assert_eq!(statuses::status_events(&db, &sid).await.unwrap().len(), 5);
     }
 }
 

@@ -1,9 +1,9 @@
 //! Test worlds for the integration binary: each test gets its own store and queue, and can
 //! start the real intake on `127.0.0.1:0`.
 //!
-//! * [`World`] — a migrated store (a SQLite file in a temp dir, or a fresh Postgres database
-//!   `moked_t_<uuid>`) and, for [`Backend::Redis`], a fresh Redis key prefix `t-<uuid>`; all
-//!   removed when the world is dropped. Worker tests can build on it directly.
+//! * [`World`] — the test kit's world (`moked_testkit`, in `testkit/`): a migrated store (a
+//!   SQLite file in a temp dir, or a fresh Postgres database `moked_t_<uuid>`) and, for
+//!   [`Backend::Redis`], a fresh Redis key prefix `t-<uuid>`; all removed when dropped.
 //! * [`spawn_app`] / [`spawn_app_with`] — the intake built by [`moked_intake::build_state`]
 //!   from typed settings (never the process environment) and served by [`moked_intake::run`];
 //!   [`TestApp`] signs and sends webhooks and reads the queue back.
@@ -11,9 +11,10 @@
 //!   `target/twilio-venv`, created on first use), for the independent signer and the TwiML
 //!   checker of the repository's Twilio test kit, [`twilio_kit`] (`tests/twilio/`).
 //!
-//! Services: Postgres at `MOKED_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`, which
-//! must allow `CREATE DATABASE`), Redis at `MOKED_TEST_REDIS` (default
-//! `redis://127.0.0.1:6379`). `scripts/test` starts both when they are down.
+//! Services (see the test kit): Postgres at `MOKED_TEST_PG` (default
+//! `postgres://postgres@127.0.0.1:5432`, which must allow `CREATE DATABASE`), Redis at
+//! `MOKED_TEST_REDIS` (default `redis://127.0.0.1:6379`). `scripts/test` starts both when they
+//! are down.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -22,14 +23,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use moked_intake::config::{IntakeConfig, RateLimits};
-use moked_jobs::config::{CoreConfig, QueueBackend};
+use moked_jobs::config::CoreConfig;
 use moked_jobs::kinds::JobKind;
 use moked_jobs::queue::{JobDetail, ListQuery, SharedQueue};
 use moked_jobs::store::Db;
-use redis::TypedCommands as _;
+pub use moked_testkit::fake_twilio::sid;
+pub use moked_testkit::{Backend, World, redis_url, until};
 use secrecy::SecretString;
 use serde_json::Value;
-use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -40,135 +41,6 @@ pub const TOKEN: &str = "test-auth-token";
 pub const PUBLIC_HOST: &str = "https://moked.test";
 /// The Baileys bridge secret of test apps.
 pub const BAILEYS_SECRET: &str = "baileys-s3cret";
-
-/// Where the queue and the store live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// SQLite file; the queue in the database.
-    Sqlite,
-    /// Postgres database; the queue in the database.
-    Postgres,
-    /// Redis queue (fresh prefix) over a SQLite store.
-    Redis,
-}
-
-/// The Postgres server tests create databases on.
-pub fn pg_base() -> String {
-    std::env::var("MOKED_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-/// The Redis tests use.
-pub fn redis_url() -> String {
-    std::env::var("MOKED_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A store, a queue location and their clean-up.
-pub struct World {
-    /// Settings pointing at this world (queue backend, prefix, database URL); everything else
-    /// at its default.
-    pub core: CoreConfig,
-    /// A migrated pool on the store.
-    pub db: Db,
-    cleanup: Cleanup,
-}
-
-struct Cleanup {
-    dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
-    redis_prefix: Option<String>,
-}
-
-impl World {
-    /// A fresh world for `backend`.
-    pub async fn new(backend: Backend) -> World {
-        let mut cleanup = Cleanup {
-            dir: None,
-            pg_name: None,
-            redis_prefix: None,
-        };
-        let url = match backend {
-            Backend::Sqlite | Backend::Redis => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}", dir.path().join("moked.db").display());
-                cleanup.dir = Some(dir);
-                url
-            }
-            Backend::Postgres => {
-                let name = format!("moked_t_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_base()))
-                    .await
-                    .expect("connect to the test Postgres (MOKED_TEST_PG)");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create the test database");
-                admin.close().await.ok();
-                cleanup.pg_name = Some(name.clone());
-                format!("{}/{name}", pg_base())
-            }
-        };
-        let db = Db::connect(&url).await.expect("open the test store");
-        db.migrate().await.expect("migrate the test store");
-        let mut core = CoreConfig::for_database(&url);
-        if backend == Backend::Redis {
-            let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
-            core.queue = QueueBackend::Redis(SecretString::from(redis_url()));
-            core.queue_prefix = prefix.clone();
-            cleanup.redis_prefix = Some(prefix);
-        }
-        World { core, db, cleanup }
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(prefix) = self.redis_prefix.take() {
-            delete_redis_prefix(&prefix);
-        }
-        if let Some(name) = self.pg_name.take() {
-            // Drop runs inside the test's runtime, which cannot be blocked on: use a thread with
-            // its own runtime.
-            let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async {
-                    if let Ok(mut admin) =
-                        sqlx::PgConnection::connect(&format!("{}/test", pg_base())).await
-                    {
-                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                            .execute(&mut admin)
-                            .await;
-                        admin.close().await.ok();
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
-
-/// Deletes every key under `prefix:` (queue and rate-limit keys alike).
-pub fn delete_redis_prefix(prefix: &str) {
-    let Ok(client) = redis::Client::open(redis_url()) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_connection() else {
-        return;
-    };
-    // SCAN, not KEYS: the test Redis may hold a benchmark's millions of keys.
-    let keys: Vec<String> = match conn.scan_match::<_, String>(format!("{prefix}:*")) {
-        Ok(iter) => iter.filter_map(Result::ok).collect(),
-        Err(_) => return,
-    };
-    for chunk in keys.chunks(500) {
-        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-    }
-}
 
 /// A running intake and the means to talk to it.
 pub struct TestApp {
@@ -669,11 +541,6 @@ pub fn call_params(call_sid: &str, from: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// A fresh Twilio-looking sid with `prefix` (CA, RE, SM).
-pub fn sid(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
-}
-
 /// Instantiates each `async fn NAME(backend: Backend)` of the calling module once per backend,
 /// as the tests `sqlite::NAME`, `postgres::NAME` and `redis::NAME`.
 macro_rules! backend_tests {
@@ -697,22 +564,4 @@ macro_rules! backend_tests {
             })+
         }
     };
-}
-
-/// Polls `f` every 50 ms until it yields a value, for at most `limit`, then fails the test
-/// naming `what`. For conditions in other processes or other tasks that no drain can await.
-pub async fn until<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = std::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tick.tick().await;
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-    }
 }

@@ -38,6 +38,33 @@ fn assert_twiml(resp: &Response, expected: &str) {
     assert_eq!(resp.body, expected);
 }
 
+/// The payload of the one job of `kind` (asserting there is exactly one).
+async fn the_one_payload(app: &TestApp, kind: JobKind) -> serde_json::Value {
+    let jobs = app.payloads(kind).await;
+    assert_eq!(jobs.len(), 1);
+    jobs[0].clone()
+}
+
+/// An incoming call `call_sid` from +972501234567.
+async fn incoming_call(app: &TestApp, call_sid: &str) -> Response {
+    app.webhook("/webhook/incoming_call")
+        .params(call_params(call_sid, "+972501234567"))
+        .send()
+        .await
+}
+
+/// Posts `body` (JSON) to the Baileys route with `X-BAILEYS-SECRET: secret` when given.
+async fn baileys_post(app: &TestApp, secret: Option<&str>, body: &str) -> Response {
+    let mut req = app
+        .client
+        .post(app.url("/webhook/whatsapp/baileys"))
+        .header("Content-Type", "application/json");
+    if let Some(secret) = secret {
+        req = req.header("X-BAILEYS-SECRET", secret);
+    }
+    Response::read(req.body(body.to_owned()).send().await.expect("request")).await
+}
+
 fn recording_params(call_sid: &str, recording_sid: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AccountSid", "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into()),
@@ -54,18 +81,12 @@ fn recording_params(call_sid: &str, recording_sid: &str) -> Vec<(&'static str, S
 async fn incoming_call_answers_the_spoken_greeting_and_enqueues_call_started(backend: Backend) {
     let app = app(backend).await;
     let call = sid("CA");
-    let resp = app
-        .webhook("/webhook/incoming_call")
-        .params(call_params(&call, "+972501234567"))
-        .send()
-        .await;
-    assert_twiml(&resp, &incoming_call_twiml());
-    let jobs = app.payloads(JobKind::CallStarted).await;
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0]["call_sid"], call.as_str());
-    assert_eq!(jobs[0]["from"], "+972501234567");
-    assert_eq!(jobs[0]["to"], "+97233334444");
-    assert_eq!(jobs[0]["status"], "ringing");
+    assert_twiml(&incoming_call(&app, &call).await, &incoming_call_twiml());
+    let job = the_one_payload(&app, JobKind::CallStarted).await;
+    assert_eq!(job["call_sid"], call.as_str());
+    assert_eq!(job["from"], "+972501234567");
+    assert_eq!(job["to"], "+97233334444");
+    assert_eq!(job["status"], "ringing");
     assert_eq!(app.job_total().await, 1);
 }
 
@@ -105,13 +126,12 @@ async fn handle_recording_thanks_the_caller_hangs_up_and_enqueues_the_recording(
         .send()
         .await;
     assert_twiml(&resp, &after_recording_twiml());
-    let jobs = app.payloads(JobKind::RecordingProcess).await;
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0]["recording_sid"], rec.as_str());
-    assert_eq!(jobs[0]["call_sid"], call.as_str());
-    assert_eq!(jobs[0]["duration_s"], 12);
+    let job = the_one_payload(&app, JobKind::RecordingProcess).await;
+    assert_eq!(job["recording_sid"], rec.as_str());
+    assert_eq!(job["call_sid"], call.as_str());
+    assert_eq!(job["duration_s"], 12);
     assert!(
-        jobs[0]["recording_url"]
+        job["recording_url"]
             .as_str()
             .is_some_and(|u| u.ends_with(&rec))
     );
@@ -149,9 +169,8 @@ async fn recording_status_enqueues_only_when_the_recording_is_completed(backend:
         .send()
         .await;
     assert_eq!(resp.status, 204);
-    let jobs = app.payloads(JobKind::RecordingProcess).await;
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0]["recording_sid"], rec.as_str());
+    let job = the_one_payload(&app, JobKind::RecordingProcess).await;
+    assert_eq!(job["recording_sid"], rec.as_str());
 }
 
 async fn the_record_action_and_the_status_callback_of_one_recording_make_one_job(backend: Backend) {
@@ -240,9 +259,7 @@ async fn whatsapp_incoming_answers_empty_twiml_never_json_and_enqueues_the_messa
     let resp = send().await;
     assert_twiml(&resp, &format!("{DECL}<Response/>"));
     assert_eq!(send().await.body, resp.body);
-    let jobs = app.payloads(JobKind::WhatsAppInbound).await;
-    assert_eq!(jobs.len(), 1);
-    let m = &jobs[0];
+    let m = &the_one_payload(&app, JobKind::WhatsAppInbound).await;
     assert_eq!(m["provider"], "twilio");
     assert_eq!(m["provider_sid"], msg.as_str());
     assert_eq!(m["from"], "whatsapp:+972501234567");
@@ -290,37 +307,20 @@ async fn a_baileys_message_with_the_secret_answers_204_and_is_enqueued_once(back
     })
     .to_string();
     for _ in 0..2 {
-        let resp = app
-            .client
-            .post(app.url("/webhook/whatsapp/baileys"))
-            .header("Content-Type", "application/json")
-            .header("X-BAILEYS-SECRET", BAILEYS_SECRET)
-            .body(body.clone())
-            .send()
-            .await
-            .expect("request");
-        let resp = Response::read(resp).await;
+        let resp = baileys_post(&app, Some(BAILEYS_SECRET), &body).await;
         assert_eq!(resp.status, 204, "{}", resp.body);
     }
-    let jobs = app.payloads(JobKind::WhatsAppInbound).await;
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0]["provider"], "baileys");
-    assert_eq!(jobs[0]["provider_sid"], "3EB0C0FFEE");
-    assert_eq!(jobs[0]["body"], "שלום");
+    let job = the_one_payload(&app, JobKind::WhatsAppInbound).await;
+    assert_eq!(job["provider"], "baileys");
+    assert_eq!(job["provider_sid"], "3EB0C0FFEE");
+    assert_eq!(job["body"], "שלום");
 }
 
 async fn a_baileys_message_without_the_right_secret_is_403_and_enqueues_nothing(backend: Backend) {
     let app = app(backend).await;
     let body = r#"{"from":"972501234567","text":"x","message_id":"m1"}"#;
     for secret in [None, Some("wrong"), Some("")] {
-        let mut req = app
-            .client
-            .post(app.url("/webhook/whatsapp/baileys"))
-            .header("Content-Type", "application/json");
-        if let Some(secret) = secret {
-            req = req.header("X-BAILEYS-SECRET", secret);
-        }
-        let resp = Response::read(req.body(body).send().await.expect("request")).await;
+        let resp = baileys_post(&app, secret, body).await;
         assert_eq!(resp.status, 403, "{secret:?}");
         assert!(resp.body.is_empty());
     }
@@ -355,11 +355,7 @@ async fn incoming_call_plays_welcome_mp3_when_it_exists_under_static() {
         intake.static_dir = static_dir;
     })
     .await;
-    let resp = app
-        .webhook("/webhook/incoming_call")
-        .params(call_params(&sid("CA"), "+972501234567"))
-        .send()
-        .await;
+    let resp = incoming_call(&app, &sid("CA")).await;
     assert_eq!(resp.status, 200);
     assert!(
         resp.body.starts_with(&format!(
@@ -391,11 +387,7 @@ async fn the_say_voice_setting_is_used_in_every_hebrew_say() {
         intake.say_voice = "Google.he-IL-Standard-C".into();
     })
     .await;
-    let call = app
-        .webhook("/webhook/incoming_call")
-        .params(call_params(&sid("CA"), "+972501234567"))
-        .send()
-        .await;
+    let call = incoming_call(&app, &sid("CA")).await;
     let thanks = app
         .webhook("/webhook/handle_recording")
         .params([("CallSid", sid("CA"))])
@@ -418,18 +410,8 @@ async fn the_say_voice_setting_is_used_in_every_hebrew_say() {
 mod baileys_receipts {
     use moked_jobs::kinds::JobKind;
 
-    use crate::helpers::{BAILEYS_SECRET, Backend, Response, TestApp, spawn_app_with};
-
-    async fn post(app: &TestApp, secret: Option<&str>, body: &str) -> Response {
-        let mut req = app
-            .client
-            .post(app.url("/webhook/whatsapp/baileys"))
-            .header("Content-Type", "application/json");
-        if let Some(secret) = secret {
-            req = req.header("X-BAILEYS-SECRET", secret);
-        }
-        Response::read(req.body(body.to_owned()).send().await.expect("request")).await
-    }
+    use super::baileys_post as post;
+    use crate::helpers::{BAILEYS_SECRET, Backend, spawn_app_with};
 
     async fn a_baileys_receipt_becomes_one_whatsapp_status_job_and_a_redelivery_none(
         backend: Backend,

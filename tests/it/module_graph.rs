@@ -17,7 +17,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The crates' source folders, relative to the workspace root.
-const CRATES: [&str; 4] = ["src", "jobs/src", "intake/src", "workers/src"];
+const CRATES: [&str; 5] = [
+    "src",
+    "jobs/src",
+    "intake/src",
+    "workers/src",
+    "testkit/src",
+];
 
 type Module = Vec<String>;
 

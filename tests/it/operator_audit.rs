@@ -3,15 +3,13 @@
 //! `GET /api/audit` — every retry, discard (single and bulk) and WhatsApp send recorded under
 //! the name of the operator who did it, with its outcome and address, never a token.
 
-use moked_jobs::config::OperatorToken;
 use reqwest::Method;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp};
 use crate::operator_support::{
-    Make, OP_TOKEN, call, call_started_job, clock_health_job, keys, make_jobs, sorted,
-    spawn_operator_app_with, whatsapp_send_job,
+    Make, OP_TOKEN, call, call_started_job, clock_health_job, keys, make_jobs, operator_tokens,
+    sorted, spawn_operator_app_with, whatsapp_send_job,
 };
 
 /// Dana's token.
@@ -22,13 +20,7 @@ pub const YOSSI: &str = "t0ken-of-yossi";
 /// An intake with `OPERATOR_TOKENS=dana:…,yossi:…` and `OPERATOR_TOKEN` set.
 pub async fn spawn_two_operators(backend: Backend) -> TestApp {
     spawn_operator_app_with(backend, |core, _| {
-        core.operator_tokens = [("dana", DANA), ("yossi", YOSSI)]
-            .into_iter()
-            .map(|(name, token)| OperatorToken {
-                name: name.into(),
-                token: SecretString::from(token),
-            })
-            .collect();
+        core.operator_tokens = operator_tokens(&[("dana", DANA), ("yossi", YOSSI)]);
     })
     .await
 }
@@ -100,46 +92,15 @@ async fn each_operator_acts_under_their_own_name_in_the_audit_log(backend: Backe
     .await;
     let (dead, dead2, queued, done) = (&ids[0], &ids[1], &ids[2], &ids[3]);
 
-    as_op(
-        &app,
-        DANA,
-        Method::POST,
-        &format!("/api/jobs/{dead}/retry"),
-        None,
-    )
-    .await;
-    as_op(
-        &app,
-        YOSSI,
-        Method::POST,
-        &format!("/api/jobs/{queued}/discard"),
-        None,
-    )
-    .await;
-    as_op(
-        &app,
-        YOSSI,
-        Method::POST,
-        &format!("/api/jobs/{done}/discard"),
-        None,
-    )
-    .await;
-    as_op(
-        &app,
-        OP_TOKEN,
-        Method::POST,
-        &format!("/api/jobs/{done}/retry"),
-        None,
-    )
-    .await;
-    as_op(
-        &app,
-        DANA,
-        Method::POST,
-        "/api/jobs/retry?state=dead&kind=call.started",
-        None,
-    )
-    .await;
+    for (token, path) in [
+        (DANA, format!("/api/jobs/{dead}/retry")),
+        (YOSSI, format!("/api/jobs/{queued}/discard")),
+        (YOSSI, format!("/api/jobs/{done}/discard")),
+        (OP_TOKEN, format!("/api/jobs/{done}/retry")),
+        (DANA, "/api/jobs/retry?state=dead&kind=call.started".into()),
+    ] {
+        as_op(&app, token, Method::POST, &path, None).await;
+    }
     let sent = as_op(
         &app,
         YOSSI,
@@ -224,35 +185,18 @@ async fn each_operator_acts_under_their_own_name_in_the_audit_log(backend: Backe
     assert_eq!(rest["entries"].as_array().map(Vec::len), Some(5));
     assert_eq!(rest["entries"][4]["target"], dead.as_str());
     assert_eq!(rest["next_cursor"], Value::Null);
-    call(
-        &app,
-        Method::GET,
-        "/api/audit?before=nope",
-        Some(DANA),
-        None,
-        &[],
-    )
-    .await
-    .assert_error(400, "bad_request");
-    call(
-        &app,
-        Method::GET,
-        "/api/audit?limit=0",
-        Some(DANA),
-        None,
-        &[],
-    )
-    .await
-    .assert_error(400, "bad_request");
+    for query in ["?before=nope", "?limit=0"] {
+        let path = format!("/api/audit{query}");
+        call(&app, Method::GET, &path, Some(DANA), None, &[])
+            .await
+            .assert_error(400, "bad_request");
+    }
 }
 
 async fn operator_tokens_alone_turn_the_operator_api_on(backend: Backend) {
     let app = spawn_operator_app_with(backend, |core, _| {
         core.operator_token = None;
-        core.operator_tokens = vec![OperatorToken {
-            name: "dana".into(),
-            token: SecretString::from(DANA),
-        }];
+        core.operator_tokens = operator_tokens(&[("dana", DANA)]);
     })
     .await;
     let me = call(&app, Method::GET, "/api/me", Some(DANA), None, &[]).await;

@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use moked_jobs::config::OperatorToken;
 use moked_jobs::kinds::WhatsAppSend;
 use moked_jobs::queue::outcomes::Outcome;
 use moked_jobs::queue::{JobState, NewJob};
@@ -37,13 +36,13 @@ use moked_jobs::retry::JobError;
 use moked_jobs::runner::{Runner, RunnerConfig, handler};
 use moked_jobs::store::clock_tasks;
 use moked_jobs::store::customers::Number;
-use moked_jobs::store::whatsapp::messages::{Inbound, attach_provider_sid, record_inbound};
-use secrecy::SecretString;
+use moked_jobs::store::whatsapp::messages::{Inbound, record_inbound};
+use moked_jobs::store::whatsapp::statuses::attach_provider_sid;
 
 use crate::helpers::{Backend, sid};
 use crate::operator_support::{
-    call_started_job, clock_health_job, outbound_message, record_call, spawn_operator_app_with,
-    stored_recording,
+    call_started_job, clock_health_job, operator_tokens, outbound_message, record_call,
+    spawn_operator_app_with, stored_recording,
 };
 
 /// The playwright-core release the test drives Chromium with.
@@ -159,13 +158,7 @@ async fn the_operator_console_works_in_hebrew_in_a_browser() {
     let store_url = format!("file://{}", store.path().display());
     let app = spawn_operator_app_with(Backend::Sqlite, |core, intake| {
         intake.recordings_store = Some(store_url.clone());
-        core.operator_tokens = [("dana", DANA), ("yossi", YOSSI)]
-            .into_iter()
-            .map(|(name, token)| OperatorToken {
-                name: name.into(),
-                token: SecretString::from(token),
-            })
-            .collect();
+        core.operator_tokens = operator_tokens(&[("dana", DANA), ("yossi", YOSSI)]);
     })
     .await;
 

@@ -5,11 +5,21 @@
 use chrono::{Duration, Utc};
 use reqwest::Method;
 
+use crate::helpers::TestApp;
 use crate::helpers::{Backend, sid};
 use crate::operator_support::{
-    OP_TOKEN, call, get, keys, record_call, sorted, spawn_operator_app, spawn_operator_app_with,
-    stored_recording,
+    OP_TOKEN, call, fields, get, keys, record_call, sorted, spawn_operator_app,
+    spawn_operator_app_with, stored_recording,
 };
+
+/// The recording audio at `path` with the operator token, and a `Range` header when given.
+async fn get_audio(app: &TestApp, path: &str, range: Option<&str>) -> reqwest::Response {
+    let mut req = app.client.get(app.url(path)).bearer_auth(OP_TOKEN);
+    if let Some(range) = range {
+        req = req.header("Range", range);
+    }
+    req.send().await.expect("audio")
+}
 
 async fn calls_list_newest_first_in_pages_that_never_repeat(backend: Backend) {
     let app = spawn_operator_app(backend).await;
@@ -52,15 +62,7 @@ async fn calls_list_newest_first_in_pages_that_never_repeat(backend: Backend) {
         for c in page.json["calls"].as_array().expect("calls") {
             assert_eq!(
                 keys(c),
-                sorted(&[
-                    "call_sid",
-                    "status",
-                    "from",
-                    "to",
-                    "started_at",
-                    "ended_at",
-                    "duration_s"
-                ])
+                fields("call_sid status from to started_at ended_at duration_s")
             );
             seen.push(c["call_sid"].as_str().expect("sid").to_owned());
         }
@@ -81,12 +83,9 @@ async fn calls_list_newest_first_in_pages_that_never_repeat(backend: Backend) {
     ];
     assert_eq!(seen, want);
 
-    get(&app, "/api/calls?cursor=nonsense")
-        .await
-        .assert_error(400, "bad_request");
-    get(&app, "/api/calls?limit=0")
-        .await
-        .assert_error(400, "bad_request");
+    for path in ["/api/calls?cursor=nonsense", "/api/calls?limit=0"] {
+        get(&app, path).await.assert_error(400, "bad_request");
+    }
 }
 
 async fn a_call_shows_its_history_recordings_and_hebrew_transcript(backend: Backend) {
@@ -127,19 +126,10 @@ async fn a_call_shows_its_history_recordings_and_hebrew_transcript(backend: Back
     let c = &a.json;
     assert_eq!(
         keys(c),
-        sorted(&[
-            "call_sid",
-            "status",
-            "from",
-            "to",
-            "business",
-            "customer",
-            "started_at",
-            "ended_at",
-            "events",
-            "recordings",
-            "transcript"
-        ])
+        fields(
+            "call_sid status from to business customer started_at ended_at events \
+             recordings transcript",
+        )
     );
     assert_eq!(c["status"], "completed");
     // Operators see real numbers on calls (they are the CRM record to call back).
@@ -160,14 +150,7 @@ async fn a_call_shows_its_history_recordings_and_hebrew_transcript(backend: Back
     let r = &c["recordings"][0];
     assert_eq!(
         keys(r),
-        sorted(&[
-            "recording_sid",
-            "status",
-            "duration_s",
-            "stored_at",
-            "size_bytes",
-            "download_url"
-        ])
+        fields("recording_sid status duration_s stored_at size_bytes download_url")
     );
     assert_eq!(r["status"], "stored");
     assert_eq!(r["size_bytes"], 2048);
@@ -187,51 +170,30 @@ async fn a_call_shows_its_history_recordings_and_hebrew_transcript(backend: Back
 
     // The audio, whole and in ranges, only with the token.
     let path = format!("/api/recordings/{rec_sid}/audio");
-    let whole = app
-        .client
-        .get(app.url(&path))
-        .bearer_auth(OP_TOKEN)
-        .send()
-        .await
-        .expect("audio");
+    let whole = get_audio(&app, &path, None).await;
     assert_eq!(whole.status(), 200);
     assert_eq!(whole.headers()["content-type"], "audio/x-wav");
     assert_eq!(whole.headers()["accept-ranges"], "bytes");
     assert_eq!(whole.bytes().await.expect("bytes").as_ref(), &audio[..]);
-    let part = app
-        .client
-        .get(app.url(&path))
-        .bearer_auth(OP_TOKEN)
-        .header("Range", "bytes=100-199")
-        .send()
-        .await
-        .expect("range");
+    let part = get_audio(&app, &path, Some("bytes=100-199")).await;
     assert_eq!(part.status(), 206);
     assert_eq!(part.headers()["content-range"], "bytes 100-199/2048");
     assert_eq!(
         part.bytes().await.expect("bytes").as_ref(),
         &audio[100..200]
     );
-    let tail = app
-        .client
-        .get(app.url(&path))
-        .bearer_auth(OP_TOKEN)
-        .header("Range", "bytes=-48")
-        .send()
-        .await
-        .expect("suffix range");
+    let tail = get_audio(&app, &path, Some("bytes=-48")).await;
     assert_eq!(tail.status(), 206);
     assert_eq!(tail.bytes().await.expect("bytes").as_ref(), &audio[2000..]);
     call(&app, Method::GET, &path, None, None, &[])
         .await
         .assert_error(401, "unauthorized");
-    get(&app, "/api/recordings/RE-unknown/audio")
-        .await
-        .assert_error(404, "not_found");
-
-    get(&app, "/api/calls/CA-never-seen")
-        .await
-        .assert_error(404, "not_found");
+    for unknown in [
+        "/api/recordings/RE-unknown/audio",
+        "/api/calls/CA-never-seen",
+    ] {
+        get(&app, unknown).await.assert_error(404, "not_found");
+    }
 }
 
 async fn without_a_recordings_store_recordings_have_no_download_url(backend: Backend) {

@@ -9,7 +9,7 @@ use moked_workers::clock::{ClockArgs, ClockConfig, run_with};
 use serde_json::Value;
 
 use crate::helpers::{Backend, TestApp};
-use crate::operator_support::{get, keys, sorted, spawn_operator_app};
+use crate::operator_support::{fields, get, keys, spawn_operator_app};
 
 /// Re-reads `/api/clock` every 20 ms until `done` holds (at most 10 s); returns that answer.
 async fn clock_until(app: &TestApp, what: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -72,15 +72,7 @@ async fn the_clock_publishes_its_schedule_and_ticks_for_the_console(backend: Bac
     let reconcile = &tasks[2];
     assert_eq!(
         keys(reconcile),
-        sorted(&[
-            "task",
-            "kind",
-            "cron",
-            "last_tick",
-            "last_job",
-            "next_tick",
-            "updated_at"
-        ])
+        fields("task kind cron last_tick last_job next_tick updated_at")
     );
     assert_eq!(reconcile["kind"], "clock.reconcile");
     assert_eq!(reconcile["cron"], "0 */5 * * * *");

@@ -7,26 +7,19 @@ use chrono::Utc;
 use moked_jobs::kinds::{JobKind, WhatsAppSend};
 use moked_jobs::queue::{NewJob, view};
 use moked_jobs::store::Db;
-use moked_jobs::store::whatsapp::messages::{
-    StatusChange, attach_provider_sid, get_message, new_message_id, set_status_by_id,
-};
+use moked_jobs::store::whatsapp::messages::{get_message, new_message_id};
+use moked_jobs::store::whatsapp::statuses::{StatusChange, attach_provider_sid, set_status_by_id};
 
 use crate::helpers::Backend;
 use crate::operator_support::{
-    Make, call_started_job, clock_health_job, get, keys, make_jobs, outbound_message, post, sorted,
-    spawn_operator_app, whatsapp_send_job,
+    Make, call_started_job, clock_health_job, fields, get, keys, make_jobs, outbound_message, post,
+    sorted, spawn_operator_app, whatsapp_send_job,
 };
 
-const JOB_KEYS: &[&str] = &[
-    "id",
-    "kind",
-    "state",
-    "attempts",
-    "last_error",
-    "created_at",
-    "run_at",
-    "finished_at",
-];
+/// The fields of a job in a listing, sorted.
+fn job_keys() -> Vec<String> {
+    fields("id kind state attempts last_error created_at run_at finished_at")
+}
 
 async fn listing_filters_by_state_and_kind_and_pages_with_a_cursor(backend: Backend) {
     let app = spawn_operator_app(backend).await;
@@ -44,7 +37,7 @@ async fn listing_filters_by_state_and_kind_and_pages_with_a_cursor(backend: Back
     assert_eq!(all.json["total"], 8);
     assert_eq!(sorted(&["total", "jobs", "next_cursor"]), keys(&all.json));
     for j in all.json["jobs"].as_array().expect("jobs") {
-        assert_eq!(keys(j), sorted(JOB_KEYS), "{j}");
+        assert_eq!(keys(j), job_keys(), "{j}");
     }
 
     // Dead whatsapp.send jobs, two per page: 2 + 2 + 1, each page's total the filter's count.
@@ -123,7 +116,7 @@ async fn a_job_shows_its_masked_payload_and_history_and_unknown_ids_are_404(back
     .await;
     let a = get(&app, &format!("/api/jobs/{}", ids[0])).await;
     assert_eq!(a.status, 200, "{}", a.text);
-    let mut want = sorted(JOB_KEYS);
+    let mut want = job_keys();
     want.extend([
         "history".to_owned(),
         "payload".to_owned(),
@@ -419,16 +412,7 @@ async fn stats_count_every_state_per_kind_like_the_cli(backend: Backend) {
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(
         keys(&a.json),
-        sorted(&[
-            "queued",
-            "running",
-            "retrying",
-            "dead",
-            "done",
-            "discarded",
-            "by_kind",
-            "oldest_queued_age_s"
-        ])
+        fields("queued running retrying dead done discarded by_kind oldest_queued_age_s")
     );
     assert_eq!(a.json["dead"], 1);
     assert_eq!(a.json["done"], 1);

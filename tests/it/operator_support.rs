@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use moked_intake::config::IntakeConfig;
-use moked_jobs::config::CoreConfig;
+use moked_jobs::config::{CoreConfig, OperatorToken};
 use moked_jobs::kinds::{CallStarted, ClockTick, WhatsAppSend};
 use moked_jobs::queue::{NewJob, Queue, WorkerId};
 use moked_jobs::store::Db;
@@ -15,6 +15,7 @@ use moked_jobs::store::calls::{
     CallStart, CallStatusChange, apply_call_status, record_call_started,
 };
 use moked_jobs::store::customers::Number;
+use moked_testkit::rows::twilio_text;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -335,25 +336,28 @@ pub fn sorted(names: &[&str]) -> Vec<String> {
     k
 }
 
+/// The space-separated `names` sorted, as owned strings (to compare with [`keys`]): the fields
+/// of an object on one line.
+pub fn fields(names: &str) -> Vec<String> {
+    sorted(&names.split_whitespace().collect::<Vec<_>>())
+}
+
+/// `OPERATOR_TOKENS` of these (name, token) pairs.
+pub fn operator_tokens(named: &[(&str, &str)]) -> Vec<OperatorToken> {
+    named
+        .iter()
+        .map(|(name, token)| OperatorToken {
+            name: (*name).into(),
+            token: SecretString::from(*token),
+        })
+        .collect()
+}
+
 /// An outbound WhatsApp message to `to`, as the send API stores it (`queued`, no sid).
 pub async fn outbound_message(db: &Db, to: &str) -> String {
-    let id = moked_jobs::store::whatsapp::messages::new_message_id();
-    moked_jobs::store::whatsapp::messages::create_outbound(
-        db,
-        &moked_jobs::store::whatsapp::messages::NewOutbound {
-            id: id.clone(),
-            provider: "twilio".into(),
-            to: moked_jobs::phone::E164::parse(to).expect("a number"),
-            from: None,
-            body: Some("התור שלך אושר".into()),
-            media: Vec::new(),
-            content_sid: None,
-            content_variables: None,
-            idempotency_key: None,
-            business_id: None,
-        },
-    )
-    .await
-    .expect("create message");
-    id
+    let new = twilio_text(to, None, "התור שלך אושר");
+    moked_jobs::store::whatsapp::messages::create_outbound(db, &new)
+        .await
+        .expect("create message");
+    new.id
 }

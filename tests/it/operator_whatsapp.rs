@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::helpers::Backend;
 use crate::operator_support::{
-    Answer, OP_TOKEN, call, get, keys, sorted, spawn_operator_app, spawn_operator_app_with,
+    Answer, OP_TOKEN, call, fields, get, keys, sorted, spawn_operator_app, spawn_operator_app_with,
 };
 
 async fn send(app: &crate::helpers::TestApp, body: serde_json::Value, key: Option<&str>) -> Answer {
@@ -66,22 +66,10 @@ async fn a_send_is_queued_once_per_idempotency_key(backend: Backend) {
     assert_eq!(m.status, 200, "{}", m.text);
     assert_eq!(
         keys(&m.json),
-        sorted(&[
-            "id",
-            "provider",
-            "provider_sid",
-            "direction",
-            "to",
-            "from",
-            "body",
-            "status",
-            "error_code",
-            "error_message",
-            "created_at",
-            "sent_at",
-            "delivered_at",
-            "read_at"
-        ])
+        fields(
+            "id provider provider_sid direction to from body status error_code \
+             error_message created_at sent_at delivered_at read_at",
+        )
     );
     assert_eq!(m.json["id"], id.as_str());
     assert_eq!(m.json["to"], "+972521234567");

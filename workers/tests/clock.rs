@@ -13,8 +13,9 @@
 //!
 //! No test sleeps to wait for work.
 
+mod world;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,33 +26,29 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use moked_jobs::config::CoreConfig;
 use moked_jobs::kinds::{
     ClockCleanup, ClockHealth, ClockReconcile, ClockTick, JobKind, RecordingProcess,
 };
 use moked_jobs::queue::{
-    self, Enqueued, JobDetail, JobPage, JobState, Lease, ListQuery, NewJob, Queue, QueueResult,
-    SharedQueue, Stats, WorkerId,
+    Enqueued, JobDetail, JobPage, JobState, ListQuery, NewJob, QueueResult, SharedQueue,
 };
-use moked_jobs::retry::{RetryPolicy, RetrySchedule};
-use moked_jobs::runner::{RunSummary, Runner};
-use moked_jobs::store::Db;
-use moked_jobs::store::calls::{self, CallStart, CallStatusChange};
-use moked_jobs::store::customers::Number;
-use moked_jobs::store::health::{CLOCK_HEALTH, Verdict, latest_health};
+use moked_jobs::runner::RunSummary;
+use moked_jobs::store::calls::{self, CallStatusChange};
+use moked_jobs::store::health::{CLOCK_HEALTH, HealthRecord, Verdict, latest_health};
 use moked_jobs::store::recordings::get_recording;
-use moked_jobs::store::whatsapp::messages::{self, NewOutbound};
+use moked_jobs::store::whatsapp::messages::{self, WhatsAppMessage};
+use moked_jobs::store::whatsapp::statuses;
 use moked_jobs::store::{recordings, to_ms};
-use moked_workers::clock::{self, ClockArgs, ClockConfig, Scheduler, Task};
-use moked_workers::config::WorkerConfig;
+use moked_testkit::audio::wav;
+use moked_testkit::fake_http::Served;
+use moked_testkit::fake_twilio::sid;
+use moked_testkit::prism::prism_url;
+use moked_testkit::rows::twilio_text;
+use moked_testkit::{Backend, Intercept, Intercepted};
+use moked_workers::clock::{self, ClockConfig, Scheduler, Task};
 use moked_workers::handlers::Ctx;
-use moked_workers::run;
 use serde_json::{Value, json};
-
-const AC: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "test-auth-token";
-const CALLER: &str = "+972521234567";
-const BUSINESS_NUMBER: &str = "+97233334444";
+use world::{AC, BUSINESS_NUMBER, CALLER, World};
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
@@ -59,121 +56,36 @@ fn utc(s: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn sid(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
-}
-
 // ---------------------------------------------------------------------------------------------
 // The world of one test.
-
-struct World {
-    dir: tempfile::TempDir,
-    db: Db,
-    queue: SharedQueue,
-    core: CoreConfig,
-    worker: WorkerConfig,
-    pg_name: Option<String>,
-}
-
-fn pg_base() -> String {
-    std::env::var("MOKED_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
 
 impl World {
     /// A SQLite world whose Twilio REST base is `api_base`; retries after 10 ms, 4 attempts;
     /// recordings in a `file://` folder of the test; no pacing between Twilio requests.
     async fn new(api_base: &str) -> World {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("moked.db").display());
-        World::open(dir, url, None, api_base).await
+        World::clock(Backend::Sqlite, api_base).await
     }
 
     /// The same on a fresh Postgres database (dropped by [`World::close`]).
     async fn postgres(api_base: &str) -> World {
-        use sqlx::Connection;
-        let name = format!("moked_t_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_base()))
-            .await
-            .expect("connect to the test Postgres");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let url = format!("{}/{name}", pg_base());
-        let dir = tempfile::tempdir().expect("temp dir");
-        World::open(dir, url, Some(name), api_base).await
+        World::clock(Backend::Postgres, api_base).await
     }
 
-    async fn open(
-        dir: tempfile::TempDir,
-        url: String,
-        pg_name: Option<String>,
-        api_base: &str,
-    ) -> World {
-        let db = Db::connect(&url).await.expect("open db");
-        db.migrate().await.expect("migrate");
-        let mut core = CoreConfig::for_database(&url);
-        core.twilio.account_sid = Some(AC.into());
-        core.twilio.auth_token = Some(TOKEN.to_owned().into());
-        core.twilio.api_base = api_base.trim_end_matches('/').to_owned();
-        core.retry = RetryPolicy::new("10ms,10ms,10ms".parse::<RetrySchedule>().expect("schedule"));
-        let queue = queue::connect(&core, &db).await.expect("queue");
-        let mut worker = WorkerConfig::for_tests("clock");
-        worker.recordings_store = format!("file://{}", dir.path().join("recordings").display());
-        worker.tasks.reconcile_pace = Duration::ZERO;
-        World {
-            dir,
-            db,
-            queue,
-            core,
-            worker,
-            pg_name,
-        }
-    }
-
-    /// Closes the pool and drops a Postgres test database.
-    async fn close(self) {
-        use sqlx::Connection;
-        self.db.close().await;
-        if let Some(name) = &self.pg_name
-            && let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{}/test", pg_base())).await
-        {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
-        }
+    async fn clock(backend: Backend, api_base: &str) -> World {
+        let mut w = World::twilio(backend, api_base, "10ms,10ms,10ms", "clock").await;
+        w.worker.tasks.reconcile_pace = Duration::ZERO;
+        w
     }
 
     fn ctx(&self) -> Ctx {
-        run::context(
-            &self.core,
-            &self.worker,
-            self.db.clone(),
-            self.queue.clone(),
-        )
-        .expect("worker context")
+        self.context()
     }
 
     /// Runs every job to done or dead with the real runner.
     async fn drain(&self) -> RunSummary {
-        let mut config = run::runner_config(&self.core, &self.worker);
-        config.fetch_wait = Duration::from_millis(50);
-        let runner = Runner::new(
-            self.queue.clone(),
-            "clock-test",
-            config,
-            run::dispatcher(self.ctx()),
-        );
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            runner.drain(std::future::pending()),
-        )
-        .await
-        .expect("the queue drains within two minutes")
-        .expect("runner")
+        let limit = Duration::from_secs(120);
+        self.drain_with("clock-test", self.runner_config(), self.ctx(), limit)
+            .await
     }
 
     /// Enqueues one reconcile job, as the clock would, and returns its id.
@@ -189,14 +101,6 @@ impl World {
             .to_owned()
     }
 
-    async fn job(&self, id: &str) -> JobDetail {
-        self.queue
-            .get(id)
-            .await
-            .expect("get job")
-            .expect("job exists")
-    }
-
     /// Jobs of `kind` in the queue, any state.
     async fn count(&self, kind: JobKind) -> u64 {
         let stats = self.queue.stats().await.expect("stats");
@@ -209,18 +113,7 @@ impl World {
 
     /// A call the voice webhook saw at `at` (linked to a business), then `status` at `at`.
     async fn call(&self, call_sid: &str, status: &str, at: DateTime<Utc>) {
-        calls::record_call_started(
-            &self.db,
-            &CallStart {
-                call_sid: call_sid.to_owned(),
-                from: Number::parse(CALLER),
-                to: Number::parse(BUSINESS_NUMBER),
-                status: Some("ringing".into()),
-                at,
-            },
-        )
-        .await
-        .expect("call recorded");
+        self.call_started(call_sid, at).await;
         if status != "ringing" {
             calls::apply_call_status(
                 &self.db,
@@ -241,25 +134,12 @@ impl World {
 
     /// An outbound Twilio message at `status` with `message_sid`, last changed at `at`.
     async fn message(&self, message_sid: &str, status: &str, at: DateTime<Utc>) -> String {
-        let stored = messages::create_outbound(
-            &self.db,
-            &NewOutbound {
-                id: messages::new_message_id(),
-                provider: "twilio".into(),
-                to: moked_jobs::phone::E164::parse(CALLER).expect("E.164"),
-                from: Some("whatsapp:+97233334444".into()),
-                body: Some("שלום".into()),
-                media: Vec::new(),
-                content_sid: None,
-                content_variables: None,
-                idempotency_key: None,
-                business_id: None,
-            },
-        )
-        .await
-        .expect("outbound");
+        let new = twilio_text(CALLER, Some("whatsapp:+97233334444"), "שלום");
+        let stored = messages::create_outbound(&self.db, &new)
+            .await
+            .expect("outbound");
         let id = stored.message.id;
-        messages::attach_provider_sid(&self.db, &id, message_sid, status)
+        statuses::attach_provider_sid(&self.db, &id, message_sid, status)
             .await
             .expect("attach");
         sqlx::query("UPDATE whatsapp_message SET updated_at = $1 WHERE id = $2")
@@ -271,6 +151,29 @@ impl World {
         id
     }
 
+    /// The WhatsApp message `id`, which exists.
+    async fn message_row(&self, id: &str) -> WhatsAppMessage {
+        messages::get_message(&self.db, id)
+            .await
+            .expect("read")
+            .expect("message")
+    }
+
+    /// The clock's latest health record, which exists.
+    async fn health(&self) -> HealthRecord {
+        latest_health(&self.db, CLOCK_HEALTH)
+            .await
+            .expect("read")
+            .expect("stored")
+    }
+
+    /// Enqueues one reconcile job, runs every job, and returns the reconcile job.
+    async fn reconcile(&self) -> JobDetail {
+        let job = self.reconcile_job().await;
+        self.drain().await;
+        self.job(&job).await
+    }
+
     async fn call_row(&self, call_sid: &str) -> calls::Call {
         calls::get_call_row(&self.db, call_sid)
             .await
@@ -280,10 +183,8 @@ impl World {
 
     /// The status events of a call whose detail names `source`.
     async fn events_from(&self, call_sid: &str, source: &str) -> Vec<String> {
-        calls::get_call(&self.db, call_sid)
+        self.timeline(call_sid)
             .await
-            .expect("read")
-            .expect("call")
             .events
             .into_iter()
             .filter(|e| {
@@ -297,42 +198,14 @@ impl World {
     }
 }
 
-/// `secs` seconds of 8 kHz 16-bit mono WAV (Twilio's format).
-fn wav(secs: u32) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut bytes = Vec::new();
-    {
-        let mut w = hound::WavWriter::new(Cursor::new(&mut bytes), spec).expect("wav");
-        for i in 0..8000 * secs {
-            w.write_sample(if (i / 10) % 2 == 0 { 6000i16 } else { -6000 })
-                .expect("sample");
-        }
-        w.finalize().expect("finalize");
-    }
-    bytes
-}
-
 // ---------------------------------------------------------------------------------------------
 // Exactly one job per tick: two clocks, one queue.
 
-fn clock_config(reconcile: &str, health: &str, cleanup: &str) -> ClockConfig {
-    ClockArgs {
-        clock_tz: "Asia/Jerusalem".into(),
-        schedule_reconcile: reconcile.into(),
-        schedule_health: health.into(),
-        schedule_cleanup: cleanup.into(),
-    }
-    .into_config()
-    .expect("clock config")
-}
+/// The clock jobs of a queue: per task name, every tick payload, sorted.
+type Jobs = BTreeMap<&'static str, Vec<String>>;
 
 /// The clock jobs in the queue: per task, how many, and every tick payload.
-async fn clock_jobs(queue: &SharedQueue) -> BTreeMap<&'static str, Vec<String>> {
+async fn clock_jobs(queue: &SharedQueue) -> Jobs {
     let mut out = BTreeMap::new();
     for task in Task::ALL {
         let mut ticks = Vec::new();
@@ -398,7 +271,22 @@ async fn two_clocks_step(
     (created, duplicates)
 }
 
-fn counts(jobs: &BTreeMap<&'static str, Vec<String>>) -> (usize, usize, usize) {
+/// Two clocks (reconcile every 5 minutes, health every minute, cleanup at `cleanup`) on a fresh
+/// queue step from `start` to `end` ([`two_clocks_step`]): the clock jobs they made, and
+/// (created, duplicates).
+async fn two_clocks_through(cleanup: &str, start: &str, end: &str) -> (Jobs, (u64, u64)) {
+    let w = World::new("http://127.0.0.1:9").await;
+    let config = ClockConfig::for_tests("0 */5 * * * *", "0 * * * * *", cleanup);
+    let made = two_clocks_step(config, &w.queue, utc(start), utc(end)).await;
+    (clock_jobs(&w.queue).await, made)
+}
+
+/// Whether `task` fired for the tick at `at` (RFC 3339, UTC).
+fn fired(jobs: &Jobs, task: &str, at: &str) -> bool {
+    jobs[task].contains(&at.to_owned())
+}
+
+fn counts(jobs: &Jobs) -> (usize, usize, usize) {
     (
         jobs["reconcile"].len(),
         jobs["health"].len(),
@@ -406,20 +294,20 @@ fn counts(jobs: &BTreeMap<&'static str, Vec<String>>) -> (usize, usize, usize) {
     )
 }
 
-fn distinct(jobs: &BTreeMap<&'static str, Vec<String>>) -> bool {
+fn distinct(jobs: &Jobs) -> bool {
     jobs.values()
         .all(|ticks| ticks.iter().collect::<HashSet<_>>().len() == ticks.len())
 }
 
 #[tokio::test]
 async fn two_clocks_stepping_through_a_day_make_exactly_one_job_per_tick() {
-    let w = World::new("http://127.0.0.1:9").await;
-    let config = clock_config("0 */5 * * * *", "0 * * * * *", "0 30 3 * * *");
     // Local midnight of an ordinary June day (IDT, UTC+3).
-    let start = utc("2026-06-01T00:00:00+03:00");
-    let end = utc("2026-06-02T00:00:00+03:00");
-    let (created, duplicates) = two_clocks_step(config, &w.queue, start, end).await;
-    let jobs = clock_jobs(&w.queue).await;
+    let (jobs, (created, duplicates)) = two_clocks_through(
+        "0 30 3 * * *",
+        "2026-06-01T00:00:00+03:00",
+        "2026-06-02T00:00:00+03:00",
+    )
+    .await;
     // Catch-up (one per task: 00:00, 00:00, yesterday's 03:30) + the day's ticks in (start, end].
     assert_eq!(counts(&jobs), (1 + 288, 1 + 1440, 1 + 1));
     assert_eq!(created, 1732);
@@ -432,45 +320,38 @@ async fn two_clocks_stepping_through_a_day_make_exactly_one_job_per_tick() {
 
 #[tokio::test]
 async fn two_clocks_on_the_spring_forward_day_fire_the_gap_tick_once() {
-    let w = World::new("http://127.0.0.1:9").await;
     // Israel 2026: 02:00 IST → 03:00 IDT on Friday 27 March (00:00 UTC). Cleanup at 02:30, a
     // wall time that does not exist that day.
-    let config = clock_config("0 */5 * * * *", "0 * * * * *", "0 30 2 * * *");
-    let start = utc("2026-03-27T00:00:00+02:00");
-    let end = utc("2026-03-28T00:00:00+03:00");
-    let (created, duplicates) = two_clocks_step(config, &w.queue, start, end).await;
-    let jobs = clock_jobs(&w.queue).await;
+    let start = "2026-03-27T00:00:00+02:00";
+    let (jobs, made) = two_clocks_through("0 30 2 * * *", start, "2026-03-28T00:00:00+03:00").await;
     // A 23-hour day: 1380 minutes, 276 five-minute marks; the gap's 02:xx marks and the 03:00
     // mark are due at the same instant and fire once (as 03:00).
     assert_eq!(counts(&jobs), (1 + 276, 1 + 1380, 1 + 1));
-    assert_eq!((created, duplicates), (1660, 1660));
-    assert!(distinct(&jobs));
+    assert_eq!(made, (1660, 1660));
+    let gap_end = "2026-03-27T00:00:00+00:00";
     assert!(
-        jobs["cleanup"].contains(&"2026-03-27T00:00:00+00:00".to_owned()),
+        fired(&jobs, "cleanup", gap_end),
         "02:30 fired once, at the end of the gap: {:?}",
         jobs["cleanup"]
     );
+    assert!(distinct(&jobs));
 }
 
 #[tokio::test]
 async fn two_clocks_on_the_fall_back_day_fire_the_repeated_hour_once() {
-    let w = World::new("http://127.0.0.1:9").await;
     // Israel 2026: 02:00 IDT → 01:00 IST on Sunday 25 October (23:00 UTC on the 24th). Cleanup
     // at 01:30, a wall time that happens twice that day.
-    let config = clock_config("0 */5 * * * *", "0 * * * * *", "0 30 1 * * *");
-    let start = utc("2026-10-25T00:00:00+03:00");
-    let end = utc("2026-10-26T00:00:00+02:00");
-    let (created, duplicates) = two_clocks_step(config, &w.queue, start, end).await;
-    let jobs = clock_jobs(&w.queue).await;
-    // A 25-hour day, but each wall-clock minute fires once: 1440 minutes, 288 five-minute marks.
-    assert_eq!(counts(&jobs), (1 + 288, 1 + 1440, 1 + 1));
-    assert_eq!((created, duplicates), (1732, 1732));
+    let end = "2026-10-26T00:00:00+02:00";
+    let (jobs, made) = two_clocks_through("0 30 1 * * *", "2026-10-25T00:00:00+03:00", end).await;
     assert!(distinct(&jobs));
     assert!(
-        jobs["cleanup"].contains(&"2026-10-24T22:30:00+00:00".to_owned()),
+        fired(&jobs, "cleanup", "2026-10-24T22:30:00+00:00"),
         "01:30 fired once, at its first occurrence: {:?}",
         jobs["cleanup"]
     );
+    // A 25-hour day, but each wall-clock minute fires once: 1440 minutes, 288 five-minute marks.
+    assert_eq!(made, (1732, 1732));
+    assert_eq!(counts(&jobs), (1 + 288, 1 + 1440, 1 + 1));
 }
 
 /// A queue whose enqueue runs on a blocking thread: tokio does not auto-advance paused time
@@ -479,9 +360,9 @@ async fn two_clocks_on_the_fall_back_day_fire_the_repeated_hour_once() {
 struct HoldTime(SharedQueue);
 
 #[async_trait]
-impl Queue for HoldTime {
-    fn backend(&self) -> &'static str {
-        self.0.backend()
+impl Intercept for HoldTime {
+    fn inner(&self) -> &SharedQueue {
+        &self.0
     }
     async fn enqueue(&self, job: NewJob) -> QueueResult<Enqueued> {
         let (queue, rt) = (self.0.clone(), tokio::runtime::Handle::current());
@@ -489,82 +370,20 @@ impl Queue for HoldTime {
             .await
             .expect("enqueue thread")
     }
-    async fn fetch(&self, w: &WorkerId, max: usize, wait: Duration) -> QueueResult<Vec<Lease>> {
-        self.0.fetch(w, max, wait).await
-    }
-    async fn complete(&self, w: &WorkerId, id: &str) -> QueueResult<()> {
-        self.0.complete(w, id).await
-    }
-    async fn retry_at(
-        &self,
-        w: &WorkerId,
-        id: &str,
-        error: &str,
-        at: DateTime<Utc>,
-    ) -> QueueResult<()> {
-        self.0.retry_at(w, id, error, at).await
-    }
-    async fn bury(&self, w: &WorkerId, id: &str, error: &str) -> QueueResult<()> {
-        self.0.bury(w, id, error).await
-    }
-    async fn release(&self, w: &WorkerId, id: &str) -> QueueResult<()> {
-        self.0.release(w, id).await
-    }
-    async fn heartbeat(&self, w: &WorkerId) -> QueueResult<()> {
-        self.0.heartbeat(w).await
-    }
-    async fn deregister(&self, w: &WorkerId) -> QueueResult<()> {
-        self.0.deregister(w).await
-    }
-    async fn recover_abandoned(&self, stale_after: Duration) -> QueueResult<u64> {
-        self.0.recover_abandoned(stale_after).await
-    }
-    async fn held(&self, w: &WorkerId) -> QueueResult<Vec<String>> {
-        self.0.held(w).await
-    }
-    async fn list(&self, query: &ListQuery) -> QueueResult<JobPage> {
-        self.0.list(query).await
-    }
-    async fn get(&self, id: &str) -> QueueResult<Option<JobDetail>> {
-        self.0.get(id).await
-    }
-    async fn retry(&self, id: &str) -> QueueResult<bool> {
-        self.0.retry(id).await
-    }
-    async fn retry_all(&self, state: JobState, kind: Option<JobKind>) -> QueueResult<u64> {
-        self.0.retry_all(state, kind).await
-    }
-    async fn discard(&self, id: &str) -> QueueResult<bool> {
-        self.0.discard(id).await
-    }
-    async fn stats(&self) -> QueueResult<Stats> {
-        self.0.stats().await
-    }
-    async fn prune(&self, before: DateTime<Utc>) -> QueueResult<u64> {
-        self.0.prune(before).await
-    }
-    async fn prune_dead(&self, before: DateTime<Utc>, keep: u64) -> QueueResult<u64> {
-        self.0.prune_dead(before, keep).await
-    }
-    async fn ping(&self) -> QueueResult<()> {
-        self.0.ping().await
-    }
 }
 
-/// Runs two real clock loops ([`clock::run_with`]) from `start` for `span` of paused tokio time,
-/// the wall clock being `start` + elapsed tokio time.
-async fn two_clock_loops(
-    config: ClockConfig,
-    queue: SharedQueue,
-    start: DateTime<Utc>,
-    span: Duration,
-) {
+/// Runs two real clock loops ([`clock::run_with`]) of `config` on a fresh queue from `start`
+/// (RFC 3339) for `span` of paused tokio time, the wall clock being `start` + elapsed tokio
+/// time; returns the clock jobs they made.
+async fn two_clock_loops(config: ClockConfig, start: &str, span: Duration) -> Jobs {
+    let w = World::new("http://127.0.0.1:9").await;
+    let start = utc(start);
     tokio::time::pause();
     let origin = tokio::time::Instant::now();
     let wall = move || {
         start + chrono::Duration::from_std(origin.elapsed()).unwrap_or(chrono::Duration::MAX)
     };
-    let held: SharedQueue = Arc::new(HoldTime(queue));
+    let held: SharedQueue = Arc::new(Intercepted(HoldTime(w.queue.clone())));
     // Stop a second after the last tick of the span.
     let stop = move || tokio::time::sleep_until(origin + span + Duration::from_secs(1));
     let a = tokio::spawn(clock::run_with(config.clone(), held.clone(), wall, stop()));
@@ -573,62 +392,51 @@ async fn two_clock_loops(
     a.expect("clock a");
     b.expect("clock b");
     tokio::time::resume();
+    clock_jobs(&w.queue).await
 }
 
 #[tokio::test]
 async fn two_clock_loops_in_paused_time_make_exactly_one_job_per_tick_for_a_day() {
-    let w = World::new("http://127.0.0.1:9").await;
-    let config = clock_config("0 */5 * * * *", "0 * * * * *", "0 30 3 * * *");
+    let config = ClockConfig::for_tests("0 */5 * * * *", "0 * * * * *", "0 30 3 * * *");
     let started = std::time::Instant::now();
-    two_clock_loops(
-        config,
-        w.queue.clone(),
-        utc("2026-06-01T00:00:00+03:00"),
-        Duration::from_secs(86_400),
-    )
-    .await;
+    let day = Duration::from_secs(86_400);
+    let jobs = two_clock_loops(config, "2026-06-01T00:00:00+03:00", day).await;
     eprintln!("a simulated day of two clocks took {:?}", started.elapsed());
-    let jobs = clock_jobs(&w.queue).await;
     assert_eq!(counts(&jobs), (1 + 288, 1 + 1440, 1 + 1));
     assert!(distinct(&jobs));
 }
 
 #[tokio::test]
 async fn two_clock_loops_in_paused_time_fire_the_dst_gap_and_overlap_ticks_once() {
-    let w = World::new("http://127.0.0.1:9").await;
     // 02:30 falls in the spring-forward gap (27 March), 01:30 in the fall-back overlap
     // (25 October); hourly reconcile at :15 sees both transitions.
-    let spring = clock_config("0 15 * * * *", "0 0 0 1 1 *", "0 30 2 * * *");
-    two_clock_loops(
-        spring,
-        w.queue.clone(),
-        utc("2026-03-27T00:00:00+02:00"),
-        Duration::from_secs(23 * 3600),
-    )
-    .await;
-    let jobs = clock_jobs(&w.queue).await;
+    let hourly = |cleanup| ClockConfig::for_tests("0 15 * * * *", "0 0 0 1 1 *", cleanup);
+    let hours = |n: u64| Duration::from_secs(n * 3600);
+    let spring = two_clock_loops(
+        hourly("0 30 2 * * *"),
+        "2026-03-27T00:00:00+02:00",
+        hours(23),
+    );
+    let jobs = spring.await;
     // Catch-up (23:15 the day before) + the day's 24 marks: 02:15 does not exist and fires at
     // 03:00, the end of the gap — once.
     assert_eq!(jobs["reconcile"].len(), 1 + 24, "{:?}", jobs["reconcile"]);
-    assert!(jobs["reconcile"].contains(&"2026-03-27T00:00:00+00:00".to_owned()));
-    assert!(jobs["cleanup"].contains(&"2026-03-27T00:00:00+00:00".to_owned()));
+    let gap_end = "2026-03-27T00:00:00+00:00";
+    assert!(fired(&jobs, "reconcile", gap_end));
+    assert!(fired(&jobs, "cleanup", gap_end));
     assert_eq!(jobs["cleanup"].len(), 1 + 1);
     assert!(distinct(&jobs));
 
-    let w = World::new("http://127.0.0.1:9").await;
-    let fall = clock_config("0 15 * * * *", "0 0 0 1 1 *", "0 30 1 * * *");
-    two_clock_loops(
-        fall,
-        w.queue.clone(),
-        utc("2026-10-25T00:00:00+03:00"),
-        Duration::from_secs(25 * 3600),
-    )
-    .await;
-    let jobs = clock_jobs(&w.queue).await;
-    assert_eq!(jobs["reconcile"].len(), 1 + 24, "each wall-clock hour once");
-    assert!(jobs["cleanup"].contains(&"2026-10-24T22:30:00+00:00".to_owned()));
-    assert_eq!(jobs["cleanup"].len(), 1 + 1);
+    let fall = two_clock_loops(
+        hourly("0 30 1 * * *"),
+        "2026-10-25T00:00:00+03:00",
+        hours(25),
+    );
+    let jobs = fall.await;
     assert!(distinct(&jobs));
+    assert_eq!(jobs["cleanup"].len(), 1 + 1);
+    assert!(fired(&jobs, "cleanup", "2026-10-24T22:30:00+00:00"));
+    assert_eq!(jobs["reconcile"].len(), 1 + 24, "each wall-clock hour once");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -652,25 +460,18 @@ struct FakeState {
     seen: Arc<Mutex<Vec<(String, String)>>>,
 }
 
+/// The fake on a free port (`served.url`); stops when dropped.
 struct FakeTwilio {
-    base: String,
+    served: Served,
     state: FakeState,
 }
 
 impl FakeTwilio {
     async fn start() -> FakeTwilio {
         let state = FakeState::default();
-        let app = Router::new()
-            .fallback(fake_twilio)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeTwilio { base, state }
+        let app = Router::new().fallback(fake_twilio);
+        let served = Served::start(app.with_state(state.clone()));
+        FakeTwilio { served, state }
     }
 
     /// Answers requests whose path ends with `suffix` (under our account) with `replies`.
@@ -696,6 +497,51 @@ impl FakeTwilio {
     fn requests(&self) -> usize {
         self.state.seen.lock().expect("seen").len()
     }
+
+    /// Answers the call `call_sid`'s fetch with `replies`.
+    fn on_call(&self, call_sid: &str, replies: Vec<Reply>) {
+        self.on(&format!("/Calls/{call_sid}.json"), replies);
+    }
+
+    /// Answers the call `call_sid`'s recordings list with `recordings` (sid, status).
+    fn on_recordings(&self, call_sid: &str, recordings: &[(&str, &str)]) {
+        let list = recordings_json(call_sid, recordings);
+        self.on(&format!("/Calls/{call_sid}/Recordings.json"), vec![list]);
+    }
+
+    /// Answers the message `message_sid`'s fetch with it at `status` (and `error_code`).
+    fn on_message(&self, message_sid: &str, status: &str, error_code: Option<i64>) {
+        let reply = message_json(message_sid, status, error_code);
+        self.on(&format!("/Messages/{message_sid}.json"), vec![reply]);
+    }
+
+    /// Serves the recording `re` as a one-second WAV.
+    fn on_media(&self, re: &str) {
+        self.on(&format!("/Recordings/{re}.wav"), vec![Reply::Wav(wav(1))]);
+    }
+
+    /// Answers the account fetch (the health check) as an active account.
+    fn on_account(&self) {
+        let account = json!({"sid": AC, "status": "active"});
+        self.on(".json", vec![Reply::Json(account)]);
+    }
+
+    /// How many requests asked for the call `call_sid`.
+    fn call_hits(&self, call_sid: &str) -> usize {
+        self.hits(&format!("/Calls/{call_sid}.json"))
+    }
+
+    /// How many requests listed the recordings of the call `call_sid`.
+    fn recordings_hits(&self, call_sid: &str) -> usize {
+        self.hits(&format!("/Calls/{call_sid}/Recordings.json"))
+    }
+}
+
+/// A scripted fake Twilio and a SQLite world using it.
+async fn fake_world() -> (FakeTwilio, World) {
+    let twilio = FakeTwilio::start().await;
+    let w = World::new(&twilio.served.url).await;
+    (twilio, w)
 }
 
 async fn fake_twilio(State(state): State<FakeState>, method: Method, uri: Uri) -> Response {
@@ -780,19 +626,13 @@ fn minutes_ago(m: i64) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn a_call_stuck_in_progress_becomes_completed_from_twilio() {
-    let twilio = FakeTwilio::start().await;
-    let w = World::new(&twilio.base).await;
+    let (twilio, w) = fake_world().await;
     let (stuck, fresh) = (sid("CA"), sid("CA"));
     w.call(&stuck, "in-progress", minutes_ago(20)).await;
     w.call(&fresh, "in-progress", minutes_ago(2)).await;
-    twilio.on(
-        &format!("/Calls/{stuck}.json"),
-        vec![call_json(&stuck, "completed", "1234")],
-    );
+    twilio.on_call(&stuck, vec![call_json(&stuck, "completed", "1234")]);
 
-    let job = w.reconcile_job().await;
-    w.drain().await;
-    assert_eq!(w.job(&job).await.summary.state, JobState::Done);
+    assert_eq!(w.reconcile().await.summary.state, JobState::Done);
     let call = w.call_row(&stuck).await;
     assert_eq!(
         (call.status.as_str(), call.duration_s),
@@ -800,7 +640,7 @@ async fn a_call_stuck_in_progress_becomes_completed_from_twilio() {
     );
     assert!(call.ended_at.is_some());
     assert_eq!(w.events_from(&stuck, "reconcile").await, ["completed"]);
-    assert_eq!(twilio.hits(&format!("/Calls/{stuck}.json")), 1);
+    assert_eq!(twilio.call_hits(&stuck), 1);
     assert_eq!(
         w.call_row(&fresh).await.status,
         "in-progress",
@@ -809,26 +649,19 @@ async fn a_call_stuck_in_progress_becomes_completed_from_twilio() {
     assert_eq!(twilio.requests(), 1, "nothing else was asked");
 
     // Another run: the call is terminal now; nothing to ask.
-    w.reconcile_job().await;
-    w.drain().await;
+    w.reconcile().await;
     assert_eq!(twilio.requests(), 1);
 }
 
 #[tokio::test]
 async fn a_call_twilio_still_reports_in_progress_is_held_back_not_asked_every_run() {
-    let twilio = FakeTwilio::start().await;
-    let w = World::new(&twilio.base).await;
+    let (twilio, w) = fake_world().await;
     let long = sid("CA");
     w.call(&long, "in-progress", minutes_ago(20)).await;
-    twilio.on(
-        &format!("/Calls/{long}.json"),
-        vec![call_json(&long, "in-progress", "0")],
-    );
-    w.reconcile_job().await;
-    w.drain().await;
-    w.reconcile_job().await;
-    w.drain().await;
-    assert_eq!(twilio.hits(&format!("/Calls/{long}.json")), 1);
+    twilio.on_call(&long, vec![call_json(&long, "in-progress", "0")]);
+    w.reconcile().await;
+    w.reconcile().await;
+    assert_eq!(twilio.call_hits(&long), 1);
     let check = moked_jobs::store::reconcile::get_check(
         &w.db,
         moked_jobs::store::reconcile::CheckKind::Call,
@@ -850,45 +683,28 @@ async fn a_call_twilio_still_reports_in_progress_is_held_back_not_asked_every_ru
 
 #[tokio::test]
 async fn messages_stuck_at_sent_become_delivered_or_failed_with_the_error_code() {
-    let twilio = FakeTwilio::start().await;
-    let w = World::new(&twilio.base).await;
+    let (twilio, w) = fake_world().await;
     let (delivered, failed, recent) = (sid("SM"), sid("SM"), sid("SM"));
     let delivered_id = w.message(&delivered, "sent", minutes_ago(120)).await;
     let failed_id = w.message(&failed, "queued", minutes_ago(90)).await;
     let recent_id = w.message(&recent, "sent", minutes_ago(10)).await;
-    twilio.on(
-        &format!("/Messages/{delivered}.json"),
-        vec![message_json(&delivered, "delivered", None)],
-    );
-    twilio.on(
-        &format!("/Messages/{failed}.json"),
-        vec![message_json(&failed, "undelivered", Some(63016))],
-    );
+    twilio.on_message(&delivered, "delivered", None);
+    twilio.on_message(&failed, "undelivered", Some(63016));
 
-    w.reconcile_job().await;
-    w.drain().await;
-    let m = messages::get_message(&w.db, &delivered_id)
-        .await
-        .expect("read")
-        .expect("message");
+    w.reconcile().await;
+    let m = w.message_row(&delivered_id).await;
     assert_eq!(m.status, "delivered");
     assert!(m.delivered_at.is_some() && m.sent_at.is_some());
-    let m = messages::get_message(&w.db, &failed_id)
-        .await
-        .expect("read")
-        .expect("message");
+    let m = w.message_row(&failed_id).await;
     assert_eq!(
         (m.status.as_str(), m.error_code),
         ("undelivered", Some(63016))
     );
-    let m = messages::get_message(&w.db, &recent_id)
-        .await
-        .expect("read")
-        .expect("message");
+    let m = w.message_row(&recent_id).await;
     assert_eq!(m.status, "sent", "not stale for an hour yet");
     assert_eq!(twilio.requests(), 2);
     assert_eq!(
-        messages::status_events(&w.db, &delivered)
+        statuses::status_events(&w.db, &delivered)
             .await
             .expect("events")
             .iter()
@@ -901,31 +717,20 @@ async fn messages_stuck_at_sent_become_delivered_or_failed_with_the_error_code()
 
 #[tokio::test]
 async fn a_missing_recording_is_enqueued_under_the_intakes_key_and_fetched() {
-    let twilio = FakeTwilio::start().await;
-    let w = World::new(&twilio.base).await;
+    let (twilio, w) = fake_world().await;
     let (ca, re, unfinished) = (sid("CA"), sid("RE"), sid("RE"));
     w.call(&ca, "completed", minutes_ago(30)).await;
-    twilio.on(
-        &format!("/Calls/{ca}/Recordings.json"),
-        vec![recordings_json(
-            &ca,
-            &[(&re, "completed"), (&unfinished, "processing")],
-        )],
-    );
-    twilio.on(&format!("/Recordings/{re}.wav"), vec![Reply::Wav(wav(1))]);
+    twilio.on_recordings(&ca, &[(&re, "completed"), (&unfinished, "processing")]);
+    twilio.on_media(&re);
 
-    w.reconcile_job().await;
-    w.drain().await;
-    assert_eq!(twilio.hits(&format!("/Calls/{ca}/Recordings.json")), 1);
+    w.reconcile().await;
+    assert_eq!(twilio.recordings_hits(&ca), 1);
     assert_eq!(
         w.count(JobKind::RecordingProcess).await,
         1,
         "one job, for the completed recording"
     );
-    let rec = get_recording(&w.db, &re)
-        .await
-        .expect("read")
-        .expect("recording row");
+    let rec = w.recording(&re).await;
     assert_eq!(rec.status, "stored", "the voice pipeline fetched it");
     assert_eq!(rec.call_sid, ca);
     assert_eq!(twilio.hits(&format!("/Recordings/{re}.wav")), 1);
@@ -940,11 +745,10 @@ async fn a_missing_recording_is_enqueued_under_the_intakes_key_and_fetched() {
     })
     .dedupe(format!("recording:{re}"), w.core.dedupe_ttl);
     assert!(!w.queue.enqueue(late).await.expect("enqueue").is_created());
-    w.reconcile_job().await;
-    w.drain().await;
+    w.reconcile().await;
     assert_eq!(w.count(JobKind::RecordingProcess).await, 1);
     assert_eq!(
-        twilio.hits(&format!("/Calls/{ca}/Recordings.json")),
+        twilio.recordings_hits(&ca),
         1,
         "the call has its recording now"
     );
@@ -952,8 +756,7 @@ async fn a_missing_recording_is_enqueued_under_the_intakes_key_and_fetched() {
 
 #[tokio::test]
 async fn twilio_429_mid_run_stops_it_and_the_retry_resumes_without_duplicates() {
-    let twilio = FakeTwilio::start().await;
-    let w = World::new(&twilio.base).await;
+    let (twilio, w) = fake_world().await;
     let (a, b, c, d) = (sid("CA"), sid("CA"), sid("CA"), sid("CA"));
     let re = sid("RE");
     // Oldest first: a, b, c are stuck calls; d completed long ago without its recording.
@@ -961,27 +764,14 @@ async fn twilio_429_mid_run_stops_it_and_the_retry_resumes_without_duplicates() 
     w.call(&b, "ringing", minutes_ago(35)).await;
     w.call(&c, "in-progress", minutes_ago(30)).await;
     w.call(&d, "completed", minutes_ago(60)).await;
-    twilio.on(
-        &format!("/Calls/{a}.json"),
-        vec![call_json(&a, "completed", "10")],
-    );
-    twilio.on(
-        &format!("/Calls/{b}.json"),
-        vec![Reply::Status(429, Some(0)), call_json(&b, "no-answer", "0")],
-    );
-    twilio.on(
-        &format!("/Calls/{c}.json"),
-        vec![call_json(&c, "completed", "30")],
-    );
-    twilio.on(
-        &format!("/Calls/{d}/Recordings.json"),
-        vec![recordings_json(&d, &[(&re, "completed")])],
-    );
-    twilio.on(&format!("/Recordings/{re}.wav"), vec![Reply::Wav(wav(1))]);
+    twilio.on_call(&a, vec![call_json(&a, "completed", "10")]);
+    let busy = Reply::Status(429, Some(0));
+    twilio.on_call(&b, vec![busy, call_json(&b, "no-answer", "0")]);
+    twilio.on_call(&c, vec![call_json(&c, "completed", "30")]);
+    twilio.on_recordings(&d, &[(&re, "completed")]);
+    twilio.on_media(&re);
 
-    let job = w.reconcile_job().await;
-    w.drain().await;
-    let detail = w.job(&job).await;
+    let detail = w.reconcile().await;
     assert_eq!(detail.summary.state, JobState::Done, "{:?}", detail.history);
     assert_eq!(
         detail.summary.attempts, 2,
@@ -993,93 +783,44 @@ async fn twilio_429_mid_run_stops_it_and_the_retry_resumes_without_duplicates() 
         detail.history
     );
     // Each call asked once, except b (429, then its answer); nothing applied twice.
-    assert_eq!(
-        twilio.hits(&format!("/Calls/{a}.json")),
-        1,
-        "a was reconciled before the 429"
-    );
-    assert_eq!(twilio.hits(&format!("/Calls/{b}.json")), 2);
-    assert_eq!(
-        twilio.hits(&format!("/Calls/{c}.json")),
-        1,
-        "c waited for the retry"
-    );
-    assert_eq!(twilio.hits(&format!("/Calls/{d}/Recordings.json")), 1);
+    assert_eq!(twilio.call_hits(&a), 1, "a was reconciled before the 429");
+    assert_eq!(twilio.call_hits(&b), 2);
+    assert_eq!(twilio.call_hits(&c), 1, "c waited for the retry");
+    assert_eq!(twilio.recordings_hits(&d), 1);
     assert_eq!(w.events_from(&a, "reconcile").await, ["completed"]);
     assert_eq!(w.events_from(&b, "reconcile").await, ["no-answer"]);
     assert_eq!(w.events_from(&c, "reconcile").await, ["completed"]);
     assert_eq!(w.call_row(&b).await.status, "no-answer");
     assert_eq!(w.count(JobKind::RecordingProcess).await, 1);
-    assert_eq!(
-        get_recording(&w.db, &re)
-            .await
-            .expect("read")
-            .expect("row")
-            .status,
-        "stored"
-    );
+    assert_eq!(w.recording(&re).await.status, "stored");
 }
 
 #[tokio::test]
 async fn a_twilio_404_skips_only_that_item_and_holds_it_back() {
-    let twilio = FakeTwilio::start().await;
-    let w = World::new(&twilio.base).await;
+    let (twilio, w) = fake_world().await;
     let (gone, ok) = (sid("CA"), sid("CA"));
     w.call(&gone, "ringing", minutes_ago(30)).await;
     w.call(&ok, "ringing", minutes_ago(20)).await;
     // No script for `gone`: the fake answers 404 (code 20404).
-    twilio.on(
-        &format!("/Calls/{ok}.json"),
-        vec![call_json(&ok, "busy", "0")],
-    );
-    let job = w.reconcile_job().await;
-    w.drain().await;
-    assert_eq!(w.job(&job).await.summary.state, JobState::Done);
+    twilio.on_call(&ok, vec![call_json(&ok, "busy", "0")]);
+    assert_eq!(w.reconcile().await.summary.state, JobState::Done);
     assert_eq!(w.call_row(&ok).await.status, "busy");
     assert_eq!(w.call_row(&gone).await.status, "ringing");
-    w.reconcile_job().await;
-    w.drain().await;
-    assert_eq!(
-        twilio.hits(&format!("/Calls/{gone}.json")),
-        1,
-        "held back after its 404"
-    );
+    w.reconcile().await;
+    assert_eq!(twilio.call_hits(&gone), 1, "held back after its 404");
 }
 
 #[tokio::test]
 async fn without_twilio_credentials_reconcile_does_nothing_and_succeeds() {
-    let twilio = FakeTwilio::start().await;
-    let mut w = World::new(&twilio.base).await;
+    let (twilio, mut w) = fake_world().await;
     w.core.twilio.auth_token = None;
     w.call(&sid("CA"), "ringing", minutes_ago(30)).await;
-    let job = w.reconcile_job().await;
-    w.drain().await;
-    assert_eq!(w.job(&job).await.summary.state, JobState::Done);
+    assert_eq!(w.reconcile().await.summary.state, JobState::Done);
     assert_eq!(twilio.requests(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Reconcile and health against Prism (Twilio's official OpenAPI spec).
-
-fn flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Prism's URL; in CI its absence is a failure, locally a loud skip.
-fn prism_url() -> Option<String> {
-    match std::env::var("MOKED_PRISM_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if flag("CI") => panic!(
-            "MOKED_PRISM_URL is unset in CI: scripts/test must start Prism (tests/twilio/prism.sh start 4010)"
-        ),
-        _ => {
-            eprintln!(
-                "SKIPPED: MOKED_PRISM_URL is unset; start Prism with `tests/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010"
-            );
-            None
-        }
-    }
-}
 
 #[tokio::test]
 async fn prism_accepts_every_reconcile_request_and_its_answers_decode() {
@@ -1094,16 +835,11 @@ async fn prism_accepts_every_reconcile_request_and_its_answers_decode() {
     w.call(&with_recording, "completed", minutes_ago(30)).await;
     let message_id = w.message(&message, "queued", minutes_ago(120)).await;
 
-    let job = w.reconcile_job().await;
-    w.drain().await;
-    let detail = w.job(&job).await;
+    let detail = w.reconcile().await;
     assert_eq!(detail.summary.state, JobState::Done, "{:?}", detail.history);
     assert_eq!(w.call_row(&stuck).await.status, "completed");
     assert_eq!(w.call_row(&stuck).await.duration_s, Some(4));
-    let m = messages::get_message(&w.db, &message_id)
-        .await
-        .expect("read")
-        .expect("message");
+    let m = w.message_row(&message_id).await;
     assert_eq!((m.status.as_str(), m.error_code), ("sent", Some(30007)));
     let re = format!("RE{}", "a".repeat(32));
     let rec = get_recording(&w.db, &re)
@@ -1120,12 +856,7 @@ async fn prism_accepts_every_reconcile_request_and_its_answers_decode() {
 async fn prism_health_reaches_twilio_and_stores_an_ok_result() {
     let Some(prism) = prism_url() else { return };
     let w = World::new(&prism).await;
-    health_job(&w, Utc::now()).await;
-    w.drain().await;
-    let record = latest_health(&w.db, CLOCK_HEALTH)
-        .await
-        .expect("read")
-        .expect("stored");
+    let record = w.health_now(Utc::now()).await;
     assert_eq!(record.verdict(Utc::now()), Verdict::Ok, "{}", record.detail);
     let detail: Value = serde_json::from_str(&record.detail).expect("JSON");
     assert_eq!(detail["twilio"]["status"], "ok");
@@ -1142,20 +873,20 @@ async fn health_job(w: &World, tick: DateTime<Utc>) -> String {
     w.queue.enqueue(job).await.expect("enqueue").id().to_owned()
 }
 
+impl World {
+    /// Runs a health job of the tick `tick` (and every other job); the health record after.
+    async fn health_now(&self, tick: DateTime<Utc>) -> HealthRecord {
+        health_job(self, tick).await;
+        self.drain().await;
+        self.health().await
+    }
+}
+
 #[tokio::test]
 async fn health_stores_ok_and_a_lagging_queue_makes_it_degraded() {
-    let twilio = FakeTwilio::start().await;
-    twilio.on(
-        ".json",
-        vec![Reply::Json(json!({"sid": AC, "status": "active"}))],
-    );
-    let w = World::new(&twilio.base).await;
-    health_job(&w, Utc::now()).await;
-    w.drain().await;
-    let record = latest_health(&w.db, CLOCK_HEALTH)
-        .await
-        .expect("read")
-        .expect("stored");
+    let (twilio, w) = fake_world().await;
+    twilio.on_account();
+    let record = w.health_now(Utc::now()).await;
     assert_eq!(record.verdict(Utc::now()), Verdict::Ok, "{}", record.detail);
     let detail: Value = serde_json::from_str(&record.detail).expect("JSON");
     for check in ["database", "queue", "twilio", "storage"] {
@@ -1164,12 +895,7 @@ async fn health_stores_ok_and_a_lagging_queue_makes_it_degraded() {
     assert_eq!(twilio.hits(&format!("/Accounts/{AC}.json")), 1);
 
     // A tick that waited ten minutes in the queue: the queue lags.
-    health_job(&w, minutes_ago(10)).await;
-    w.drain().await;
-    let record = latest_health(&w.db, CLOCK_HEALTH)
-        .await
-        .expect("read")
-        .expect("stored");
+    let record = w.health_now(minutes_ago(10)).await;
     assert_eq!(record.status, "degraded");
     let Verdict::Degraded(why) = record.verdict(Utc::now()) else {
         panic!("degraded expected");
@@ -1179,26 +905,15 @@ async fn health_stores_ok_and_a_lagging_queue_makes_it_degraded() {
 
 #[tokio::test]
 async fn health_without_twilio_credentials_skips_that_check_and_a_failing_twilio_degrades() {
-    let twilio = FakeTwilio::start().await;
-    let mut w = World::new(&twilio.base).await;
+    let (twilio, mut w) = fake_world().await;
     w.core.twilio.account_sid = None;
-    health_job(&w, Utc::now()).await;
-    w.drain().await;
-    let record = latest_health(&w.db, CLOCK_HEALTH)
-        .await
-        .expect("read")
-        .expect("stored");
+    let record = w.health_now(Utc::now()).await;
     assert_eq!(record.status, "ok", "{}", record.detail);
     assert_eq!(twilio.requests(), 0);
 
     w.core.twilio.account_sid = Some(AC.into());
     twilio.on(".json", vec![Reply::Status(401, None)]);
-    health_job(&w, Utc::now()).await;
-    w.drain().await;
-    let record = latest_health(&w.db, CLOCK_HEALTH)
-        .await
-        .expect("read")
-        .expect("stored");
+    let record = w.health_now(Utc::now()).await;
     assert_eq!(
         record.verdict(Utc::now()),
         Verdict::Degraded("failing: twilio".into())
@@ -1213,7 +928,7 @@ async fn cleanup_deletes_recordings_past_retention_and_orphaned_partial_files() 
 }
 
 async fn cleanup_scenario(w: &World) {
-    let folder = w.dir.path().join("recordings");
+    let folder = w.dir().join("recordings");
     let (old, young, ca) = (sid("RE"), sid("RE"), sid("CA"));
     w.call(&ca, "completed", minutes_ago(60 * 24 * 40)).await;
     for (re, days) in [(&old, 40), (&young, 5)] {
@@ -1271,10 +986,7 @@ async fn cleanup_scenario(w: &World) {
         .expect("enqueue");
     w.drain().await;
 
-    let gone = get_recording(&w.db, &old)
-        .await
-        .expect("read")
-        .expect("row");
+    let gone = w.recording(&old).await;
     assert_eq!(
         (gone.status.as_str(), gone.media_location),
         ("expired", None)
@@ -1284,10 +996,7 @@ async fn cleanup_scenario(w: &World) {
             .join(format!("recordings/1/2026/01/{old}.wav"))
             .exists()
     );
-    let kept = get_recording(&w.db, &young)
-        .await
-        .expect("read")
-        .expect("row");
+    let kept = w.recording(&young).await;
     assert_eq!(kept.status, "stored");
     assert!(
         folder
@@ -1295,10 +1004,7 @@ async fn cleanup_scenario(w: &World) {
             .exists()
     );
     assert!(!orphan.exists(), "the orphaned partial upload is gone");
-    let timeline = calls::get_call(&w.db, &ca)
-        .await
-        .expect("read")
-        .expect("call");
+    let timeline = w.timeline(&ca).await;
     assert_eq!(
         timeline
             .events
@@ -1367,33 +1073,19 @@ async fn cleanup_bounds_the_dead_jobs_of_a_kind_that_always_fails() {
 #[tokio::test]
 async fn on_postgres_reconcile_health_and_cleanup_behave_the_same() {
     let twilio = FakeTwilio::start().await;
-    let mut w = World::postgres(&twilio.base).await;
+    let mut w = World::postgres(&twilio.served.url).await;
     w.worker.tasks.recording_retention_days = Some(30);
     let (stuck, done, re) = (sid("CA"), sid("CA"), sid("RE"));
     let message = sid("SM");
     w.call(&stuck, "in-progress", minutes_ago(20)).await;
     w.call(&done, "completed", minutes_ago(30)).await;
     let message_id = w.message(&message, "sent", minutes_ago(120)).await;
-    twilio.on(
-        &format!("/Calls/{stuck}.json"),
-        vec![
-            Reply::Status(429, Some(0)),
-            call_json(&stuck, "completed", "5"),
-        ],
-    );
-    twilio.on(
-        &format!("/Messages/{message}.json"),
-        vec![message_json(&message, "read", None)],
-    );
-    twilio.on(
-        &format!("/Calls/{done}/Recordings.json"),
-        vec![recordings_json(&done, &[(&re, "completed")])],
-    );
-    twilio.on(&format!("/Recordings/{re}.wav"), vec![Reply::Wav(wav(1))]);
-    twilio.on(
-        ".json",
-        vec![Reply::Json(json!({"sid": AC, "status": "active"}))],
-    );
+    let busy = Reply::Status(429, Some(0));
+    twilio.on_call(&stuck, vec![busy, call_json(&stuck, "completed", "5")]);
+    twilio.on_message(&message, "read", None);
+    twilio.on_recordings(&done, &[(&re, "completed")]);
+    twilio.on_media(&re);
+    twilio.on_account();
 
     let job = w.reconcile_job().await;
     health_job(&w, Utc::now()).await;
@@ -1401,25 +1093,11 @@ async fn on_postgres_reconcile_health_and_cleanup_behave_the_same() {
     assert_eq!(w.job(&job).await.summary.attempts, 2);
     assert_eq!(w.call_row(&stuck).await.status, "completed");
     assert_eq!(w.events_from(&stuck, "reconcile").await, ["completed"]);
-    let m = messages::get_message(&w.db, &message_id)
-        .await
-        .expect("read")
-        .expect("message");
-    assert_eq!(m.status, "read");
-    assert_eq!(
-        get_recording(&w.db, &re)
-            .await
-            .expect("read")
-            .expect("row")
-            .status,
-        "stored"
-    );
-    assert_eq!(twilio.hits(&format!("/Calls/{stuck}.json")), 2);
-    assert_eq!(twilio.hits(&format!("/Calls/{done}/Recordings.json")), 1);
-    let record = latest_health(&w.db, CLOCK_HEALTH)
-        .await
-        .expect("read")
-        .expect("stored");
+    assert_eq!(w.message_row(&message_id).await.status, "read");
+    assert_eq!(w.recording(&re).await.status, "stored");
+    assert_eq!(twilio.call_hits(&stuck), 2);
+    assert_eq!(twilio.recordings_hits(&done), 1);
+    let record = w.health().await;
     assert_eq!(record.verdict(Utc::now()), Verdict::Ok, "{}", record.detail);
 
     cleanup_scenario(&w).await;

@@ -5,50 +5,28 @@
 //! the store until a deadline: the binary runs in another process, so there is no in-process
 //! drain to await.
 
-#[path = "common/wait.rs"]
-mod wait;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use moked_jobs::config::{CoreConfig, QueueBackend};
+use moked_jobs::config::CoreConfig;
 use moked_jobs::kinds::CallStarted;
-use moked_jobs::queue::{self, JobState, NewJob, SharedQueue};
-use moked_jobs::store::Db;
-use wait::eventually;
+use moked_jobs::queue::{JobState, NewJob, SharedQueue};
+use moked_testkit::{Backend, eventually};
 
+/// A test world ([`moked_testkit::World`], reached through `Deref`: its store, and the database
+/// queue or a fresh Redis prefix) and a queue on it.
 struct World {
-    _dir: tempfile::TempDir,
-    db_url: String,
-    redis: Option<(String, String)>,
+    base: moked_testkit::World,
     queue: SharedQueue,
-    db: Db,
 }
+
+moked_testkit::deref_to_world!(World, base);
 
 impl World {
     async fn new(redis: bool) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let db_url = format!("sqlite://{}", dir.path().join("moked.db").display());
-        let db = Db::connect(&db_url).await.unwrap();
-        db.migrate().await.unwrap();
-        let mut core = CoreConfig::for_database(&db_url);
-        let redis = redis.then(|| {
-            let url = std::env::var("MOKED_TEST_REDIS")
-                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-            (url, format!("t-{}", uuid::Uuid::new_v4().simple()))
-        });
-        if let Some((url, prefix)) = &redis {
-            core.queue = QueueBackend::Redis(url.clone().into());
-            core.queue_prefix = prefix.clone();
-        }
-        let queue = queue::connect(&core, &db).await.unwrap();
-        World {
-            _dir: dir,
-            db_url,
-            redis,
-            queue,
-            db,
-        }
+        let base = moked_testkit::World::new(Backend::sqlite_or_redis(redis)).await;
+        let queue = base.queue().await;
+        World { base, queue }
     }
 
     fn worker(&self, name: &str) -> Child {
@@ -56,7 +34,7 @@ impl World {
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &self.db_url)
+            .env("DATABASE_URL", self.db_url())
             .env("WORKER_NAME", name)
             .env("WORKER_CONCURRENCY", "16")
             .env("WORKER_HEARTBEAT", "200ms")
@@ -64,8 +42,9 @@ impl World {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if let Some((url, prefix)) = &self.redis {
-            cmd.env("REDIS_URL", url).env("QUEUE_PREFIX", prefix);
+        if let Some(redis) = self.redis() {
+            cmd.env("REDIS_URL", redis.url())
+                .env("QUEUE_PREFIX", redis.prefix());
         }
         cmd.spawn().expect("start moked-worker")
     }
@@ -140,8 +119,8 @@ async fn sigkill_mid_drain_then_restart_under_the_same_name(redis: bool) {
     let status = second.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(exited.elapsed() < Duration::from_secs(25));
-    if let Some((url, prefix)) = &w.redis {
-        moked_jobs::queue::redis::RedisQueue::connect(url, prefix)
+    if let Some(redis) = w.redis() {
+        moked_jobs::queue::redis::RedisQueue::connect(redis.url(), redis.prefix())
             .await
             .unwrap()
             .delete_all()
@@ -203,7 +182,7 @@ async fn a_worker_serves_its_own_metrics_health_and_readiness_on_metrics_port() 
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moked-worker"));
         cmd.arg("run")
             .env_clear()
-            .env("DATABASE_URL", &w.db_url)
+            .env("DATABASE_URL", w.db_url())
             .env("WORKER_NAME", "metrics.1")
             .env("METRICS_PORT", port.to_string())
             .env("RUST_LOG", "warn")
@@ -263,7 +242,7 @@ async fn a_worker_serves_its_own_metrics_health_and_readiness_on_metrics_port() 
 
     // The intake, another process's view: the fleet's counters the worker flushed into the
     // queue on its heartbeats (the worker above is a separate process; this intake ran no job).
-    let mut core = CoreConfig::for_database(&w.db_url);
+    let mut core = CoreConfig::for_database(w.db_url());
     core.operator_token = Some("metrics-op".to_owned().into());
     let static_dir = tempfile::tempdir().unwrap();
     let state = moked_intake::build_state(

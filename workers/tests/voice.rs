@@ -7,19 +7,15 @@
 //!   from a script (404, 401, a WAV, a body cut short …) and records every request;
 //! * **Prism** serving Twilio's official OpenAPI spec for the REST shapes (`MOKED_PRISM_URL`,
 //!   started by scripts/test; a local run without it skips those tests with a message, CI fails);
-//! * the **fake transcription API** of `common/fake_transcriber.rs` (axum on 127.0.0.1:0) for
-//!   the `openai` provider.
+//! * the **fake transcription API** of the test kit (`moked_testkit::fake_transcriber`, axum on
+//!   127.0.0.1:0) for the `openai` provider.
 //!
 //! Jobs run with [`Runner::drain`] and retry schedules of a few tens of milliseconds, so retries
 //! happen for real and no test sleeps to wait for work.
 
-#[path = "common/fake_http.rs"]
-mod fake_http;
-#[path = "common/fake_transcriber.rs"]
-mod fake_transcriber;
+mod world;
 
 use std::collections::VecDeque;
-use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,126 +26,54 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use fake_transcriber::{FakeTranscriber, SttScript};
 use futures::StreamExt;
-use moked_jobs::config::CoreConfig;
 use moked_jobs::kinds::{self, JobKind, RecordingProcess, timestamp};
 use moked_jobs::phone::E164;
-use moked_jobs::queue::{self, JobDetail, JobState, NewJob, SharedQueue};
+use moked_jobs::queue::{JobDetail, JobState, NewJob};
 use moked_jobs::retry::{RetryPolicy, RetrySchedule};
-use moked_jobs::runner::{RunSummary, Runner};
-use moked_jobs::store::Db;
-use moked_jobs::store::calls::{self, CallDetail, CallStart};
-use moked_jobs::store::customers::Number;
-use moked_jobs::store::recordings::{Recording, get_recording};
-use moked_workers::clients::transcriber::{NoTranscriber, SharedTranscriber};
-use moked_workers::config::WorkerConfig;
+use moked_jobs::runner::RunSummary;
+use moked_jobs::store::calls::CallDetail;
+use moked_jobs::store::recordings::Recording;
+use moked_testkit::Backend;
+use moked_testkit::audio::wav;
+use moked_testkit::fake_http::Served;
+use moked_testkit::fake_transcriber::{FakeTranscriber, SttScript};
+use moked_testkit::fake_twilio::sid;
+use moked_testkit::prism::prism_url;
+use moked_workers::clients::transcriber::{
+    NoTranscriber, OpenAiTranscriber, SharedTranscriber, Transcriber,
+};
 use moked_workers::handlers::Ctx;
-use moked_workers::run;
-use sqlx::Connection;
+use world::{AC, BUSINESS_NUMBER, CALLER, TOKEN, World};
 
-const AC: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "test-auth-token";
-const CALLER: &str = "+972521234567";
-const BUSINESS_NUMBER: &str = "+97233334444";
+/// The retry schedule of the voice tests' jobs.
+const RETRY: &str = "30ms,30ms,30ms";
 
 // ---------------------------------------------------------------------------------------------
 // The world of one test.
 
-struct World {
-    dir: tempfile::TempDir,
-    db: Db,
-    queue: SharedQueue,
-    core: CoreConfig,
-    worker: WorkerConfig,
-    pg_name: Option<String>,
-}
-
-fn pg_base() -> String {
-    std::env::var("MOKED_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
 impl World {
     /// A SQLite world whose Twilio REST base is `api_base`; retries after ~30 ms, 4 attempts.
     async fn new(api_base: &str) -> World {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("moked.db").display());
-        World::open(dir, url, None, api_base).await
+        World::twilio(Backend::Sqlite, api_base, RETRY, "voice").await
     }
 
     /// The same on a fresh Postgres database.
     async fn postgres(api_base: &str) -> World {
-        let name = format!("moked_t_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_base()))
-            .await
-            .expect("connect to the test Postgres");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let url = format!("{}/{name}", pg_base());
-        World::open(
-            tempfile::tempdir().expect("temp dir"),
-            url,
-            Some(name),
-            api_base,
-        )
-        .await
-    }
-
-    async fn open(
-        dir: tempfile::TempDir,
-        url: String,
-        pg_name: Option<String>,
-        api_base: &str,
-    ) -> World {
-        let db = Db::connect(&url).await.expect("open db");
-        db.migrate().await.expect("migrate");
-        let mut core = CoreConfig::for_database(&url);
-        core.twilio.account_sid = Some(AC.into());
-        core.twilio.auth_token = Some(TOKEN.to_owned().into());
-        core.twilio.api_base = api_base.trim_end_matches('/').to_owned();
-        core.retry = RetryPolicy::new("30ms,30ms,30ms".parse::<RetrySchedule>().expect("schedule"));
-        let queue = queue::connect(&core, &db).await.expect("queue");
-        let mut worker = WorkerConfig::for_tests("voice");
-        worker.recordings_store = format!("file://{}", dir.path().join("recordings").display());
-        World {
-            dir,
-            db,
-            queue,
-            core,
-            worker,
-            pg_name,
-        }
+        World::twilio(Backend::Postgres, api_base, RETRY, "voice").await
     }
 
     /// The handler context with the real Twilio client and `transcriber`.
     fn ctx(&self, transcriber: SharedTranscriber) -> Ctx {
-        let ctx = run::context(
-            &self.core,
-            &self.worker,
-            self.db.clone(),
-            self.queue.clone(),
-        )
-        .expect("worker context");
-        Ctx { transcriber, ..ctx }
+        Ctx {
+            transcriber,
+            ..self.context()
+        }
     }
 
     /// Records the call the way `call.started` does (links it to a business).
     async fn call(&self, call_sid: &str) {
-        calls::record_call_started(
-            &self.db,
-            &CallStart {
-                call_sid: call_sid.to_owned(),
-                from: Number::parse(CALLER),
-                to: Number::parse(BUSINESS_NUMBER),
-                status: Some("ringing".into()),
-                at: Utc::now(),
-            },
-        )
-        .await
-        .expect("call recorded");
+        self.call_started(call_sid, Utc::now()).await;
     }
 
     /// Enqueues a recording job the way the intake does (dedupe key `recording:{sid}`), or
@@ -170,68 +94,49 @@ impl World {
             .to_owned()
     }
 
-    /// Runs every job to done or dead.
-    async fn drain(&self, ctx: Ctx) -> RunSummary {
-        let mut config = run::runner_config(&self.core, &self.worker);
-        config.fetch_wait = Duration::from_millis(50);
-        let runner = Runner::new(
-            self.queue.clone(),
-            "voice-test",
-            config,
-            run::dispatcher(ctx),
-        );
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            runner.drain(std::future::pending()),
-        )
-        .await
-        .expect("the queue drains within two minutes")
-        .expect("runner")
+    /// Runs every job to done or dead, transcribing with `transcriber`.
+    async fn drain(&self, transcriber: impl Transcriber) -> RunSummary {
+        let limit = Duration::from_secs(120);
+        let ctx = self.ctx(Arc::new(transcriber));
+        self.drain_with("voice-test", self.runner_config(), ctx, limit)
+            .await
     }
 
-    async fn job(&self, id: &str) -> JobDetail {
-        self.queue
-            .get(id)
-            .await
-            .expect("get job")
-            .expect("job exists")
+    /// A call of its own (recorded as `call.started` does) and a recording sid: (`RE…`, `CA…`).
+    async fn new_call(&self) -> (String, String) {
+        let (re, ca) = (sid("RE"), sid("CA"));
+        self.call(&ca).await;
+        (re, ca)
     }
 
-    async fn recording(&self, sid: &str) -> Recording {
-        get_recording(&self.db, sid)
-            .await
-            .expect("read")
-            .expect("recording row")
+    /// Enqueues the job of Twilio's recording webhook for `re` of `ca`, received now, under the
+    /// intake's dedupe key.
+    async fn webhook(&self, re: &str, ca: &str) -> String {
+        self.enqueue(&recording_job(re, ca, Utc::now()), true).await
     }
 
-    async fn timeline(&self, call_sid: &str) -> CallDetail {
-        calls::get_call(&self.db, call_sid)
-            .await
-            .expect("read")
-            .expect("call")
+    /// The kinds of the events of the call `ca` other than status changes.
+    async fn events(&self, ca: &str) -> Vec<String> {
+        event_kinds(&self.timeline(ca).await)
     }
 
     fn stored_file(&self, rec: &Recording) -> Vec<u8> {
         let key = rec.media_location.as_deref().expect("location");
-        std::fs::read(self.dir.path().join("recordings").join(key)).expect("stored file")
-    }
-
-    async fn close(self) {
-        self.db.close().await;
-        if let Some(name) = &self.pg_name
-            && let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{}/test", pg_base())).await
-        {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
-        }
+        std::fs::read(self.dir().join("recordings").join(key)).expect("stored file")
     }
 }
 
-fn sid(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+/// The `openai` provider pointed at a [`FakeTranscriber`].
+trait OpenAi {
+    /// The provider calling this fake with `key`.
+    fn transcriber(&self, key: &str) -> OpenAiTranscriber;
+}
+
+impl OpenAi for FakeTranscriber {
+    fn transcriber(&self, key: &str) -> OpenAiTranscriber {
+        OpenAiTranscriber::new(&self.base(), key.to_owned().into(), "gpt-4o-transcribe")
+            .expect("client")
+    }
 }
 
 /// A recording job as the intake builds it from Twilio's webhook.
@@ -251,6 +156,23 @@ fn recording_job(
     }
 }
 
+/// A job's state and attempts.
+fn outcome(detail: &JobDetail) -> (JobState, u32) {
+    (detail.summary.state, detail.summary.attempts)
+}
+
+/// A job's last error, or "".
+fn last_error(detail: &JobDetail) -> String {
+    detail.summary.last_error.clone().unwrap_or_default()
+}
+
+/// What the timeline of a recording stored, deleted at Twilio and not transcribed shows.
+const STORED_AND_DELETED: [&str; 3] = [
+    "recording.stored",
+    "recording.deleted_at_twilio",
+    "recording.not_transcribed",
+];
+
 fn event_kinds(detail: &CallDetail) -> Vec<String> {
     detail
         .events
@@ -258,36 +180,6 @@ fn event_kinds(detail: &CallDetail) -> Vec<String> {
         .filter(|e| e.kind != "status")
         .map(|e| e.kind.clone())
         .collect()
-}
-
-/// `secs` seconds of 8 kHz 16-bit mono WAV (Twilio's format): a tone with a pause every second.
-fn wav(secs: u32) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut bytes = Vec::new();
-    {
-        let mut w = hound::WavWriter::new(Cursor::new(&mut bytes), spec).expect("wav");
-        let mut i16w = w.get_i16_writer(8000 * secs);
-        for i in 0..8000 * secs {
-            let in_pause = i % 8000 >= 5600;
-            // A 400 Hz square-ish wave: cheap to generate for half an hour of audio.
-            let v: i16 = if in_pause {
-                0
-            } else if (i / 10) % 2 == 0 {
-                6000
-            } else {
-                -6000
-            };
-            i16w.write_sample(v);
-        }
-        i16w.flush().expect("flush");
-        w.finalize().expect("finalize");
-    }
-    bytes
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,8 +212,9 @@ struct FakeState {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
+/// The fake on a free port (`served.url`); stops when dropped.
 struct FakeTwilio {
-    base: String,
+    served: Served,
     state: FakeState,
 }
 
@@ -332,20 +225,9 @@ impl FakeTwilio {
             script: Arc::new(Mutex::new(script.into())),
             seen: Arc::default(),
         };
-        let app = Router::new()
-            .fallback(fake_twilio)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeTwilio {
-            base: format!("http://{addr}"),
-            state,
-        }
+        let app = Router::new().fallback(fake_twilio);
+        let served = Served::start(app.with_state(state.clone()));
+        FakeTwilio { served, state }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -355,6 +237,13 @@ impl FakeTwilio {
     fn gets(&self) -> usize {
         self.seen().iter().filter(|s| s.method == "GET").count()
     }
+}
+
+/// The fake answering media GETs with `script`, and a SQLite world using it.
+async fn fake_world(script: Vec<Reply>) -> (FakeTwilio, World) {
+    let twilio = FakeTwilio::start(script).await;
+    let w = World::new(&twilio.served.url).await;
+    (twilio, w)
 }
 
 async fn fake_twilio(
@@ -375,7 +264,7 @@ async fn fake_twilio(
     });
     if method == Method::POST && uri.path().ends_with("/Messages.json") {
         let message = serde_json::json!({
-            "sid": format!("SM{}", uuid::Uuid::new_v4().simple()),
+            "sid": sid("SM"),
             "status": "queued",
             "to": null,
             "from": null,
@@ -458,27 +347,6 @@ async fn render(reply: Reply) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Prism and the fake transcriber.
 
-/// Whether a variable is set to something true-ish (CI=true).
-fn flag(var: &str) -> bool {
-    std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Prism's URL; in CI its absence is a failure, locally a skip with a message.
-fn prism_url() -> Option<String> {
-    match std::env::var("MOKED_PRISM_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u.trim().trim_end_matches('/').to_owned()),
-        _ if flag("CI") => panic!(
-            "MOKED_PRISM_URL is unset in CI: scripts/test must start Prism (tests/twilio/prism.sh start 4010)"
-        ),
-        _ => {
-            eprintln!(
-                "SKIPPED: MOKED_PRISM_URL is unset; start Prism with `tests/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010"
-            );
-            None
-        }
-    }
-}
-
 fn file_bytes(r: &serde_json::Value) -> u64 {
     r["file"]["bytes"].as_u64().unwrap_or(0)
 }
@@ -501,18 +369,14 @@ async fn a_recording_that_404s_twice_is_stored_once_with_basic_auth() {
         Reply::Wav(audio.clone()),
     ])
     .await;
-    let w = World::new(&twilio.base).await;
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let w = World::new(&twilio.served.url).await;
+    let (re, ca) = w.new_call().await;
+    let job = w.webhook(&re, &ca).await;
     // The status callback of the same recording is deduplicated at enqueue.
-    assert_eq!(
-        w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await,
-        job
-    );
+    assert_eq!(w.webhook(&re, &ca).await, job);
 
     let started = Instant::now();
-    let summary = w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let summary = w.drain(NoTranscriber).await;
     eprintln!("404, 404, 200 → stored in {:?}", started.elapsed());
 
     assert_eq!((summary.done, summary.retried, summary.dead), (1, 2, 0));
@@ -577,18 +441,16 @@ async fn a_recording_that_404s_twice_is_stored_once_with_basic_auth() {
 
 #[tokio::test]
 async fn a_401_sends_the_job_to_dead_at_once_with_a_clear_error() {
-    let twilio = FakeTwilio::start(vec![Reply::Status(401)]).await;
-    let w = World::new(&twilio.base).await;
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
-    let summary = w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let (twilio, w) = fake_world(vec![Reply::Status(401)]).await;
+    let (re, ca) = w.new_call().await;
+    let job = w.webhook(&re, &ca).await;
+    let summary = w.drain(NoTranscriber).await;
 
     assert_eq!((summary.done, summary.dead), (0, 1));
     let detail = w.job(&job).await;
     assert_eq!(detail.summary.state, JobState::Dead);
     assert_eq!(detail.summary.attempts, 1);
-    let error = detail.summary.last_error.unwrap_or_default();
+    let error = last_error(&detail);
     assert!(
         error.contains("refused our credentials")
             && error.contains("HTTP 401")
@@ -599,16 +461,14 @@ async fn a_401_sends_the_job_to_dead_at_once_with_a_clear_error() {
     let rec = w.recording(&re).await;
     assert_eq!(rec.status, "failed");
     assert!(rec.error.unwrap_or_default().contains("HTTP 401"));
-    assert_eq!(event_kinds(&w.timeline(&ca).await), ["recording.failed"]);
+    assert_eq!(w.events(&ca).await, ["recording.failed"]);
     w.close().await;
 }
 
 #[tokio::test]
 async fn a_job_whose_received_at_is_not_a_time_is_dead_at_once_without_a_download() {
-    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
-    let w = World::new(&twilio.base).await;
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
+    let (twilio, w) = fake_world(vec![Reply::Wav(wav(1))]).await;
+    let (re, ca) = w.new_call().await;
     let job = recording_job(&re, &ca, Utc::now());
     let poison = kinds::encode(&job).replace(&timestamp::format(&job.received_at), "yesterday");
     let id = w
@@ -618,12 +478,12 @@ async fn a_job_whose_received_at_is_not_a_time_is_dead_at_once_without_a_downloa
         .expect("enqueue")
         .id()
         .to_owned();
-    let summary = w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let summary = w.drain(NoTranscriber).await;
 
     assert_eq!((summary.done, summary.dead), (0, 1));
     let detail = w.job(&id).await;
     assert_eq!(detail.summary.attempts, 1);
-    let error = detail.summary.last_error.unwrap_or_default();
+    let error = last_error(&detail);
     assert!(
         error.contains("recording.process") && error.contains("`yesterday` is not an RFC 3339"),
         "{error}"
@@ -640,27 +500,26 @@ async fn duplicate_jobs_for_one_recording_download_it_once() {
         Box::new(Reply::Wav(audio.clone())),
     )])
     .await;
-    let mut w = World::new(&twilio.base).await;
+    let mut w = World::new(&twilio.served.url).await;
     // The losers retry while the winner downloads (300 ms): give them time to wait it out.
     w.core.retry = RetryPolicy::new(
         "500ms,500ms,500ms,500ms,500ms,500ms"
             .parse::<RetrySchedule>()
             .expect("schedule"),
     );
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
+    let (re, ca) = w.new_call().await;
     // Three jobs that slipped past the dedupe key (e.g. redelivered after the key expired).
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await);
     }
-    let summary = w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let summary = w.drain(NoTranscriber).await;
     assert_eq!((summary.done, summary.dead), (3, 0));
     assert_eq!(twilio.gets(), 1, "{:?}", twilio.seen());
 
     // A late duplicate after the recording is stored downloads nothing either.
     ids.push(w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await);
-    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    w.drain(NoTranscriber).await;
     assert_eq!(twilio.gets(), 1);
     for id in &ids {
         assert_eq!(w.job(id).await.summary.state, JobState::Done);
@@ -676,19 +535,14 @@ async fn duplicate_jobs_for_one_recording_download_it_once() {
 
 #[tokio::test]
 async fn a_404_ten_minutes_after_the_webhook_is_permanent() {
-    let twilio = FakeTwilio::start(vec![Reply::Status(404)]).await;
-    let w = World::new(&twilio.base).await;
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
+    let (_twilio, w) = fake_world(vec![Reply::Status(404)]).await;
+    let (re, ca) = w.new_call().await;
     let long_ago = Utc::now() - chrono::Duration::minutes(11);
     let job = w.enqueue(&recording_job(&re, &ca, long_ago), true).await;
-    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    w.drain(NoTranscriber).await;
     let detail = w.job(&job).await;
-    assert_eq!(
-        (detail.summary.state, detail.summary.attempts),
-        (JobState::Dead, 1)
-    );
-    let error = detail.summary.last_error.unwrap_or_default();
+    assert_eq!(outcome(&detail), (JobState::Dead, 1));
+    let error = last_error(&detail);
     assert!(
         error.contains("still not found") && error.contains("11 minutes"),
         "{error}"
@@ -705,16 +559,12 @@ async fn a_body_cut_short_is_retried_and_the_store_gets_the_whole_file() {
         Reply::Wav(audio.clone()),
     ])
     .await;
-    let w = World::new(&twilio.base).await;
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
-    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let w = World::new(&twilio.served.url).await;
+    let (re, ca) = w.new_call().await;
+    let job = w.webhook(&re, &ca).await;
+    w.drain(NoTranscriber).await;
     let detail = w.job(&job).await;
-    assert_eq!(
-        (detail.summary.state, detail.summary.attempts),
-        (JobState::Done, 2)
-    );
+    assert_eq!(outcome(&detail), (JobState::Done, 2));
     let first = &detail.history[0].error;
     assert!(
         first.contains("broke off") || first.contains("short download"),
@@ -728,18 +578,16 @@ async fn a_body_cut_short_is_retried_and_the_store_gets_the_whole_file() {
 
 #[tokio::test]
 async fn a_recording_url_off_twilio_is_refused_without_sending_credentials() {
-    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
-    let w = World::new(&twilio.base).await;
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
+    let (twilio, w) = fake_world(vec![Reply::Wav(wav(1))]).await;
+    let (re, ca) = w.new_call().await;
     let mut payload = recording_job(&re, &ca, Utc::now());
     payload.recording_url =
         format!("https://attacker.example/2010-04-01/Accounts/{AC}/Recordings/{re}");
     let job = w.enqueue(&payload, true).await;
-    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    w.drain(NoTranscriber).await;
     let detail = w.job(&job).await;
     assert_eq!(detail.summary.state, JobState::Dead);
-    let error = detail.summary.last_error.unwrap_or_default();
+    let error = last_error(&detail);
     assert!(
         error.contains("not on Twilio's API host") && !error.contains("attacker"),
         "{error}"
@@ -750,13 +598,11 @@ async fn a_recording_url_off_twilio_is_refused_without_sending_credentials() {
 
 #[tokio::test]
 async fn deleting_twilios_copy_after_a_verified_store_when_configured() {
-    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
-    let mut w = World::new(&twilio.base).await;
+    let (twilio, mut w) = fake_world(vec![Reply::Wav(wav(1))]).await;
     w.worker.delete_twilio_recording_after_store = true;
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
-    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let (re, ca) = w.new_call().await;
+    w.webhook(&re, &ca).await;
+    w.drain(NoTranscriber).await;
     let seen = twilio.seen();
     let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
     assert_eq!(methods, ["GET", "DELETE"]);
@@ -764,14 +610,7 @@ async fn deleting_twilios_copy_after_a_verified_store_when_configured() {
         seen[1].path,
         format!("/2010-04-01/Accounts/{AC}/Recordings/{re}.json")
     );
-    assert_eq!(
-        event_kinds(&w.timeline(&ca).await),
-        [
-            "recording.stored",
-            "recording.deleted_at_twilio",
-            "recording.not_transcribed"
-        ]
-    );
+    assert_eq!(w.events(&ca).await, STORED_AND_DELETED);
     w.close().await;
 }
 
@@ -783,11 +622,10 @@ async fn prism_serves_the_media_path_we_build_and_accepts_our_delete() {
     let Some(prism) = prism_url() else { return };
     let mut w = World::new(&prism).await;
     w.worker.delete_twilio_recording_after_store = true;
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let (re, ca) = w.new_call().await;
+    let job = w.webhook(&re, &ca).await;
     let started = Instant::now();
-    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    w.drain(NoTranscriber).await;
     eprintln!("Prism download + store + delete in {:?}", started.elapsed());
     let detail = w.job(&job).await;
     assert_eq!(detail.summary.state, JobState::Done, "{:?}", detail.history);
@@ -796,14 +634,7 @@ async fn prism_serves_the_media_path_we_build_and_accepts_our_delete() {
     assert_eq!((rec.status.as_str(), rec.size_bytes), ("stored", Some(124)));
     assert_eq!(rec.content_type.as_deref(), Some("audio/x-wav"));
     assert_eq!(&w.stored_file(&rec)[..4], b"RIFF");
-    assert_eq!(
-        event_kinds(&w.timeline(&ca).await),
-        [
-            "recording.stored",
-            "recording.deleted_at_twilio",
-            "recording.not_transcribed"
-        ]
-    );
+    assert_eq!(w.events(&ca).await, STORED_AND_DELETED);
     w.close().await;
 }
 
@@ -812,10 +643,9 @@ async fn prism_mp3_when_recording_format_is_mp3() {
     let Some(prism) = prism_url() else { return };
     let mut w = World::new(&prism).await;
     w.worker.recording_format = moked_workers::config::RecordingFormat::Mp3;
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
-    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    let (re, ca) = w.new_call().await;
+    w.webhook(&re, &ca).await;
+    w.drain(NoTranscriber).await;
     let rec = w.recording(&re).await;
     assert_eq!(rec.status, "stored");
     assert_eq!(rec.content_type.as_deref(), Some("audio/mpeg"));
@@ -833,14 +663,12 @@ async fn prism_mp3_when_recording_format_is_mp3() {
 #[tokio::test]
 async fn an_openai_transcript_is_stored_on_the_call_with_provider_model_and_language() {
     let audio = wav(2);
-    let twilio = FakeTwilio::start(vec![Reply::Wav(audio.clone())]).await;
-    let w = World::new(&twilio.base).await;
+    let (_twilio, w) = fake_world(vec![Reply::Wav(audio.clone())]).await;
     let stt = FakeTranscriber::start(SttScript::text("שלום, אני רוצה לקבוע פגישה"));
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let (re, ca) = w.new_call().await;
+    let job = w.webhook(&re, &ca).await;
     let started = Instant::now();
-    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    w.drain(stt.transcriber("sk-test")).await;
     eprintln!(
         "download + store + openai transcription in {:?}",
         started.elapsed()
@@ -882,19 +710,14 @@ async fn an_openai_transcript_is_stored_on_the_call_with_provider_model_and_lang
 
 #[tokio::test]
 async fn an_openai_429_with_retry_after_is_retried_after_the_delay_without_downloading_again() {
-    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
-    let w = World::new(&twilio.base).await;
+    let (twilio, w) = fake_world(vec![Reply::Wav(wav(1))]).await;
     let stt = FakeTranscriber::start(SttScript::text("תודה רבה").failing_first(1, 429));
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
-    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    let (re, ca) = w.new_call().await;
+    let job = w.webhook(&re, &ca).await;
+    w.drain(stt.transcriber("sk-test")).await;
 
     let detail = w.job(&job).await;
-    assert_eq!(
-        (detail.summary.state, detail.summary.attempts),
-        (JobState::Done, 2)
-    );
+    assert_eq!(outcome(&detail), (JobState::Done, 2));
     assert!(
         detail.history[0].error.contains("HTTP 429"),
         "{:?}",
@@ -933,18 +756,16 @@ async fn an_openai_413_splits_the_recording_and_joins_the_parts() {
     // ~27.6 minutes of Twilio WAV: 26.5 MB, over OpenAI's 26,214,400-byte limit.
     let audio = wav(1656);
     assert!(audio.len() as u64 > 26_214_400);
-    let twilio = FakeTwilio::start(vec![Reply::Wav(audio.clone())]).await;
-    let w = World::new(&twilio.base).await;
+    let (_twilio, w) = fake_world(vec![Reply::Wav(audio.clone())]).await;
     let stt = FakeTranscriber::start(SttScript::text("חלק"));
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let (re, ca) = w.new_call().await;
+    let job = w.webhook(&re, &ca).await;
     // Let the upload through so the server's own 413 drives the split.
     let transcriber = stt
         .transcriber("sk-test")
         .with_max_upload_bytes(64 * 1024 * 1024);
     let started = Instant::now();
-    w.drain(w.ctx(Arc::new(transcriber))).await;
+    w.drain(transcriber).await;
     eprintln!(
         "26.5 MB: download, store, 413, split, 2 transcriptions in {:?}",
         started.elapsed()
@@ -977,13 +798,11 @@ async fn an_openai_413_splits_the_recording_and_joins_the_parts() {
 #[tokio::test]
 async fn an_openai_upload_over_25_mib_is_split_before_sending() {
     let audio = wav(1656);
-    let twilio = FakeTwilio::start(vec![Reply::Wav(audio)]).await;
-    let w = World::new(&twilio.base).await;
+    let (_twilio, w) = fake_world(vec![Reply::Wav(audio)]).await;
     let stt = FakeTranscriber::start(SttScript::text("חלק"));
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
-    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    let (re, ca) = w.new_call().await;
+    w.webhook(&re, &ca).await;
+    w.drain(stt.transcriber("sk-test")).await;
     let reqs = stt.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert!(
@@ -996,20 +815,15 @@ async fn an_openai_upload_over_25_mib_is_split_before_sending() {
 
 #[tokio::test]
 async fn openai_500s_are_retried_then_the_job_is_dead_and_the_recording_stays_stored() {
-    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
-    let w = World::new(&twilio.base).await;
+    let (twilio, w) = fake_world(vec![Reply::Wav(wav(1))]).await;
     let stt = FakeTranscriber::start(SttScript::default().failing_first(100, 500));
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
-    let summary = w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    let (re, ca) = w.new_call().await;
+    let job = w.webhook(&re, &ca).await;
+    let summary = w.drain(stt.transcriber("sk-test")).await;
 
     assert_eq!((summary.retried, summary.dead), (3, 1));
     let detail = w.job(&job).await;
-    assert_eq!(
-        (detail.summary.state, detail.summary.attempts),
-        (JobState::Dead, 4)
-    );
+    assert_eq!(outcome(&detail), (JobState::Dead, 4));
     assert!(
         detail
             .summary
@@ -1036,7 +850,7 @@ async fn openai_500s_are_retried_then_the_job_is_dead_and_the_recording_stays_st
     drop(stt);
     let stt = FakeTranscriber::start(SttScript::text("שוב"));
     let again = w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await;
-    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    w.drain(stt.transcriber("sk-test")).await;
     assert_eq!(w.job(&again).await.summary.state, JobState::Done);
     assert_eq!(
         w.timeline(&ca).await.transcript.map(|t| t.text).as_deref(),
@@ -1048,19 +862,14 @@ async fn openai_500s_are_retried_then_the_job_is_dead_and_the_recording_stays_st
 
 #[tokio::test]
 async fn a_wrong_transcription_key_is_dead_at_once_naming_the_setting() {
-    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
-    let w = World::new(&twilio.base).await;
+    let (_twilio, w) = fake_world(vec![Reply::Wav(wav(1))]).await;
     let stt = FakeTranscriber::start(SttScript::default());
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
-    w.drain(w.ctx(Arc::new(stt.transcriber("sk-wrong")))).await;
+    let (re, ca) = w.new_call().await;
+    let job = w.webhook(&re, &ca).await;
+    w.drain(stt.transcriber("sk-wrong")).await;
     let detail = w.job(&job).await;
-    assert_eq!(
-        (detail.summary.state, detail.summary.attempts),
-        (JobState::Dead, 1)
-    );
-    let error = detail.summary.last_error.unwrap_or_default();
+    assert_eq!(outcome(&detail), (JobState::Dead, 1));
+    let error = last_error(&detail);
     assert!(
         error.contains("HTTP 401") && error.contains("TRANSCRIBE_API_KEY"),
         "{error}"
@@ -1070,18 +879,16 @@ async fn a_wrong_transcription_key_is_dead_at_once_naming_the_setting() {
 
 #[tokio::test]
 async fn notify_whatsapp_to_queues_one_note_with_the_caller_and_the_transcript() {
-    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
-    let mut w = World::new(&twilio.base).await;
+    let (twilio, mut w) = fake_world(vec![Reply::Wav(wav(1))]).await;
     w.worker.notify_whatsapp_to = Some("+972541112233".into());
     w.worker.whatsapp.sender = Some(E164::parse(BUSINESS_NUMBER).expect("our number"));
     let stt = FakeTranscriber::start(SttScript::text("אני רוצה לקבוע פגישה"));
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
-    w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
-    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    let (re, ca) = w.new_call().await;
+    w.webhook(&re, &ca).await;
+    w.drain(stt.transcriber("sk-test")).await;
     // A duplicate run later queues no second note.
     w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await;
-    w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    w.drain(stt.transcriber("sk-test")).await;
 
     let posts: Vec<Seen> = twilio
         .seen()
@@ -1103,7 +910,7 @@ async fn notify_whatsapp_to_queues_one_note_with_the_caller_and_the_transcript()
         body.contains(CALLER) && body.contains("אני רוצה לקבוע פגישה"),
         "{body}"
     );
-    let kinds = event_kinds(&w.timeline(&ca).await);
+    let kinds = w.events(&ca).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "notify.queued").count(),
         1,
@@ -1119,14 +926,13 @@ async fn notify_whatsapp_to_queues_one_note_with_the_caller_and_the_transcript()
 async fn on_postgres_a_recording_is_stored_and_transcribed_once() {
     let audio = wav(1);
     let twilio = FakeTwilio::start(vec![Reply::Status(404), Reply::Wav(audio.clone())]).await;
-    let w = World::postgres(&twilio.base).await;
+    let w = World::postgres(&twilio.served.url).await;
     let stt = FakeTranscriber::start(SttScript::text("בדיקה"));
-    let (re, ca) = (sid("RE"), sid("CA"));
-    w.call(&ca).await;
+    let (re, ca) = w.new_call().await;
     for _ in 0..2 {
         w.enqueue(&recording_job(&re, &ca, Utc::now()), false).await;
     }
-    let summary = w.drain(w.ctx(Arc::new(stt.transcriber("sk-test")))).await;
+    let summary = w.drain(stt.transcriber("sk-test")).await;
     assert_eq!((summary.done, summary.dead), (2, 0));
     assert_eq!(twilio.gets(), 2);
     assert_eq!(stt.requests().len(), 1);
@@ -1145,8 +951,7 @@ async fn on_postgres_a_recording_is_stored_and_transcribed_once() {
 #[tokio::test]
 async fn a_recording_that_beats_its_call_started_job_waits_for_the_call_and_files_under_its_business()
  {
-    let twilio = FakeTwilio::start(vec![Reply::Wav(wav(1))]).await;
-    let mut w = World::new(&twilio.base).await;
+    let (_twilio, mut w) = fake_world(vec![Reply::Wav(wav(1))]).await;
     w.core.retry = RetryPolicy::new(
         "1s,1s,1s,1s,1s,1s"
             .parse::<RetrySchedule>()
@@ -1154,7 +959,7 @@ async fn a_recording_that_beats_its_call_started_job_waits_for_the_call_and_file
     );
     let (re, ca) = (sid("RE"), sid("CA"));
     // The recording job runs before call.started: it waits (transient) instead of guessing.
-    let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+    let job = w.webhook(&re, &ca).await;
     let started = moked_jobs::kinds::CallStarted {
         call_sid: ca.clone(),
         from: CALLER.into(),
@@ -1166,7 +971,7 @@ async fn a_recording_that_beats_its_call_started_job_waits_for_the_call_and_file
         .enqueue(NewJob::new(&started).run_at(Utc::now() + chrono::Duration::milliseconds(300)))
         .await
         .expect("enqueue call.started");
-    w.drain(w.ctx(Arc::new(NoTranscriber))).await;
+    w.drain(NoTranscriber).await;
     let detail = w.job(&job).await;
     assert_eq!(detail.summary.state, JobState::Done, "{:?}", detail.history);
     assert!(
@@ -1198,6 +1003,7 @@ mod whisper {
     use std::path::Path;
 
     use super::*;
+    use moked_testkit::prism::flag;
     use moked_workers::clients::whisper::WhisperTranscriber;
 
     /// `$MOKED_WHISPER_MODEL_DIR/ggml-{name}.bin`; in CI its absence is a failure.
@@ -1274,13 +1080,11 @@ mod whisper {
         transcriber: WhisperTranscriber,
         must_succeed: bool,
     ) -> Result<(String, Duration), String> {
-        let twilio = FakeTwilio::start(vec![Reply::Wav(audio)]).await;
-        let w = World::new(&twilio.base).await;
-        let (re, ca) = (sid("RE"), sid("CA"));
-        w.call(&ca).await;
-        let job = w.enqueue(&recording_job(&re, &ca, Utc::now()), true).await;
+        let (_twilio, w) = fake_world(vec![Reply::Wav(audio)]).await;
+        let (re, ca) = w.new_call().await;
+        let job = w.webhook(&re, &ca).await;
         let started = Instant::now();
-        w.drain(w.ctx(Arc::new(transcriber))).await;
+        w.drain(transcriber).await;
         let took = started.elapsed();
         let detail = w.job(&job).await;
         if detail.summary.state != JobState::Done && !must_succeed {

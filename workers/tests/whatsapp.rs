@@ -2,15 +2,15 @@
 //! `whatsapp.send`, `whatsapp.status` and `whatsapp.inbound` handlers, and the store.
 //!
 //! Three stand-ins for the outside world:
-//! * the **scripted fake Twilio** of `common/fake_twilio.rs` (axum on 127.0.0.1:0, shared with
-//!   the fault-injection tests) that answers each `POST Messages.json` as scripted (201,
-//!   4xx/5xx with a Twilio error body, create-then-500, create-then-hang) and counts the
-//!   messages it created per recipient, so "exactly one WhatsApp" is a count, not a hope; it
+//! * the **scripted fake Twilio** of the test kit (`moked_testkit::fake_twilio`, axum on
+//!   127.0.0.1:0, shared with the fault-injection tests) that answers each `POST Messages.json`
+//!   as scripted (201, 4xx/5xx with a Twilio error body, create-then-500, create-then-hang) and
+//!   counts the messages it created per recipient, so "exactly one WhatsApp" is a count, not a hope; it
 //!   also serves the list endpoint the lookup uses;
 //! * the **Prism mock** of Twilio's official OpenAPI spec (`MOKED_PRISM_URL`, started by
 //!   `scripts/test`) for the request shape; in CI a missing mock fails, locally it is skipped;
 //! * the **real Baileys bridge** of `bridge/` (`node bridge/test/stub-server.js`, started by
-//!   `common/baileys_bridge.rs`): its own HTTP server, idempotency key store and outbox on
+//!   `moked_testkit::baileys_bridge`): its own HTTP server, idempotency key store and outbox on
 //!   127.0.0.1:0, with a stub WhatsApp socket in place of Baileys that records what it sent and
 //!   fails sends on request. Needs Node.js ≥ 20; installs `bridge/node_modules` when missing.
 //!
@@ -18,56 +18,38 @@
 //! Nothing sleeps to wait for work: [`Runner::drain`] returns when no job is left; retry
 //! schedules are a few milliseconds so retries take no time.
 
-#[path = "common/baileys_bridge.rs"]
-mod baileys_bridge;
-#[path = "common/fake_twilio.rs"]
-mod fake_twilio;
-#[path = "common/teardown.rs"]
-mod teardown;
+mod world;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baileys_bridge::{Answered, BaileysBridge, Failing};
 use chrono::Utc;
-use fake_twilio::{FakeTwilio, MEDIA_BYTES, Step, field};
-use moked_jobs::config::{CoreConfig, QueueBackend};
 use moked_jobs::kinds::{WhatsAppInbound, WhatsAppSend, WhatsAppStatus};
 use moked_jobs::pacing::{Pacer, Rate};
-use moked_jobs::queue::{self, JobState, NewJob, SharedQueue};
+use moked_jobs::queue::{self, JobDetail, JobState, NewJob};
 use moked_jobs::retry::{RetryPolicy, RetrySchedule};
 use moked_jobs::runner::{RunSummary, Runner, RunnerConfig};
-use moked_jobs::store::Db;
 use moked_jobs::store::whatsapp::messages::{self, WhatsAppMessage};
+use moked_jobs::store::whatsapp::statuses;
 use moked_jobs::whatsapp::send_api::{
     Outbound, SendError, SendRequest, SendSettings, request_send,
 };
 use moked_jobs::whatsapp::{Provider, WhatsAppSettings};
+use moked_testkit::Backend;
+use moked_testkit::baileys_bridge::{Answered, BaileysBridge, Failing};
+use moked_testkit::fake_twilio::{FakeTwilio, MEDIA_BYTES, Step, field};
+use moked_testkit::prism::prism_url;
 use moked_workers::clients::whatsapp::Outgoing;
 use moked_workers::config::WorkerConfig;
 use moked_workers::run;
 use serde_json::{Value, json};
+use world::{AC, TOKEN, World};
 
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const SENDER: &str = "+14155238886";
 const PUBLIC_HOST: &str = "https://moked.example.com";
 
 // ---------------------------------------------------------------------------------------------
 // A world: a store, a queue, the worker context.
-
-struct World {
-    _dir: tempfile::TempDir,
-    db_url: String,
-    db: Db,
-    queue: SharedQueue,
-    core: CoreConfig,
-    worker: WorkerConfig,
-    redis: Option<(String, String)>,
-}
-
-fn redis_url() -> String {
-    std::env::var("MOKED_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// The WhatsApp settings `TWILIO_WHATSAPP_NUMBER=sender` gives (parsed as at start-up).
 fn whatsapp_settings(provider: Provider, sender: &str) -> WhatsAppSettings {
@@ -81,41 +63,16 @@ impl World {
     }
 
     async fn build(api_base: &str, redis: bool, tune: impl FnOnce(&mut WorkerConfig)) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let db_url = format!("sqlite://{}", dir.path().join("moked.db").display());
-        let db = Db::connect(&db_url).await.unwrap();
-        db.migrate().await.unwrap();
-        let mut core = CoreConfig::for_database(&db_url);
-        core.public_host = PUBLIC_HOST.into();
-        core.twilio.account_sid = Some(ACCOUNT.into());
-        core.twilio.auth_token = Some("test-auth-token".to_owned().into());
-        core.twilio.api_base = api_base.trim_end_matches('/').to_owned();
-        core.baileys_secret = Some("s3cret".to_owned().into());
-        let redis = redis.then(|| {
-            (
-                redis_url(),
-                format!("t-wa-{}", uuid::Uuid::new_v4().simple()),
-            )
-        });
-        if let Some((url, prefix)) = &redis {
-            core.queue = QueueBackend::Redis(url.clone().into());
-            core.queue_prefix = prefix.clone();
-        }
+        let mut base = moked_testkit::World::new(Backend::sqlite_or_redis(redis)).await;
+        base.twilio(api_base, AC, TOKEN);
+        base.core.public_host = PUBLIC_HOST.into();
+        base.core.baileys_secret = Some("s3cret".to_owned().into());
         let mut worker = WorkerConfig::for_tests("wa");
         worker.whatsapp = whatsapp_settings(Provider::Twilio, &format!("whatsapp:{SENDER}"));
         worker.delivery.send_timeout = Duration::from_millis(400);
         worker.delivery.rate = None;
         tune(&mut worker);
-        let queue = queue::connect(&core, &db).await.unwrap();
-        World {
-            _dir: dir,
-            db_url,
-            db,
-            queue,
-            core,
-            worker,
-            redis,
-        }
+        World::on(base, worker).await
     }
 
     fn settings(&self) -> SendSettings {
@@ -132,13 +89,6 @@ impl World {
 
     /// Runs every job with the real handlers until none is left.
     async fn drain(&self) -> RunSummary {
-        let ctx = run::context(
-            &self.core,
-            &self.worker,
-            self.db.clone(),
-            self.queue.clone(),
-        )
-        .expect("worker context");
         let schedule: RetrySchedule = "20ms,20ms,20ms,20ms,20ms".parse().unwrap();
         let config = RunnerConfig {
             concurrency: 8,
@@ -148,14 +98,9 @@ impl World {
             fetch_wait: Duration::from_millis(50),
             policy: RetryPolicy::new(schedule),
         };
-        let runner = Runner::new(self.queue.clone(), "wa-test", config, run::dispatcher(ctx));
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            runner.drain(std::future::pending()),
-        )
-        .await
-        .expect("drained within a minute")
-        .expect("runner")
+        let limit = Duration::from_secs(60);
+        self.drain_with("wa-test", config, self.context(), limit)
+            .await
     }
 
     async fn message(&self, id: &str) -> WhatsAppMessage {
@@ -163,6 +108,17 @@ impl World {
             .await
             .unwrap()
             .expect("message exists")
+    }
+
+    /// The job that sends `out`.
+    async fn send_job(&self, out: &Outbound) -> JobDetail {
+        self.job(out.job_id.as_deref().unwrap()).await
+    }
+
+    /// A pacer on this world's Redis (as another process would make one).
+    fn pacer(&self, rate: Option<Rate>, max_wait: Duration) -> Pacer {
+        let redis = self.redis().expect("a world with Redis");
+        Pacer::redis(redis.url(), redis.prefix(), rate, max_wait).unwrap()
     }
 
     async fn count(&self, state: JobState) -> u64 {
@@ -184,14 +140,6 @@ impl World {
             received_at: Utc::now(),
         };
         self.queue.enqueue(NewJob::new(&job)).await.unwrap();
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some((url, prefix)) = self.redis.take() {
-            teardown::delete_prefix(url, prefix);
-        }
     }
 }
 
@@ -378,12 +326,7 @@ async fn refusals_fail_the_message_at_once_with_code_and_reason() {
         assert_eq!(m.error_code, Some(*code));
         let text = m.error_message.unwrap_or_default();
         assert!(text.contains(reason), "{code}: {text}");
-        let job = w
-            .queue
-            .get(out.job_id.as_deref().unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let job = w.send_job(out).await;
         assert_eq!(
             (job.summary.state, job.summary.attempts),
             (JobState::Dead, 1)
@@ -596,7 +539,7 @@ async fn a_callback_naming_our_id_attaches_the_sid_so_a_retry_does_not_resend() 
     let out = w.send_text("052-555-1234", "שלום").await;
     let sid = {
         // Run the first attempt only: a runner with a one-attempt schedule leaves the job dead.
-        let ctx = run::context(&w.core, &w.worker, w.db.clone(), w.queue.clone()).unwrap();
+        let ctx = w.context();
         let config = RunnerConfig {
             concurrency: 1,
             fetch_wait: Duration::from_millis(50),
@@ -710,7 +653,7 @@ async fn inbound_media_are_copied_with_auth_once_into_the_recordings_store() {
     let twilio = FakeTwilio::start(vec![]).await;
     twilio.state.lock().unwrap().media_404_first = true;
     let mut w = World::new(&twilio.url).await;
-    let store = w._dir.path().join("store");
+    let store = w.dir().join("store");
     w.worker.recordings_store = format!("file://{}", store.display());
     let inbound = WhatsAppInbound {
         provider: "twilio".into(),
@@ -721,7 +664,7 @@ async fn inbound_media_are_copied_with_auth_once_into_the_recordings_store() {
         media: vec![
             moked_jobs::kinds::InboundMedia {
                 url: format!(
-                    "{}/2010-04-01/Accounts/{ACCOUNT}/Messages/MMfeedface/Media/ME0001",
+                    "{}/2010-04-01/Accounts/{AC}/Messages/MMfeedface/Media/ME0001",
                     twilio.url
                 ),
                 content_type: Some("image/jpeg".into()),
@@ -794,21 +737,9 @@ async fn pacing_spreads_sends_at_the_configured_rate_across_workers() {
     );
 
     // The limiter alone: two pacers (as two processes) share one key's rate.
-    let (url, prefix) = w.redis.clone().unwrap();
-    let p1 = Pacer::redis(
-        &url,
-        &prefix,
-        Rate::per_second(100.0),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    let p2 = Pacer::redis(
-        &url,
-        &prefix,
-        Rate::per_second(100.0),
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let pacer = |rate, max_wait| w.pacer(rate, max_wait);
+    let p1 = pacer(Rate::per_second(100.0), Duration::from_secs(5));
+    let p2 = pacer(Rate::per_second(100.0), Duration::from_secs(5));
     assert!(p1.is_shared());
     let started = Instant::now();
     let tasks: Vec<_> = (0..20)
@@ -838,13 +769,7 @@ async fn pacing_spreads_sends_at_the_configured_rate_across_workers() {
         assert!(step >= Duration::from_millis(7), "slot {i}: {waits:?}");
     }
     // Over the limit: nothing reserved, told when to come back.
-    let tight = Pacer::redis(
-        &url,
-        &prefix,
-        Rate::per_second(1.0),
-        Duration::from_millis(100),
-    )
-    .unwrap();
+    let tight = pacer(Rate::per_second(1.0), Duration::from_millis(100));
     tight.acquire("k").await.unwrap();
     assert!(matches!(
         tight.acquire("k").await,
@@ -869,9 +794,7 @@ async fn a_run_that_waited_for_its_slot_looks_again_and_does_not_resend() {
         .await
         .unwrap();
     // Another sender's message took the next slot: both runs wait, one interval apart.
-    let (url, prefix) = w.redis.clone().unwrap();
-    Pacer::redis(&url, &prefix, rate, Duration::from_secs(5))
-        .unwrap()
+    w.pacer(rate, Duration::from_secs(5))
         .acquire(&format!("whatsapp:{SENDER}"))
         .await
         .unwrap();
@@ -885,23 +808,6 @@ async fn a_run_that_waited_for_its_slot_looks_again_and_does_not_resend() {
 
 // ---------------------------------------------------------------------------------------------
 // The Prism mock of Twilio's REST spec: the request shape.
-
-/// `MOKED_PRISM_URL`, which `scripts/test` sets. In CI its absence is a failure; locally the
-/// test is skipped with a note.
-fn prism_url() -> Option<String> {
-    match std::env::var("MOKED_PRISM_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("MOKED_PRISM_URL is unset in CI: scripts/test starts Prism and exports it")
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: MOKED_PRISM_URL is unset (run `tests/twilio/prism.sh start 4010` and export MOKED_PRISM_URL=http://127.0.0.1:4010)"
-            );
-            None
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prism_accepts_the_request_shapes_of_text_templates_and_the_lookup() {
@@ -933,7 +839,7 @@ async fn prism_accepts_the_request_shapes_of_text_templates_and_the_lookup() {
     }
     // The lookup's list query is one the spec accepts (its example messages are not ours).
     let w = World::new(&prism).await;
-    let ctx = run::context(&w.core, &w.worker, w.db.clone(), w.queue.clone()).unwrap();
+    let ctx = w.context();
     let out = w.send_text("052-555-1234", "x").await;
     let outgoing = Outgoing::new(
         &out.message,
@@ -945,7 +851,7 @@ async fn prism_accepts_the_request_shapes_of_text_templates_and_the_lookup() {
 
 // ---------------------------------------------------------------------------------------------
 // The Baileys bridge: the real one of bridge/ over a stub WhatsApp socket
-// (common/baileys_bridge.rs).
+// (moked_testkit::baileys_bridge).
 
 async fn baileys_world(bridge: &BaileysBridge, secret: &str) -> World {
     let url = bridge.url.clone();
@@ -959,6 +865,23 @@ async fn baileys_world(bridge: &BaileysBridge, secret: &str) -> World {
     .await;
     w.core.baileys_secret = Some(secret.to_owned().into());
     w
+}
+
+/// A text sent through a fresh bridge (secret `s3cret`) that fails its next `fail` sends as
+/// given, from a world using `secret`, and every job run: the bridge, the world, the message
+/// and the run.
+async fn baileys_text(
+    fail: Option<(usize, u16, Failing)>,
+    secret: &str,
+) -> (BaileysBridge, World, Outbound, RunSummary) {
+    let bridge = BaileysBridge::start("s3cret").await;
+    if let Some((count, status, when)) = fail {
+        bridge.fail_next(count, status, when).await;
+    }
+    let w = baileys_world(&bridge, secret).await;
+    let out = w.send_text("052-555-1234", "שלום").await;
+    let summary = w.drain().await;
+    (bridge, w, out, summary)
 }
 
 /// The bridge's answers, as (Idempotency-Key, HTTP status).
@@ -999,14 +922,10 @@ async fn baileys_sends_text_to_a_jid_with_the_secret_and_our_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baileys_errors_retry_with_the_same_idempotency_key_until_one_message_is_sent() {
-    let bridge = BaileysBridge::start("s3cret").await;
     // A socket error with no sign of where it happened: the bridge cannot tell whether the
     // message went out, so it answers 500 (docs/BAILEYS.md), which moked retries as ambiguous.
-    bridge.fail_next(2, 500, Failing::BeforeSending).await;
-    let w = baileys_world(&bridge, "s3cret").await;
-    let out = w.send_text("052-555-1234", "שלום").await;
-
-    let summary = w.drain().await;
+    let fail = (2, 500, Failing::BeforeSending);
+    let (bridge, w, out, summary) = baileys_text(Some(fail), "s3cret").await;
 
     let key = Some(out.message.id.as_str());
     let reqs = bridge.requests().await;
@@ -1020,19 +939,15 @@ async fn baileys_errors_retry_with_the_same_idempotency_key_until_one_message_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baileys_send_cut_short_after_it_went_out_is_retried_as_the_same_whatsapp_message() {
-    let bridge = BaileysBridge::start("s3cret").await;
     // The socket sent, then failed waiting for WhatsApp (408): 500 to moked, which retries with
     // the same key; the bridge sends again under the WhatsApp id it chose the first time, so
     // WhatsApp sees one message and moked stores that id.
-    bridge.fail_next(1, 408, Failing::AfterSending).await;
-    let w = baileys_world(&bridge, "s3cret").await;
-    let out = w.send_text("052-555-1234", "שלום").await;
+    let (bridge, w, out, summary) =
+        baileys_text(Some((1, 408, Failing::AfterSending)), "s3cret").await;
 
-    let summary = w.drain().await;
-
+    assert_eq!((summary.done, summary.retried), (1, 1));
     let key = Some(out.message.id.as_str());
     assert_eq!(answers(&bridge.requests().await), [(key, 500), (key, 200)]);
-    assert_eq!((summary.done, summary.retried), (1, 1));
     let sent = bridge.sent().await;
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert_eq!(sent[0].id, sent[1].id, "one WhatsApp message id");
@@ -1043,11 +958,7 @@ async fn a_baileys_send_cut_short_after_it_went_out_is_retried_as_the_same_whats
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_baileys_secret_leaves_the_message_queued_for_an_operator() {
-    let bridge = BaileysBridge::start("s3cret").await;
-    let w = baileys_world(&bridge, "wrong").await;
-    let out = w.send_text("052-555-1234", "שלום").await;
-
-    let summary = w.drain().await;
+    let (bridge, w, out, summary) = baileys_text(None, "wrong").await;
 
     assert_eq!((summary.dead, summary.retried), (1, 0));
     let reqs = bridge.requests().await;
@@ -1057,12 +968,7 @@ async fn a_wrong_baileys_secret_leaves_the_message_queued_for_an_operator() {
     assert!(bridge.sent().await.is_empty());
     let m = w.message(&out.message.id).await;
     assert_eq!((m.status.as_str(), m.provider_sid), ("queued", None));
-    let job = w
-        .queue
-        .get(out.job_id.as_deref().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let job = w.send_job(&out).await;
     assert!(job.summary.last_error.unwrap_or_default().contains("403"));
 }
 
@@ -1079,7 +985,7 @@ async fn the_cli_queues_a_message_once_per_idempotency_key_and_refuses_bad_numbe
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &w.db_url)
+            .env("DATABASE_URL", w.db_url())
             .env("WHATSAPP_PROVIDER", "twilio")
             .env("TWILIO_WHATSAPP_NUMBER", SENDER)
             .env("RUST_LOG", "warn")
@@ -1150,7 +1056,7 @@ fn jobs_retry(w: &World, args: &[&str]) -> std::process::Output {
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &w.db_url)
+        .env("DATABASE_URL", w.db_url())
         .env("RUST_LOG", "warn")
         .output()
         .unwrap()
@@ -1222,7 +1128,7 @@ async fn an_operator_retry_of_a_refused_message_sends_it_once_and_an_accepted_on
     // send nothing and end `done`, so it is refused with the reason and the job stays dead.
     let accepted = w.send_text("+972525550003", "תודה").await;
     let job = accepted.job_id.clone().expect("a job");
-    messages::attach_provider_sid(&w.db, &accepted.message.id, "SM0123456789abcdef", "sent")
+    statuses::attach_provider_sid(&w.db, &accepted.message.id, "SM0123456789abcdef", "sent")
         .await
         .unwrap();
     let worker = queue::WorkerId::new("operator-test");

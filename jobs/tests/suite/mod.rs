@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use moked_jobs::kinds::{self, JobKind, WhatsAppSend};
-use moked_jobs::queue::{JobState, ListQuery, NewJob, SharedQueue, WorkerId};
+use moked_jobs::queue::{JobState, ListQuery, NewJob, QueueResult, SharedQueue, WorkerId};
 use moked_jobs::retry::{JobError, RetryPolicy, RetrySchedule};
-use moked_jobs::runner::{Handler, Runner, RunnerConfig, handler};
+use moked_jobs::runner::{Handler, RunSummary, Runner, RunnerConfig, handler};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 fn send_job(n: usize) -> NewJob {
     NewJob::new(&WhatsAppSend {
@@ -39,7 +40,7 @@ fn fast_config() -> RunnerConfig {
 }
 
 /// A drain that must finish within 30 s (a hung backend fails the test instead of hanging CI).
-async fn drain(runner: Runner) -> moked_jobs::runner::RunSummary {
+async fn drain(runner: Runner) -> RunSummary {
     tokio::time::timeout(
         Duration::from_secs(30),
         runner.drain(std::future::pending()),
@@ -51,6 +52,84 @@ async fn drain(runner: Runner) -> moked_jobs::runner::RunSummary {
 
 fn ok_handler() -> Handler {
     handler(|_claim| async { Ok(()) })
+}
+
+/// A handler that notes the instant of each run and answers `answer(n)` to the `n`th (from 1),
+/// and the instants.
+fn timed_handler(
+    answer: impl Fn(usize) -> Result<(), JobError> + Send + Sync + 'static,
+) -> (Handler, Arc<Mutex<Vec<Instant>>>) {
+    let runs = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let answer = Arc::new(answer);
+    let h = {
+        let runs = runs.clone();
+        handler(move |_claim| {
+            let (runs, answer) = (runs.clone(), answer.clone());
+            async move {
+                let n = {
+                    let mut r = runs.lock().unwrap();
+                    r.push(Instant::now());
+                    r.len()
+                };
+                answer(n)
+            }
+        })
+    };
+    (h, runs)
+}
+
+/// A handler that tells the receiver when it first starts, then never returns.
+fn hanging_handler() -> (Handler, oneshot::Receiver<()>) {
+    let (started_tx, started_rx) = oneshot::channel();
+    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    let hang = handler(move |_l| {
+        let tx = started_tx.lock().unwrap().take();
+        async move {
+            if let Some(tx) = tx {
+                let _ = tx.send(());
+            }
+            std::future::pending::<Result<(), JobError>>().await
+        }
+    });
+    (hang, started_rx)
+}
+
+/// A handler that sends each job's id when it starts, then waits for a permit of the gate.
+fn gated_handler() -> (Handler, mpsc::UnboundedReceiver<String>, Arc<Semaphore>) {
+    let (started_tx, started_rx) = mpsc::unbounded_channel();
+    let gate = Arc::new(Semaphore::new(0));
+    let h = {
+        let gate = gate.clone();
+        handler(move |claim| {
+            let (gate, started_tx) = (gate.clone(), started_tx.clone());
+            async move {
+                let _ = started_tx.send(claim.lease.id.clone());
+                gate.acquire().await.unwrap().forget();
+                Ok(())
+            }
+        })
+    };
+    (h, started_rx, gate)
+}
+
+/// The runner's loop, spawned; it stops when the sender sends (or is dropped).
+fn run_until_stopped(runner: Runner) -> (oneshot::Sender<()>, JoinHandle<QueueResult<RunSummary>>) {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let run = tokio::spawn(runner.run(async move {
+        let _ = stop_rx.await;
+    }));
+    (stop_tx, run)
+}
+
+/// A `call.started` job of call `CA1`.
+fn call_started_job() -> NewJob {
+    NewJob::new(&moked_jobs::kinds::CallStarted {
+        call_sid: "CA1".into(),
+        from: "+972501234567".into(),
+        to: "+97231234567".into(),
+        status: None,
+        received_at: Utc::now(),
+    })
 }
 
 pub async fn a_dedupe_key_inside_its_ttl_yields_one_job(q: SharedQueue) {
@@ -197,17 +276,7 @@ pub async fn complete_moves_a_job_to_done(q: SharedQueue) {
 
 pub async fn the_runner_retries_on_the_kinds_schedule_then_buries(q: SharedQueue) {
     let job = q.enqueue(send_job(1)).await.unwrap();
-    let runs = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let h = {
-        let runs = runs.clone();
-        handler(move |_claim| {
-            let runs = runs.clone();
-            async move {
-                runs.lock().unwrap().push(Instant::now());
-                Err(JobError::transient("twilio said 503"))
-            }
-        })
-    };
+    let (h, runs) = timed_handler(|_| Err(JobError::transient("twilio said 503")));
     let summary = drain(Runner::new(q.clone(), "w", fast_config(), h)).await;
     // Schedule 50ms,100ms: three attempts, then dead.
     assert_eq!(summary.dead, 1);
@@ -229,25 +298,16 @@ pub async fn the_runner_retries_on_the_kinds_schedule_then_buries(q: SharedQueue
 
 pub async fn a_retry_waits_for_the_scheduled_delay(q: SharedQueue) {
     let job = q.enqueue(send_job(1)).await.unwrap();
-    let runs = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let h = {
-        let runs = runs.clone();
-        handler(move |_claim| {
-            let runs = runs.clone();
-            async move {
-                let mut r = runs.lock().unwrap();
-                r.push(Instant::now());
-                if r.len() == 1 {
-                    Err(JobError::RetryAfter {
-                        after: Duration::from_millis(400),
-                        reason: "429 Too Many Requests".into(),
-                    })
-                } else {
-                    Ok(())
-                }
-            }
-        })
-    };
+    let (h, runs) = timed_handler(|n| {
+        if n == 1 {
+            Err(JobError::RetryAfter {
+                after: Duration::from_millis(400),
+                reason: "429 Too Many Requests".into(),
+            })
+        } else {
+            Ok(())
+        }
+    });
     let summary = drain(Runner::new(q.clone(), "w", fast_config(), h)).await;
     assert_eq!((summary.done, summary.retried), (1, 1));
     let runs = runs.lock().unwrap().clone();
@@ -353,16 +413,7 @@ pub async fn a_panicking_handler_is_retried_and_the_worker_survives(q: SharedQue
 
 pub async fn a_handler_gets_the_parsed_kind_and_whether_it_is_the_last_attempt(q: SharedQueue) {
     let send = q.enqueue(send_job(1)).await.unwrap();
-    let call = q
-        .enqueue(NewJob::new(&moked_jobs::kinds::CallStarted {
-            call_sid: "CA1".into(),
-            from: "+972501234567".into(),
-            to: "+97231234567".into(),
-            status: None,
-            received_at: Utc::now(),
-        }))
-        .await
-        .unwrap();
+    let call = q.enqueue(call_started_job()).await.unwrap();
     // Three attempts for whatsapp.send (the default of fast_config), two for call.started: the
     // flag follows the schedule of the job's own kind.
     let mut config = fast_config();
@@ -401,16 +452,7 @@ pub async fn a_handler_gets_the_parsed_kind_and_whether_it_is_the_last_attempt(q
 pub async fn operators_retry_and_discard_dead_jobs(q: SharedQueue) {
     let a = q.enqueue(send_job(1)).await.unwrap();
     let b = q.enqueue(send_job(2)).await.unwrap();
-    let c = q
-        .enqueue(NewJob::new(&moked_jobs::kinds::CallStarted {
-            call_sid: "CA1".into(),
-            from: "+972501234567".into(),
-            to: "+97231234567".into(),
-            status: None,
-            received_at: Utc::now(),
-        }))
-        .await
-        .unwrap();
+    let c = q.enqueue(call_started_job()).await.unwrap();
     let fail = handler(|_l| async { Err(JobError::permanent("boom")) });
     drain(Runner::new(q.clone(), "w", fast_config(), fail)).await;
     assert_eq!(q.stats().await.unwrap().count(JobState::Dead), 3);
@@ -555,17 +597,7 @@ pub async fn jobs_of_a_worker_that_vanished_are_requeued_and_its_late_ack_is_ign
 pub async fn a_runner_dropped_mid_job_is_recovered_by_another(q: SharedQueue) {
     let job = q.enqueue(send_job(1)).await.unwrap();
     // Runner A claims the job and hangs in it; then it is dropped without any cleanup (SIGKILL).
-    let (started_tx, started_rx) = oneshot::channel();
-    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
-    let hang = handler(move |_l| {
-        let tx = started_tx.lock().unwrap().take();
-        async move {
-            if let Some(tx) = tx {
-                let _ = tx.send(());
-            }
-            std::future::pending::<Result<(), JobError>>().await
-        }
-    });
+    let (hang, started_rx) = hanging_handler();
     let a = tokio::spawn(
         Runner::new(q.clone(), "worker.1", fast_config(), hang).run(std::future::pending()),
     );
@@ -633,25 +665,8 @@ pub async fn the_runner_never_exceeds_its_concurrency(q: SharedQueue) {
 
 pub async fn shutdown_lets_running_jobs_finish_and_fetches_nothing_new(q: SharedQueue) {
     let first = q.enqueue(send_job(1)).await.unwrap();
-    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
-    let gate = Arc::new(Semaphore::new(0));
-    let h = {
-        let gate = gate.clone();
-        handler(move |claim| {
-            let (gate, started_tx) = (gate.clone(), started_tx.clone());
-            async move {
-                let _ = started_tx.send(claim.lease.id.clone());
-                gate.acquire().await.unwrap().forget();
-                Ok(())
-            }
-        })
-    };
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let run = tokio::spawn(
-        Runner::new(q.clone(), "w", fast_config(), h).run(async move {
-            let _ = stop_rx.await;
-        }),
-    );
+    let (h, mut started_rx, gate) = gated_handler();
+    let (stop_tx, run) = run_until_stopped(Runner::new(q.clone(), "w", fast_config(), h));
     assert_eq!(started_rx.recv().await.unwrap(), first.id());
     stop_tx.send(()).unwrap();
     // Queued after the signal: must stay queued.
@@ -675,25 +690,12 @@ pub async fn shutdown_lets_running_jobs_finish_and_fetches_nothing_new(q: Shared
 
 pub async fn shutdown_puts_back_jobs_that_outlive_the_grace_period(q: SharedQueue) {
     let job = q.enqueue(send_job(1)).await.unwrap();
-    let (started_tx, started_rx) = oneshot::channel();
-    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
-    let hang = handler(move |_l| {
-        let tx = started_tx.lock().unwrap().take();
-        async move {
-            if let Some(tx) = tx {
-                let _ = tx.send(());
-            }
-            std::future::pending::<Result<(), JobError>>().await
-        }
-    });
+    let (hang, started_rx) = hanging_handler();
     let config = RunnerConfig {
         shutdown_grace: Duration::from_millis(200),
         ..fast_config()
     };
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let run = tokio::spawn(Runner::new(q.clone(), "w", config, hang).run(async move {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, run) = run_until_stopped(Runner::new(q.clone(), "w", config, hang));
     started_rx.await.unwrap();
     stop_tx.send(()).unwrap();
     let summary = run.await.unwrap().unwrap();
@@ -938,7 +940,7 @@ pub async fn held_lists_the_jobs_a_session_runs_and_nothing_else(q: SharedQueue)
 /// A runner on `faulty` whose handler reports each run's lease (at its start) and the instant
 /// it returned Ok.
 fn reporting_runner(
-    faulty: Arc<faulty::FaultyAcks>,
+    faulty: SharedQueue,
     config: RunnerConfig,
 ) -> (
     Runner,
@@ -989,10 +991,7 @@ pub async fn a_job_whose_ack_never_lands_goes_back_within_the_stale_window(q: Sh
         Some(Fault::Refused),
     ));
     let (runner, mut starts, mut ends) = reporting_runner(faulty, config.clone());
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let run = tokio::spawn(runner.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, run) = run_until_stopped(runner);
     let within = Duration::from_secs(10);
     let (first, _) = starts.recv().await.unwrap();
     let ran = ends.recv().await.unwrap();
@@ -1021,25 +1020,8 @@ pub async fn shutdown_keeps_the_session_alive_through_the_grace_period(q: Shared
         ..fast_config()
     };
     let job = q.enqueue(send_job(1)).await.unwrap();
-    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
-    let gate = Arc::new(Semaphore::new(0));
-    let h = {
-        let gate = gate.clone();
-        handler(move |_l| {
-            let (gate, started_tx) = (gate.clone(), started_tx.clone());
-            async move {
-                let _ = started_tx.send(());
-                gate.acquire().await.unwrap().forget();
-                Ok(())
-            }
-        })
-    };
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let run = tokio::spawn(
-        Runner::new(q.clone(), "w", config.clone(), h).run(async move {
-            let _ = stop_rx.await;
-        }),
-    );
+    let (h, mut started_rx, gate) = gated_handler();
+    let (stop_tx, run) = run_until_stopped(Runner::new(q.clone(), "w", config.clone(), h));
     started_rx.recv().await.unwrap();
     stop_tx.send(()).unwrap();
     // For three stale windows of the grace period, another worker's recovery (run on every

@@ -18,22 +18,14 @@
 //!   longer than the stale window and a second worker watching: every message sent once.
 //!
 //! Shared here: processes stopped by PID on drop ([`Proc`]), free ports, waiting on a condition
-//! with a deadline ([`eventually`]), a world of store + Redis queue ([`World`]), the worker's
-//! environment ([`WorkerEnv`]) and bulk WhatsApp requests. Set `MOKED_FAULTS_LOGS=DIR` to keep
+//! with a deadline ([`eventually`], from the test kit), a world of store + Redis queue
+//! ([`World`], on the test kit's), the worker's environment ([`WorkerEnv`]) and bulk WhatsApp
+//! requests. Set `MOKED_FAULTS_LOGS=DIR` to keep
 //! the servers' and workers' logs in `DIR`.
 //!
 //! Servers of our own (redis-server, postgres) run on free ports in temp dirs; the shared
 //! Redis (`MOKED_TEST_REDIS`) and Postgres (`MOKED_TEST_PG`) are only used through a fresh key
 //! prefix or database, never stopped.
-
-#[path = "../../../jobs/tests/common/mod.rs"]
-mod common;
-#[path = "../common/fake_twilio.rs"]
-mod fake_twilio;
-#[path = "../common/teardown.rs"]
-mod teardown;
-#[path = "../common/wait.rs"]
-mod wait;
 
 mod postgres_restart;
 mod redis_restart;
@@ -42,20 +34,18 @@ mod sigterm;
 mod sigterm_paced;
 mod twilio_faults;
 
-pub use wait::eventually;
+pub use moked_testkit::{eventually, fake_twilio};
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use moked_jobs::config::{CoreConfig, QueueBackend};
-use moked_jobs::queue::{self, JobState, SharedQueue};
-use moked_jobs::store::Db;
+use moked_jobs::queue::{JobState, SharedQueue};
 use moked_jobs::whatsapp::send_api::{SendRequest, SendSettings, request_send};
 use moked_jobs::whatsapp::{Provider, WhatsAppSettings};
+use moked_testkit::{RedisPrefix, Store};
 
-use crate::common::TestDb;
 use crate::fake_twilio::FakeTwilio;
 
 pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -164,55 +154,37 @@ pub fn free_port() -> u16 {
 // ---------------------------------------------------------------------------------------------
 // A world: the store, a Redis queue under a fresh prefix.
 
-/// The store (Postgres) and the queue (Redis, a fresh prefix), as production runs them.
+/// The store (Postgres) and the queue (Redis, a fresh prefix), as production runs them: a test
+/// world ([`moked_testkit::World`], reached through `Deref`) and a queue on it.
 pub struct World {
-    pub db: Db,
-    pub db_url: String,
-    pub redis_url: String,
-    pub prefix: String,
+    base: moked_testkit::World,
     pub queue: SharedQueue,
-    _pg: Option<TestDb>,
 }
+
+moked_testkit::deref_to_world!(World, base);
 
 impl World {
     /// A fresh database on the test Postgres and a fresh prefix on the test Redis.
     pub async fn new() -> World {
-        let pg = TestDb::postgres().await;
-        let (db, url) = (pg.db.clone(), pg.url.clone());
-        World::on(db, url, common::redis_url(), Some(pg)).await
+        World::on(Store::postgres().await, &moked_testkit::redis_url()).await
     }
 
-    /// A world on an already migrated store `db` (at `db_url`) and the Redis at `redis_url`.
-    pub async fn on(db: Db, db_url: String, redis_url: String, pg: Option<TestDb>) -> World {
-        let prefix = common::redis_prefix();
-        let queue = queue::connect(&World::core(&db_url, &redis_url, &prefix), &db)
-            .await
-            .expect("connect the queue");
-        World {
-            db,
-            db_url,
-            redis_url,
-            prefix,
-            queue,
-            _pg: pg,
-        }
-    }
-
-    /// The shared settings of this world.
-    pub fn core(db_url: &str, redis_url: &str, prefix: &str) -> CoreConfig {
-        let mut core = CoreConfig::for_database(db_url);
-        core.queue = QueueBackend::Redis(redis_url.to_owned().into());
-        core.queue_prefix = prefix.to_owned();
-        core.public_host = PUBLIC_HOST.into();
-        core
+    /// A world on `store` and a fresh prefix on the Redis at `redis_url`; its settings
+    /// ([`moked_testkit::World::core`]) also carry [`PUBLIC_HOST`].
+    pub async fn on(store: Store, redis_url: &str) -> World {
+        let mut base = moked_testkit::World::on(store, Some(RedisPrefix::new(redis_url)));
+        base.core.public_host = PUBLIC_HOST.into();
+        let queue = base.queue().await;
+        World { base, queue }
     }
 
     /// The environment of a `moked-worker run` on this world.
     pub fn worker_env(&self) -> WorkerEnv {
+        let redis = self.redis().expect("a world with Redis");
         WorkerEnv::default()
-            .set("DATABASE_URL", &self.db_url)
-            .set("REDIS_URL", &self.redis_url)
-            .set("QUEUE_PREFIX", &self.prefix)
+            .set("DATABASE_URL", self.db_url())
+            .set("REDIS_URL", redis.url())
+            .set("QUEUE_PREFIX", redis.prefix())
     }
 
     pub async fn count(&self, state: JobState) -> u64 {
@@ -223,8 +195,7 @@ impl World {
     /// does); returns our message ids.
     pub async fn request_sends(&self, to: &[String]) -> Vec<String> {
         let whatsapp = WhatsAppSettings::new(Provider::Twilio, Some(SENDER), false).unwrap();
-        let core = World::core(&self.db_url, &self.redis_url, &self.prefix);
-        let settings = SendSettings::new(&whatsapp, &core);
+        let settings = SendSettings::new(&whatsapp, &self.core);
         let settings = &settings;
         futures::stream::iter(to.iter().enumerate())
             .map(|(i, to)| async move {
@@ -278,12 +249,6 @@ pub struct Outbound {
     pub provider_sid: Option<String>,
     /// Its status.
     pub status: String,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        teardown::delete_prefix(self.redis_url.clone(), self.prefix.clone());
-    }
 }
 
 /// `count` recipients, distinct per test run (`+97252` + 7 digits from `base`).

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use moked_jobs::kinds::CallStarted;
 use moked_jobs::queue::{JobState, NewJob};
-use moked_jobs::store::Db;
+use moked_testkit::Store;
 use sqlx::Connection;
 
 use crate::{Proc, World, eventually, free_port, log_to};
@@ -170,9 +170,8 @@ impl OwnPostgres {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_crash_mid_drain_retries_jobs_and_loses_no_row() {
     let mut pg = OwnPostgres::start().await;
-    let db = Db::connect(&pg.url()).await.expect("open our postgres");
-    db.migrate().await.expect("migrate");
-    let w = World::on(db, pg.url(), crate::common::redis_url(), None).await;
+    let store = Store::at(&pg.url()).await;
+    let w = World::on(store, &moked_testkit::redis_url()).await;
     futures::stream::iter(0..JOBS)
         .for_each_concurrent(32, |i| {
             let queue = w.queue.clone();

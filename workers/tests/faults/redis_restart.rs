@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use moked_intake::IntakeConfig;
 use moked_intake::config::RateLimits;
 use moked_jobs::queue::JobState;
+use moked_testkit::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use crate::common::TestDb;
 use crate::{AUTH_TOKEN, PUBLIC_HOST, Proc, World, eventually, free_port, log_to};
 
 /// A redis-server of this test's own, persisted with an fsync'd append-only file.
@@ -184,12 +184,10 @@ impl Stream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_under_a_webhook_stream_gives_fast_503s_and_loses_no_accepted_webhook() {
     let mut redis = OwnRedis::start().await;
-    let pg = TestDb::postgres().await;
-    let (db, db_url) = (pg.db.clone(), pg.url.clone());
-    let w = World::on(db, db_url, redis.url(), Some(pg)).await;
+    let w = World::on(Store::postgres().await, &redis.url()).await;
 
     // The real intake, in-process, queue on our Redis.
-    let mut core = World::core(&w.db_url, &w.redis_url, &w.prefix);
+    let mut core = w.core.clone();
     core.twilio.auth_token = Some(AUTH_TOKEN.to_owned().into());
     let static_dir = tempfile::tempdir().unwrap();
     let intake = IntakeConfig {

@@ -1,12 +1,11 @@
-//! Plumbing for the in-process fakes of outside HTTP services (`fake_transcriber.rs`): serving
-//! an axum router on `127.0.0.1:0`, a request log the test reads back, and "fail the first K
-//! requests" injection.
+//! Plumbing for the in-process fakes of outside HTTP services ([`crate::fake_transcriber`], the
+//! workers' scripted Twilio fakes): serving an axum router on `127.0.0.1:0`, a request log the
+//! test reads back, and "fail the first K requests" injection.
 //!
 //! The log holds one JSON record per request, in arrival order: `seq`, `time` (RFC 3339, ms,
 //! taken when the request arrived), `method`, `path`, `headers` (secrets redacted), `status`, plus
 //! whatever the fake adds. A record is stored before the answer leaves, so a test that reads the
 //! log after the client got its answer always finds it.
-#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 
@@ -24,8 +23,11 @@ const SECRET_HEADERS: [&str; 2] = ["authorization", "x-baileys-secret"];
 /// `Retry-After: retry_after_s` (the services' own throttling and maintenance answers).
 #[derive(Debug, Clone, Copy)]
 pub struct Failures {
+    /// How many requests fail.
     pub first: usize,
+    /// With this status.
     pub status: u16,
+    /// The `Retry-After` seconds of a 429 or 503.
     pub retry_after_s: u64,
 }
 
@@ -157,6 +159,7 @@ impl RequestLog {
 
 /// A fake serving on `127.0.0.1:<free port>` until it is dropped.
 pub struct Served {
+    /// `http://127.0.0.1:<port>`.
     pub url: String,
     task: JoinHandle<()>,
 }

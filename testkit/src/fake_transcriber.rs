@@ -1,5 +1,5 @@
 //! An in-process fake of OpenAI's transcription API (`POST /v1/audio/transcriptions`), for the
-//! `openai` transcriber provider in `voice.rs`.
+//! `openai` transcriber provider (the workers' voice tests point it at [`FakeTranscriber::base`]).
 //!
 //! It answers as the real API does, checks in this order:
 //! 1. `Authorization: Bearer <api_key>` missing or different → 401 `invalid_api_key`;
@@ -13,7 +13,6 @@
 //! Errors have OpenAI's shape `{"error": {"message", "type", "param", "code"}}`. Each request is
 //! logged ([`FakeTranscriber::requests`]) with its text `fields` and its `file` (`filename`,
 //! `content_type`, `bytes`).
-#![allow(dead_code)]
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,7 +20,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::post;
-use moked_workers::clients::transcriber::OpenAiTranscriber;
 use serde_json::{Map, Value, json};
 
 use crate::fake_http::{Failures, RequestLog, Served};
@@ -36,8 +34,11 @@ const FORMATS: [&str; 5] = ["json", "text", "verbose_json", "srt", "vtt"];
 /// What the fake answers.
 #[derive(Debug, Clone)]
 pub struct SttScript {
+    /// The API key it accepts.
     pub api_key: String,
+    /// The transcript of every file.
     pub text: String,
+    /// The failures to inject.
     pub failures: Failures,
 }
 
@@ -82,6 +83,7 @@ pub struct FakeTranscriber {
 }
 
 impl FakeTranscriber {
+    /// Starts the fake answering as `script` says.
     pub fn start(script: SttScript) -> FakeTranscriber {
         let log = RequestLog::default();
         let app = Router::new()
@@ -101,12 +103,6 @@ impl FakeTranscriber {
     /// The API base URL a client is configured with (`…/v1`).
     pub fn base(&self) -> String {
         format!("{}/v1", self.served.url)
-    }
-
-    /// The `openai` provider pointed at this fake with `key`.
-    pub fn transcriber(&self, key: &str) -> OpenAiTranscriber {
-        OpenAiTranscriber::new(&self.base(), key.to_owned().into(), "gpt-4o-transcribe")
-            .expect("client")
     }
 
     /// The transcription requests, in arrival order.

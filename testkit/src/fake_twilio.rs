@@ -1,5 +1,5 @@
 //! A scripted, counting fake of Twilio's Messages API (axum on 127.0.0.1:0), shared by the
-//! WhatsApp tests (`whatsapp.rs`) and the fault-injection binary (`faults/`).
+//! workers' WhatsApp tests (`whatsapp.rs`) and their fault-injection binary (`faults/`).
 //!
 //! * `POST …/Messages.json` is answered as scripted ([`Step`]: 201, a 4xx/5xx with a Twilio
 //!   error body and optional `Retry-After`, create-then-error, create-then-hang, a slow 201, or
@@ -15,7 +15,6 @@
 //! A connection reset is real: the listener hands every connection to hyper through a wrapper
 //! whose writes fail once the handler cuts it, and the socket has a zero linger, so the client
 //! gets an RST and no answer byte.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -63,15 +62,22 @@ pub enum Step {
 /// A message that exists at the fake Twilio.
 #[derive(Debug, Clone)]
 pub struct Created {
+    /// Its sid (`SM…`).
     pub sid: String,
+    /// `To` of the create (`whatsapp:+…`).
     pub to: String,
+    /// `From` of the create.
     pub from: String,
+    /// `Body` of the create.
     pub body: String,
+    /// When it was created.
     pub at: chrono::DateTime<Utc>,
 }
 
+/// What the fake was told and what it saw (the test may read and change it).
 #[derive(Default)]
 pub struct FakeState {
+    /// How the next `POST`s are answered, in order (then 201).
     pub script: VecDeque<Step>,
     /// Scripts for one recipient (`To`), used before `script`.
     pub per_to: HashMap<String, VecDeque<Step>>,
@@ -83,16 +89,20 @@ pub struct FakeState {
     pub lists: usize,
     /// Requests without Basic auth.
     pub unauthenticated: usize,
-    /// Media downloads answered (any status), and whether the first one is a 404.
+    /// Media downloads answered (any status).
     pub media_gets: usize,
+    /// Whether the first media download is a 404 (Twilio's media can lag its webhook).
     pub media_404_first: bool,
     /// Latency added to every answer (after the message was created).
     pub delay: Duration,
 }
 
+/// The fake, serving until the test's runtime ends.
 #[derive(Clone)]
 pub struct FakeTwilio {
+    /// Its state.
     pub state: Arc<Mutex<FakeState>>,
+    /// Its base URL (`TWILIO_API_BASE`).
     pub url: String,
 }
 
@@ -135,6 +145,7 @@ impl FakeTwilio {
         self.state.lock().unwrap().delay = delay;
     }
 
+    /// The form of every `POST`, in order.
     pub fn posts(&self) -> Vec<Vec<(String, String)>> {
         self.state
             .lock()
@@ -145,10 +156,12 @@ impl FakeTwilio {
             .collect()
     }
 
+    /// How many `POST`s arrived.
     pub fn post_count(&self) -> usize {
         self.state.lock().unwrap().posts.len()
     }
 
+    /// When each `POST` arrived, in order.
     pub fn post_times(&self) -> Vec<Instant> {
         self.state
             .lock()
@@ -183,10 +196,12 @@ impl FakeTwilio {
         counts
     }
 
+    /// The messages that exist at "Twilio", in creation order.
     pub fn created(&self) -> Vec<Created> {
         self.state.lock().unwrap().created.clone()
     }
 
+    /// How many messages exist at "Twilio".
     pub fn created_count(&self) -> usize {
         self.state.lock().unwrap().created.len()
     }
@@ -197,15 +212,23 @@ impl FakeTwilio {
         self.created().iter().filter(|c| c.to == to).count()
     }
 
+    /// How many list calls (lookups) arrived.
     pub fn lists(&self) -> usize {
         self.state.lock().unwrap().lists
     }
 }
 
-pub fn new_sid() -> String {
-    format!("SM{}", uuid::Uuid::new_v4().simple())
+/// A fresh Twilio-looking sid: `prefix` (`CA`, `RE`, `SM` …) and 32 hex digits.
+pub fn sid(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A fresh message sid (`SM…`).
+pub fn new_sid() -> String {
+    sid("SM")
+}
+
+/// Twilio's JSON of the message `c` at `status`.
 pub fn message_json(c: &Created, status: &str) -> Value {
     json!({
         "sid": c.sid, "status": status, "to": c.to, "from": c.from, "body": c.body,
@@ -214,6 +237,7 @@ pub fn message_json(c: &Created, status: &str) -> Value {
     })
 }
 
+/// The first value of `name` in a form or query.
 pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
         .find(|(k, _)| k == name)

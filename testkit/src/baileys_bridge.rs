@@ -1,10 +1,11 @@
-//! The real Baileys bridge of `bridge/` for `whatsapp.rs`: `node bridge/test/stub-server.js`, the
-//! bridge's own HTTP server, idempotency key store and outbox on 127.0.0.1 with an ephemeral port,
-//! over a stub WhatsApp socket (`StubPhone` of `bridge/test/helpers.js`) instead of Baileys.
+//! The real Baileys bridge of `bridge/` for the workers' WhatsApp tests:
+//! `node bridge/test/stub-server.js`, the bridge's own HTTP server, idempotency key store and
+//! outbox on 127.0.0.1 with an ephemeral port, over a stub WhatsApp socket (`StubPhone` of
+//! `bridge/test/helpers.js`) instead of Baileys.
 //!
 //! [`BaileysBridge::start`] checks for Node.js ≥ 20, installs `bridge/node_modules` from the lock
 //! file when it is missing (`npm ci`, once: a [`OnceLock`] in this process and a file lock under
-//! `CARGO_TARGET_TMPDIR` across test processes), starts the bridge with the given secret on a
+//! the system temp folder across test processes), starts the bridge with the given secret on a
 //! temporary `DATA_DIR`, and waits (bounded) for its `LISTENING` line. The process is killed
 //! when the value is dropped (`kill_on_drop`), and exits by itself when this process ends (its
 //! stdin closes).
@@ -12,7 +13,6 @@
 //! Through the stub's control port (guarded by a token of the run): [`BaileysBridge::sent`] (what
 //! the stub socket sent), [`BaileysBridge::requests`] (what the bridge answered to each
 //! `POST /sendMessage`) and [`BaileysBridge::fail_next`] (socket failures to inject).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -32,6 +32,7 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 pub struct SocketSend {
     /// The recipient JID.
     pub jid: String,
+    /// The text.
     pub text: String,
     /// The WhatsApp message id the bridge sent it under.
     pub id: String,
@@ -102,7 +103,7 @@ fn install() -> Result<(), String> {
         return Ok(());
     }
     // Another test process may be installing: one `npm ci` at a time, then look again.
-    let lock_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bridge-npm-ci.lock");
+    let lock_path = std::env::temp_dir().join("moked-bridge-npm-ci.lock");
     let lock = std::fs::File::create(&lock_path)
         .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
     lock.lock()
