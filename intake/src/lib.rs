@@ -62,9 +62,24 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a whole request may take (slow clients included) before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Everything a request needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
+/// Everything a request needs, behind one `Arc`: axum clones the state for every extractor
+/// that asks for it (several per request), and a clone is one atomic increment here, where
+/// cloning the handles inside one by one cost a dozen increments and decrements of counters
+/// that every core shares. Reads go through `Deref` to [`Shared`] (`state.queue`, `state.core`).
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every request reads: the settings, the queue, the store, the limiter, the secrets and
+/// the prebuilt answers ([`AppState`] is the handle to it).
+pub struct Shared {
     /// Shared settings.
     pub core: Arc<CoreConfig>,
     /// Intake settings.
@@ -85,7 +100,7 @@ pub struct AppState {
     pub(crate) refusals: Arc<signature::Refusals>,
 }
 
-impl std::fmt::Debug for AppState {
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("public_host", &self.core.public_host)
@@ -134,7 +149,7 @@ impl AppState {
         let answers = Answers::build(&core.public_host, &intake.say_voice, welcome_url.as_deref())?;
         let recordings = routes::operator::recordings::open_configured(&intake)?;
         metrics::install();
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             core: Arc::new(core),
             intake: Arc::new(intake),
             queue,
@@ -144,7 +159,7 @@ impl AppState {
             answers: Arc::new(answers),
             recordings,
             refusals: Arc::default(),
-        })
+        })))
     }
 }
 

@@ -31,6 +31,8 @@
 //! {type: Bearer, credentials: …}` in the scrape config). The intake is usually the public web
 //! process; queue depths and traffic counts are not for everyone.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -105,20 +107,53 @@ pub fn webhook_outcome(status: http::StatusCode) -> String {
 
 /// Middleware on the webhook routes: times and counts each answer by route and outcome.
 pub async fn count_webhook(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
-    let path = path
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    metrics::histogram!("moked_webhook_duration_seconds", "path" => path.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(
-        "moked_webhooks_total",
-        "path" => path,
-        "outcome" => webhook_outcome(response.status()),
-    )
-    .increment(1);
+    let took = started.elapsed().as_secs_f64();
+    let path = path.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status();
+    if status.is_success() {
+        accepted_on(path, took);
+    } else {
+        let (duration, answers) = webhook_handles(path, webhook_outcome(status));
+        duration.record(took);
+        answers.increment(1);
+    }
     response
+}
+
+/// The duration histogram and the answer counter of `path` with `outcome`.
+fn webhook_handles(path: &str, outcome: String) -> (metrics::Histogram, metrics::Counter) {
+    (
+        metrics::histogram!("moked_webhook_duration_seconds", "path" => path.to_owned()),
+        metrics::counter!(
+            "moked_webhooks_total",
+            "path" => path.to_owned(),
+            "outcome" => outcome,
+        ),
+    )
+}
+
+/// Records an accepted answer on `path` through handles made on the route's first accepted
+/// answer and kept: looking a labelled metric up builds its key (label strings, a hash) and
+/// searches the registry on every call, which cost more than the counting itself on the
+/// busiest path of the intake. Routes are the router's templates, so the map stays small.
+fn accepted_on(path: &str, took: f64) {
+    type Handles = HashMap<String, (metrics::Histogram, metrics::Counter)>;
+    static ACCEPTED: LazyLock<RwLock<Handles>> = LazyLock::new(RwLock::default);
+    let read = ACCEPTED.read().unwrap_or_else(PoisonError::into_inner);
+    if let Some((duration, answers)) = read.get(path) {
+        duration.record(took);
+        answers.increment(1);
+        return;
+    }
+    drop(read);
+    let mut write = ACCEPTED.write().unwrap_or_else(PoisonError::into_inner);
+    let (duration, answers) = write
+        .entry(path.to_owned())
+        .or_insert_with(|| webhook_handles(path, webhook_outcome(http::StatusCode::OK)));
+    duration.record(took);
+    answers.increment(1);
 }
 
 /// Records one enqueue's latency.
