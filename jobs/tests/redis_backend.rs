@@ -337,18 +337,20 @@ fn lua(body: &str) -> redis::Script {
     redis::Script::new(&format!("{args}\n{body}"))
 }
 
-/// Every key under the queue's prefix.
+/// Every key under the queue's prefix, each once: `SCAN` may return a key more than once (it
+/// does while Redis rehashes the keyspace, e.g. just after many deletes), so the keys are
+/// gathered in a set.
 async fn keys_under(q: &RedisQueue) -> Vec<String> {
     let mut conn = raw().await;
-    let mut keys: Vec<String> = Vec::new();
+    let mut keys = std::collections::BTreeSet::new();
     let mut iter: redis::AsyncIter<String> = conn
         .scan_match(format!("{}:*", q.prefix()))
         .await
         .expect("scan");
     while let Some(key) = iter.next_item().await {
-        keys.push(key.expect("key"));
+        keys.insert(key.expect("key"));
     }
-    keys
+    keys.into_iter().collect()
 }
 
 #[tokio::test]
