@@ -82,11 +82,11 @@ pub struct IntakeArgs {
     /// N/hour, or off.
     #[arg(long, env = "RATE_LIMIT_STATUS", default_value = "60/min")]
     pub rate_limit_status: String,
-    /// Browser origins allowed to call /api/* (comma-separated, e.g. https://crm.example.com).
+    /// Browser origins allowed to call /api/* (comma-separated, e.g. `https://crm.example.com`).
     /// Unset: no cross-origin access.
     #[arg(long, env = "CORS_ORIGINS")]
     pub cors_origins: Option<String>,
-    /// Voice of every Hebrew <Say>: Google.he-IL-Standard-A..D or Google.he-IL-Wavenet-A..D.
+    /// Voice of every Hebrew `<Say>`: Google.he-IL-Standard-A..D or Google.he-IL-Wavenet-A..D.
     #[arg(long, env = "SAY_VOICE", default_value = "Google.he-IL-Wavenet-A")]
     pub say_voice: String,
     /// Folder served at /static/ (voice_responses/welcome.mp3 is played to callers when present).

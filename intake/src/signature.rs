@@ -108,7 +108,7 @@ pub struct RefusalCount {
     pub forbidden: u64,
     /// Answered 429.
     pub limited: u64,
-    /// Distinct client keys (at most [`MAX_COUNTED_CLIENTS`]).
+    /// Distinct client keys (at most `MAX_COUNTED_CLIENTS`).
     pub clients: usize,
 }
 

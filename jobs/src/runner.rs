@@ -1,6 +1,6 @@
 //! The worker runtime: fetch, run, acknowledge, retry, recover, shut down.
 //!
-//! A [`Runner`] owns one worker *session* ([`WorkerId`]) on a [`Queue`] and runs jobs with a
+//! A [`Runner`] owns one worker *session* ([`WorkerId`]) on a [`Queue`](crate::queue::Queue) and runs jobs with a
 //! handler function, at most `concurrency` at once:
 //!
 //! 1. **Fetch** ahead: up to twice `concurrency` jobs are claimed at once (a prefetch of one

@@ -15,7 +15,7 @@
 //! * a receipt (`"receipt"`): `{"message_id", "status", "timestamp", "error"}` for a message
 //!   moked sent, `status` one of `sent`, `delivered`, `read`, `failed` → `whatsapp.status`,
 //!   built and deduplicated exactly like Twilio's status callback
-//!   (`whatsapp.status:{message_id}:{status}`, [`super::messaging::enqueue_status`]), so the
+//!   (`whatsapp.status:{message_id}:{status}`, `messaging::enqueue_status`), so the
 //!   store's forward-only rule and the wait for a message id not stored yet apply unchanged.
 //!   `timestamp` (Unix seconds, when the bridge saw the receipt) becomes the status time, so a
 //!   receipt that waited in the bridge's outbox while moked was down keeps its real

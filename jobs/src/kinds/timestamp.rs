@@ -51,7 +51,7 @@ pub fn parse(text: &str) -> Result<DateTime<Utc>, TimestampError> {
     Ok(at)
 }
 
-/// serde: writes [`format`].
+/// serde: writes [`format()`].
 pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format(at))
 }

@@ -7,7 +7,7 @@
 //!   "created_at","run_at","finished_at"}`
 //! * `show`: [`DetailView`] (`JobDetail`) adds `"payload"` (phone numbers masked), `"history"`
 //!   (`{"at","error","worker"}`) and `"started_at"`
-//! * a listing: [`JobPage`] itself (`JobList`): `{"total","jobs","next_cursor"}`
+//! * a listing: [`JobPage`](super::JobPage) itself (`JobList`): `{"total","jobs","next_cursor"}`
 //! * stats: [`StatsView`] (`JobStats`): `{"queued","running","retrying","dead","done",
 //!   "discarded","by_kind","oldest_queued_age_s"}`
 
