@@ -464,6 +464,144 @@ async fn an_ack_with_an_unknown_op_fails_before_touching_the_job() {
     }
 }
 
+/// Members of the state index `{prefix}:s:{name}`.
+async fn index_members(q: &RedisQueue, name: &str) -> HashSet<String> {
+    raw()
+        .await
+        .zrange(format!("{}:s:{name}", q.prefix()), 0, -1)
+        .await
+        .expect("zrange")
+}
+
+#[tokio::test]
+async fn jobs_of_several_kinds_claimed_and_acked_in_one_call_each_move_between_every_index() {
+    // The claim and ack scripts gather their index writes into one ZREM / ZADD per index;
+    // with three kinds in one call, every job must still leave its own state and kind index
+    // and enter the right ones.
+    const KINDS: [JobKind; 3] = [
+        JobKind::CallStatus,
+        JobKind::CallStarted,
+        JobKind::WhatsAppStatus,
+    ];
+    let q = queue().await;
+    let created = try_join_all(
+        (0..30).map(|n| q.enqueue(NewJob::raw(KINDS[n % 3], format!("{{\"n\":{n}}}")))),
+    )
+    .await
+    .expect("enqueue");
+    let of_kind = |k: usize| -> HashSet<String> {
+        created
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % 3 == k)
+            .map(|(_, e)| e.id().to_owned())
+            .collect()
+    };
+    for (k, kind) in KINDS.iter().enumerate() {
+        assert_eq!(
+            index_members(&q, &format!("queued:{}", kind.as_str())).await,
+            of_kind(k)
+        );
+    }
+
+    let w = WorkerId::new("w");
+    let leases = q.fetch(&w, 30, Duration::ZERO).await.expect("fetch");
+    assert_eq!(leases.len(), 30);
+    assert!(index_members(&q, "queued").await.is_empty());
+    for kind in KINDS {
+        assert!(
+            index_members(&q, &format!("queued:{}", kind.as_str()))
+                .await
+                .is_empty()
+        );
+    }
+
+    // Concurrent acks go out as one call (redis_batch.rs): done for the first kind, dead
+    // for the second, a retry for the third.
+    try_join_all(leases.iter().map(|l| {
+        let q = &q;
+        let w = &w;
+        async move {
+            match l.kind.as_str() {
+                "call.status" => q.complete(w, &l.id).await,
+                "call.started" => q.bury(w, &l.id, "poison").await,
+                _ => q.retry_at(w, &l.id, "later", Utc::now()).await,
+            }
+        }
+    }))
+    .await
+    .expect("ack");
+    let all = |ks: &[usize]| -> HashSet<String> { ks.iter().flat_map(|&k| of_kind(k)).collect() };
+    assert_eq!(index_members(&q, "done").await, all(&[0]));
+    assert_eq!(index_members(&q, "done:call.status").await, all(&[0]));
+    assert_eq!(index_members(&q, "dead").await, all(&[1]));
+    assert_eq!(index_members(&q, "dead:call.started").await, all(&[1]));
+    assert_eq!(index_members(&q, "retrying").await, all(&[2]));
+    assert_eq!(
+        index_members(&q, "retrying:whatsapp.status").await,
+        all(&[2])
+    );
+    for other in [
+        "done:call.started",
+        "dead:call.status",
+        "retrying:call.status",
+    ] {
+        assert!(index_members(&q, other).await.is_empty(), "{other}");
+    }
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(
+        (
+            stats.count(JobState::Done),
+            stats.count(JobState::Dead),
+            stats.count(JobState::Retrying),
+            stats.count(JobState::Queued),
+        ),
+        (10, 10, 10, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_ack_call_past_its_cap_is_refused_before_any_write() {
+    // The ack script's index writes unpack every ack of the call at once; a call too large
+    // for that must fail before its first write, not after the jobs moved.
+    let q = queue().await;
+    let w = WorkerId::new("w");
+    let id = q.enqueue(job(1)).await.expect("enqueue").id().to_owned();
+    assert_eq!(
+        ids(&q.fetch(&w, 1, Duration::ZERO).await.expect("fetch")),
+        [id.as_str()]
+    );
+    let ack = lua(include_str!("../src/queue/lua/ack.lua"));
+    let mut call = ack.prepare_invoke();
+    call.arg(q.prefix());
+    for n in 0..1_001 {
+        let target = if n == 0 {
+            id.clone()
+        } else {
+            format!("absent-{n}")
+        };
+        call.arg(&w.session)
+            .arg(&w.name)
+            .arg(target)
+            .arg("done")
+            .arg("")
+            .arg(0);
+    }
+    let error = call
+        .invoke_async::<redis::Value>(&mut raw().await)
+        .await
+        .expect_err("too many acks");
+    assert!(
+        error.to_string().contains("at most 1000 acks a call"),
+        "{error}"
+    );
+    let detail = q.get(&id).await.expect("get").expect("job");
+    assert_eq!(detail.summary.state, JobState::Running);
+    assert!(index_members(&q, "done").await.is_empty());
+    q.complete(&w, &id).await.expect("complete");
+    assert_eq!(index_members(&q, "done").await, HashSet::from([id]));
+}
+
 #[tokio::test]
 async fn prune_dead_works_through_more_than_one_batch_and_leaves_no_trace() {
     const DEAD: usize = 1_100;

@@ -51,6 +51,18 @@ local function read(id)
   return redis.call('HMGET', p .. ':job:' .. id, unpack(FIELDS))
 end
 
+-- The state indexes the marked jobs leave, each with its ids: one ZREM per index at the end of
+-- the call instead of two per job (nothing in this script reads an index before then).
+local unindexed = {}
+local function unindex(index, id)
+  local ids = unindexed[index]
+  if not ids then
+    ids = {}
+    unindexed[index] = ids
+  end
+  ids[#ids + 1] = id
+end
+
 -- Marks a queued or retrying job running for this session: one more attempt, out of its
 -- state index, the claim token stamped (so a lost reply can be found again). Running jobs
 -- have no index of their own: the in-flight lists are it.
@@ -59,8 +71,8 @@ local function mark(id, j)
   local attempts = tonumber(j[4]) + 1
   redis.call('HSET', p .. ':job:' .. id, 'state', 'running', 'attempts', string.format('%d', attempts),
     'started_at', now_s, 'state_at', now_s, 'session', session, 'claim', token)
-  redis.call('ZREM', p .. ':s:' .. st, id)
-  redis.call('ZREM', p .. ':s:' .. st .. ':' .. kind, id)
+  unindex(p .. ':s:' .. st, id)
+  unindex(p .. ':s:' .. st .. ':' .. kind, id)
   lease(id, kind, j[3], attempts, j[5])
 end
 
@@ -132,6 +144,10 @@ while n < max do
 end
 if #claimed > 0 then
   redis.call('RPUSH', inflight, unpack(claimed))
+end
+-- At most `max` ids an index (≤ 7,000: within unpack's limit).
+for index, ids in pairs(unindexed) do
+  redis.call('ZREM', index, unpack(ids))
 end
 
 if n == 0 then
