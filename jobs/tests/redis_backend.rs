@@ -401,6 +401,25 @@ async fn a_malformed_enqueue_argument_mid_batch_writes_nothing() {
     );
     assert_eq!(keys_under(&q).await, Vec::<String>::new());
 
+    // So does a batch past the cap (its gathered writes would pass Lua's unpack limit after
+    // the jobs were written).
+    let mut call = enqueue.prepare_invoke();
+    call.arg(q.prefix());
+    for n in 0..1_001 {
+        for arg in job(&format!("j{n}"), "", &format!("k{n}"), "60000") {
+            call.arg(arg);
+        }
+    }
+    let error = call
+        .invoke_async::<redis::Value>(&mut conn)
+        .await
+        .expect_err("too many jobs");
+    assert!(
+        error.to_string().contains("at most 1000 jobs a call"),
+        "{error}"
+    );
+    assert_eq!(keys_under(&q).await, Vec::<String>::new());
+
     // The dedupe keys were never taken: the same jobs go through afterwards.
     let created = q
         .enqueue(NewJob::raw(JobKind::CallStatus, "{}").dedupe("k1", Duration::from_secs(60)))

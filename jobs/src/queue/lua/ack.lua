@@ -8,15 +8,7 @@
 -- claimed again). A stale ack changes nothing; the current owner's ack is the one that counts.
 local S = 'ack'
 local p = word_arg(S, 1)
-if #ARGV < 7 or (#ARGV - 1) % 6 ~= 0 then
-  error({err = 'ERR moked ack: expected the prefix and six arguments per ack, got '
-    .. #ARGV .. ' arguments'})
-end
--- The index writes at the end unpack two values an ack into one ZADD; Lua's unpack stops near
--- 8,000, so a call is refused here, before any write, past 1,000 acks (the batcher sends 128).
-if (#ARGV - 1) / 6 > 1000 then
-  error({err = 'ERR moked ack: at most 1000 acks a call, got ' .. (#ARGV - 1) / 6})
-end
+batch_args(S, 'ack')
 -- Every ack's arguments are checked before the first write (see args.lua): an unknown op
 -- found after the LREM below would leave the job running but out of its session's in-flight
 -- list, where recovery never looks.
@@ -37,15 +29,6 @@ local now_s = string.format('%d', now)
 -- The state indexes the acked jobs enter, each with its (score, id) pairs: one ZADD per index at
 -- the end of the call instead of two per job (nothing in this script reads an index).
 local indexed = {}
-local function index(key, score, id)
-  local members = indexed[key]
-  if not members then
-    members = {}
-    indexed[key] = members
-  end
-  members[#members + 1] = score
-  members[#members + 1] = id
-end
 
 local function ack(session, name, id, op, err, at_s)
   local key = p .. ':job:' .. id
@@ -88,8 +71,8 @@ local function ack(session, name, id, op, err, at_s)
     end
   end
 
-  index(p .. ':s:' .. state, score, id)
-  index(p .. ':s:' .. state .. ':' .. kind, score, id)
+  gather(indexed, p .. ':s:' .. state, score, id)
+  gather(indexed, p .. ':s:' .. state .. ':' .. kind, score, id)
   return 1
 end
 
@@ -98,8 +81,6 @@ for i = 2, #ARGV, 6 do
   moved[#moved + 1] = ack(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
     ARGV[i + 5])
 end
--- At most 1,000 acks a call (checked above): 2,000 values an index at most.
-for key, members in pairs(indexed) do
-  redis.call('ZADD', key, unpack(members))
-end
+-- At most 1,000 acks a call (batch_args): 2,000 values an index at most.
+write_gathered('ZADD', indexed)
 return moved

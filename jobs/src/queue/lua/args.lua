@@ -1,4 +1,5 @@
--- args: argument checks, prepended to every script by `redis.rs` (`script()`).
+-- args: argument checks (and the gathering of per-key writes, at the end), prepended to every
+-- script by `redis.rs` (`script()`).
 --
 -- Redis does not roll back a script that fails half way: every write made before the error
 -- stays. So each script checks ALL of its arguments with these helpers before its first write;
@@ -63,6 +64,21 @@ local function opt_int_arg(script, i, min)
   return int_arg(script, i, min)
 end
 
+-- The prefix, then six arguments for each of 1 to 1,000 items (jobs, acks): the shape of the
+-- batched scripts. The cap keeps their gathered writes (two values an item in one command)
+-- within Lua's unpack limit (~8,000); callers send at most 128. Returns the item count.
+local function batch_args(script, item)
+  if #ARGV < 7 or (#ARGV - 1) % 6 ~= 0 then
+    error({err = 'ERR moked ' .. script .. ': expected the prefix and six arguments per '
+      .. item .. ', got ' .. #ARGV .. ' arguments'})
+  end
+  local n = (#ARGV - 1) / 6
+  if n > 1000 then
+    error({err = 'ERR moked ' .. script .. ': at most 1000 ' .. item .. 's a call, got ' .. n})
+  end
+  return n
+end
+
 -- One of the listed words.
 local function one_of_arg(script, i, allowed)
   local v = ARGV[i]
@@ -72,4 +88,27 @@ local function one_of_arg(script, i, allowed)
     end
   end
   bad_arg(script, i, 'must be one of ' .. table.concat(allowed, ', '))
+end
+
+-- Gathered writes: scripts that touch one index per job collect the members per key here and
+-- write each key once at the end (`write_gathered`), one command a key instead of one a job.
+-- `gather(lists, key, a [, b])` appends a (and b: a score before its member) to key's list.
+local function gather(lists, key, a, b)
+  local list = lists[key]
+  if not list then
+    list = {}
+    lists[key] = list
+  end
+  list[#list + 1] = a
+  if b ~= nil then
+    list[#list + 1] = b
+  end
+end
+
+-- One `command key member…` per gathered key. Each caller bounds its lists below Lua's unpack
+-- limit (~8,000 values) by its argument checks.
+local function write_gathered(command, lists)
+  for key, list in pairs(lists) do
+    redis.call(command, key, unpack(list))
+  end
 end

@@ -54,14 +54,6 @@ end
 -- The state indexes the marked jobs leave, each with its ids: one ZREM per index at the end of
 -- the call instead of two per job (nothing in this script reads an index before then).
 local unindexed = {}
-local function unindex(index, id)
-  local ids = unindexed[index]
-  if not ids then
-    ids = {}
-    unindexed[index] = ids
-  end
-  ids[#ids + 1] = id
-end
 
 -- Marks a queued or retrying job running for this session: one more attempt, out of its
 -- state index, the claim token stamped (so a lost reply can be found again). Running jobs
@@ -71,8 +63,8 @@ local function mark(id, j)
   local attempts = tonumber(j[4]) + 1
   redis.call('HSET', p .. ':job:' .. id, 'state', 'running', 'attempts', string.format('%d', attempts),
     'started_at', now_s, 'state_at', now_s, 'session', session, 'claim', token)
-  unindex(p .. ':s:' .. st, id)
-  unindex(p .. ':s:' .. st .. ':' .. kind, id)
+  gather(unindexed, p .. ':s:' .. st, id)
+  gather(unindexed, p .. ':s:' .. st .. ':' .. kind, id)
   lease(id, kind, j[3], attempts, j[5])
 end
 
@@ -146,9 +138,7 @@ if #claimed > 0 then
   redis.call('RPUSH', inflight, unpack(claimed))
 end
 -- At most `max` ids an index (≤ 7,000: within unpack's limit).
-for index, ids in pairs(unindexed) do
-  redis.call('ZREM', index, unpack(ids))
-end
+write_gathered('ZREM', unindexed)
 
 if n == 0 then
   local next_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')

@@ -12,10 +12,7 @@
 -- keeps the batch's FIFO order): most of a single job's cost was the per-command overhead.
 local S = 'enqueue'
 local p = word_arg(S, 1)
-if #ARGV < 7 or (#ARGV - 1) % 6 ~= 0 then
-  error({err = 'ERR moked enqueue: expected the prefix and six arguments per job, got '
-    .. #ARGV .. ' arguments'})
-end
+batch_args(S, 'job')
 -- Every job's arguments are checked before the first write (see args.lua): a bad run_at or
 -- TTL in the middle of a batch must not leave the jobs before it, or their dedupe keys.
 local run_ats = {}
@@ -36,7 +33,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- script's CPU (four times a job).
 local now_s = string.format('%d', now)
 
-local taken, ready, delayed, queued, by_kind = {}, {}, {}, {}, {}
+local taken, ready, delayed, indexed = {}, {}, {}, {}
 for i = 2, #ARGV, 6 do
   local id, kind, payload, key, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4],
     ARGV[i + 5]
@@ -64,15 +61,8 @@ for i = 2, #ARGV, 6 do
     end
     -- The queued index is scored by run_at (not state_at): its lowest member is the most
     -- overdue job, which gives `oldest_queued_age_s` in O(log n).
-    queued[#queued + 1] = run_at_s
-    queued[#queued + 1] = id
-    local of_kind = by_kind[kind]
-    if not of_kind then
-      of_kind = {}
-      by_kind[kind] = of_kind
-    end
-    of_kind[#of_kind + 1] = run_at_s
-    of_kind[#of_kind + 1] = id
+    gather(indexed, p .. ':s:queued', run_at_s, id)
+    gather(indexed, p .. ':s:queued:' .. kind, run_at_s, id)
   end
 end
 
@@ -82,10 +72,5 @@ end
 if #delayed > 0 then
   redis.call('ZADD', p .. ':delayed', unpack(delayed))
 end
-if #queued > 0 then
-  redis.call('ZADD', p .. ':s:queued', unpack(queued))
-  for kind, of_kind in pairs(by_kind) do
-    redis.call('ZADD', p .. ':s:queued:' .. kind, unpack(of_kind))
-  end
-end
+write_gathered('ZADD', indexed)
 return taken
