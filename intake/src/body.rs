@@ -218,16 +218,30 @@ mod tests {
     }
 
     #[test]
-    fn the_form_parser_never_panics_on_random_bytes() {
+    fn the_form_parser_never_panics_on_random_bytes_and_reads_what_it_accepts_as_the_standard_does()
+    {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let alphabet = b"%&=+aZ09\xff\xd7\x00 ";
+        let mut accepted = 0;
         for _ in 0..20_000 {
             let len = rng.random_range(0..40);
             let body: Vec<u8> = (0..len)
                 .map(|_| alphabet[rng.random_range(0..alphabet.len())])
                 .collect();
-            let _ = Form::parse(&body);
+            // Where the strict parser accepts a body, it reads what the lenient standard one
+            // (the url crate's) reads from it.
+            if let Ok(form) = Form::parse(&body) {
+                let lenient: Vec<(String, String)> = url::form_urlencoded::parse(&body)
+                    .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                    .collect();
+                assert_eq!(form.pairs(), lenient, "{body:?}");
+                accepted += 1;
+            }
         }
+        assert!(
+            accepted > 1_000,
+            "only {accepted} random bodies were valid forms"
+        );
     }
 
     #[test]
