@@ -353,11 +353,28 @@ async fn keys_under(q: &RedisQueue) -> Vec<String> {
     keys.into_iter().collect()
 }
 
+/// Runs a script call that must be refused: its error says `expected`, and nothing is left
+/// under the queue's prefix.
+async fn refused_leaving_nothing(
+    q: &RedisQueue,
+    call: &redis::ScriptInvocation<'_>,
+    expected: &str,
+) {
+    let error = call
+        .invoke_async::<redis::Value>(&mut raw().await)
+        .await
+        .expect_err("the call is refused");
+    assert!(
+        error.to_string().contains(expected),
+        "{expected:?} not in {error}"
+    );
+    assert_eq!(keys_under(q).await, Vec::<String>::new(), "{expected}");
+}
+
 #[tokio::test]
 async fn a_malformed_enqueue_argument_mid_batch_writes_nothing() {
     let q = queue().await;
     let enqueue = lua(include_str!("../src/queue/lua/enqueue.lua"));
-    let mut conn = raw().await;
     let job = |id: &str, run_at: &str, key: &str, ttl: &str| {
         [id, "call.status", "{}", run_at, key, ttl].map(str::to_owned)
     };
@@ -377,29 +394,12 @@ async fn a_malformed_enqueue_argument_mid_batch_writes_nothing() {
         for arg in job("j1", "", "k1", "60000").iter().chain(&second) {
             call.arg(arg);
         }
-        let error = call
-            .invoke_async::<redis::Value>(&mut conn)
-            .await
-            .expect_err("a malformed batch fails");
-        assert_eq!(keys_under(&q).await, Vec::<String>::new(), "{expected}");
-        assert!(
-            error.to_string().contains(expected),
-            "{expected:?} not in {error}"
-        );
+        refused_leaving_nothing(&q, &call, expected).await;
     }
     // A batch cut short fails whole too.
-    let error = enqueue
-        .prepare_invoke()
-        .arg(q.prefix())
-        .arg(&job("j1", "", "k1", "60000")[..5])
-        .invoke_async::<redis::Value>(&mut conn)
-        .await
-        .expect_err("a short batch fails");
-    assert!(
-        error.to_string().contains("six arguments per job"),
-        "{error}"
-    );
-    assert_eq!(keys_under(&q).await, Vec::<String>::new());
+    let mut call = enqueue.prepare_invoke();
+    call.arg(q.prefix()).arg(&job("j1", "", "k1", "60000")[..5]);
+    refused_leaving_nothing(&q, &call, "six arguments per job").await;
 
     // So does a batch past the cap (its gathered writes would pass Lua's unpack limit after
     // the jobs were written).
@@ -410,15 +410,7 @@ async fn a_malformed_enqueue_argument_mid_batch_writes_nothing() {
             call.arg(arg);
         }
     }
-    let error = call
-        .invoke_async::<redis::Value>(&mut conn)
-        .await
-        .expect_err("too many jobs");
-    assert!(
-        error.to_string().contains("at most 1000 jobs a call"),
-        "{error}"
-    );
-    assert_eq!(keys_under(&q).await, Vec::<String>::new());
+    refused_leaving_nothing(&q, &call, "at most 1000 jobs a call").await;
 
     // The dedupe keys were never taken: the same jobs go through afterwards.
     let created = q
@@ -493,7 +485,8 @@ async fn index_members(q: &RedisQueue, name: &str) -> HashSet<String> {
 }
 
 #[tokio::test]
-async fn jobs_of_several_kinds_claimed_and_acked_in_one_call_each_move_between_every_index() {
+async fn jobs_of_several_kinds_claimed_in_one_call_and_acked_together_each_move_between_every_index()
+ {
     // The claim and ack scripts gather their index writes into one ZREM / ZADD per index;
     // with three kinds in one call, every job must still leave its own state and kind index
     // and enter the right ones.
@@ -535,8 +528,8 @@ async fn jobs_of_several_kinds_claimed_and_acked_in_one_call_each_move_between_e
         );
     }
 
-    // Concurrent acks go out as one call (redis_batch.rs): done for the first kind, dead
-    // for the second, a retry for the third.
+    // Concurrent acks are gathered into shared calls (redis_batch.rs), kinds and outcomes
+    // mixed: done for the first kind, dead for the second, a retry for the third.
     try_join_all(leases.iter().map(|l| {
         let q = &q;
         let w = &w;
