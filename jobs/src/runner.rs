@@ -1,7 +1,7 @@
 //! The worker runtime: fetch, run, acknowledge, retry, recover, shut down.
 //!
-//! A [`Runner`] owns one worker *session* ([`WorkerId`]) on a [`Queue`](crate::queue::Queue) and runs jobs with a
-//! handler function, at most `concurrency` at once:
+//! A [`Runner`] owns one worker *session* ([`WorkerId`]) on a [`Queue`](crate::queue::Queue)
+//! and runs jobs with a handler function, at most `concurrency` at once:
 //!
 //! 1. **Fetch** ahead: up to twice `concurrency` jobs are claimed at once (a prefetch of one
 //!    `concurrency`), waiting up to `fetch_wait` on the backend's wake-up (blocking pop /

@@ -264,8 +264,9 @@ pub struct CallStart {
 }
 
 /// Records a call that reached the voice webhook: business by the number called (see
-/// [`business_for_called`](super::business::business_for_called)), customer by the caller (only when the caller parsed), the call row
-/// (links filled if empty, status advanced monotonically) and a `call.started` event. Idempotent.
+/// [`business_for_called`](super::business::business_for_called)), customer by the caller
+/// (only when the caller parsed), the call row (links filled if empty, status advanced
+/// monotonically) and a `call.started` event. Idempotent.
 pub async fn record_call_started(db: &Db, start: &CallStart) -> Result<Call, StoreError> {
     if db.kind() == DbKind::Postgres
         && let Some(called) = &start.to.e164

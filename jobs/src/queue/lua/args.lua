@@ -66,7 +66,7 @@ end
 
 -- The prefix, then six arguments for each of 1 to 1,000 items (jobs, acks): the shape of the
 -- batched scripts. The cap keeps their gathered writes (two values an item in one command)
--- within Lua's unpack limit (~8,000); callers send at most 128. Returns the item count.
+-- within Lua's unpack limit (~8,000); callers send at most 128.
 local function batch_args(script, item)
   if #ARGV < 7 or (#ARGV - 1) % 6 ~= 0 then
     error({err = 'ERR moked ' .. script .. ': expected the prefix and six arguments per '
@@ -76,7 +76,6 @@ local function batch_args(script, item)
   if n > 1000 then
     error({err = 'ERR moked ' .. script .. ': at most 1000 ' .. item .. 's a call, got ' .. n})
   end
-  return n
 end
 
 -- One of the listed words.
