@@ -587,6 +587,43 @@ async fn postgres_wake_ups_survive_a_killed_listener_connection() {
     t.close().await;
 }
 
+/// A pooled connection the server closed while it sat idle (a database restart, a proxy's idle
+/// timeout) is not handed out: a connection idle for longer than the store's trusted second is
+/// pinged first, and a dead one is replaced. The queue's next calls all succeed. The wait is
+/// real time: the pool's idle clock is std's, not tokio's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_closed_while_idle_are_replaced_before_use() {
+    let t = Store::postgres().await;
+    let q = queue(&t).await;
+    for r in join_all((0..4).map(|n| q.enqueue(send_job(n)))).await {
+        r.expect("enqueue");
+    }
+    let mut outside = <sqlx::PgConnection as sqlx::Connection>::connect(&t.url)
+        .await
+        .expect("connect");
+    let killed = sqlx::query(
+        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut outside)
+    .await
+    .expect("terminate the pool's connections");
+    assert!(
+        killed.len() >= 2,
+        "the pool and the listener: {}",
+        killed.len()
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for n in 4..12 {
+        q.enqueue(send_job(n))
+            .await
+            .expect("an enqueue after the connections died");
+    }
+    let s = q.stats().await.expect("stats");
+    assert_eq!(s.count(JobState::Queued), 12);
+    t.close().await;
+}
+
 /// Issue #14: a job finishes while another process holds SQLite's write lock (`BEGIN
 /// IMMEDIATE`) longer than the 5 s busy timeout, so the `complete` fails with `SQLITE_BUSY`.
 /// The ack is tried again and lands once the lock is gone; the job does not stay `running`.
