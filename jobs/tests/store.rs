@@ -350,6 +350,15 @@ async fn call_status_ends_completed_after_out_of_order_and_duplicate_callbacks_e
     }
     assert!(outcomes[0].advanced, "completed moves a ringing call");
     assert!(outcomes[1..].iter().all(|o| !o.advanced), "{outcomes:?}");
+    let seen: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| o.call.as_ref().map(|c| c.status.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [Some("completed"); 6],
+        "each outcome shows the call as it is"
+    );
     let recorded: Vec<bool> = outcomes.iter().map(|o| o.event_recorded).collect();
     assert_eq!(recorded, [true, true, false, true, true, false]);
 
