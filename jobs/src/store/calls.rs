@@ -453,27 +453,35 @@ async fn apply_status(
         }
         None => status_event_key(&change.call_sid, &status, change.sequence),
     };
-    let detail = detail.to_string();
-    if db.kind() == DbKind::Postgres && call_status_rank(&status).is_some() {
-        return apply_status_pg(db, change, &status, &detail, &key).await;
+    let event = StatusEvent {
+        status,
+        detail: detail.to_string(),
+        key,
+    };
+    if db.kind() == DbKind::Postgres && call_status_rank(&event.status).is_some() {
+        return apply_status_pg(db, change, &event).await;
     }
     let change = change.clone();
-    db.write_unit(move |conn| {
-        Box::pin(async move { apply_status_on(conn, &change, &status, &detail, &key).await })
-    })
-    .await
+    db.write_unit(move |conn| Box::pin(async move { apply_status_on(conn, &change, &event).await }))
+        .await
 }
 
-/// [`APPLY_STATUS_ONE_STATEMENT_PG`] and, when the status did not advance, the call as it is.
-async fn apply_status_pg(
-    db: &Db,
-    change: &CallStatusChange,
-    status: &str,
-    detail: &str,
-    key: &str,
-) -> Result<CallStatusOutcome, StoreError> {
+/// The timeline event a status change records: the canonical status, its detail and its
+/// dedupe key.
+struct StatusEvent {
+    status: String,
+    detail: String,
+    key: String,
+}
+
+/// `sql` with [`APPLY_STATUS_SQL`]'s parameters `$1`–`$7` bound from `change`.
+fn bind_status<'q>(
+    sql: &'static str,
+    change: &'q CallStatusChange,
+    status: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     let at = to_ms(change.at);
-    let row = sqlx::query(APPLY_STATUS_ONE_STATEMENT_PG.as_str())
+    sqlx::query(sql)
         .bind(change.call_sid.as_str())
         .bind(change.from.as_ref().and_then(Number::stored))
         .bind(change.to.as_ref().and_then(Number::stored))
@@ -481,10 +489,23 @@ async fn apply_status_pg(
         .bind(change.duration_s)
         .bind(at)
         .bind(is_terminal_call_status(status).then_some(at))
-        .bind(detail)
-        .bind(key)
-        .fetch_one(db.pool())
-        .await?;
+}
+
+/// [`APPLY_STATUS_ONE_STATEMENT_PG`] and, when the status did not advance, the call as it is.
+async fn apply_status_pg(
+    db: &Db,
+    change: &CallStatusChange,
+    event: &StatusEvent,
+) -> Result<CallStatusOutcome, StoreError> {
+    let row = bind_status(
+        APPLY_STATUS_ONE_STATEMENT_PG.as_str(),
+        change,
+        &event.status,
+    )
+    .bind(event.detail.as_str())
+    .bind(event.key.as_str())
+    .fetch_one(db.pool())
+    .await?;
     let event_recorded: bool = row.try_get("recorded")?;
     if row.try_get::<Option<i64>, _>("id")?.is_some() {
         return Ok(CallStatusOutcome {
@@ -503,19 +524,17 @@ async fn apply_status_pg(
 async fn apply_status_on(
     conn: &mut AnyConnection,
     change: &CallStatusChange,
-    status: &str,
-    detail: &str,
-    key: &str,
+    event: &StatusEvent,
 ) -> Result<CallStatusOutcome, StoreError> {
-    let at = to_ms(change.at);
+    let status = event.status.as_str();
     let event_recorded = insert_event(
         conn,
         &change.call_sid,
         "status",
         Some(status),
-        Some(detail),
-        at,
-        key,
+        Some(&event.detail),
+        to_ms(change.at),
+        &event.key,
     )
     .await?;
     if call_status_rank(status).is_none() {
@@ -526,22 +545,14 @@ async fn apply_status_on(
             call: get_call_row_on(conn, &change.call_sid).await?,
         });
     }
-    let ended_at = is_terminal_call_status(status).then_some(at);
-    let advanced = sqlx::query_as::<_, CallRow>(APPLY_STATUS_SQL.as_str())
-        .bind(change.call_sid.as_str())
-        .bind(change.from.as_ref().and_then(Number::stored))
-        .bind(change.to.as_ref().and_then(Number::stored))
-        .bind(status)
-        .bind(change.duration_s)
-        .bind(at)
-        .bind(ended_at)
+    let advanced = bind_status(APPLY_STATUS_SQL.as_str(), change, status)
         .fetch_all(&mut *conn)
         .await?;
     Ok(match returned(advanced) {
         Some(row) => CallStatusOutcome {
             event_recorded,
             advanced: true,
-            call: Some(row.into()),
+            call: Some(CallRow::from_row(&row)?.into()),
         },
         None => CallStatusOutcome {
             event_recorded,
