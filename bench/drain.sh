@@ -12,7 +12,9 @@
 # moked_drain_<time> is created and dropped), WORKER_CONCURRENCY (the worker's default when unset),
 # BIN (a folder with moked-intake and moked-worker to use instead of building them), PROFILE=1
 # (perf record of the worker while it drains: target/bench-drain/perf-<store>.data).
-# Writes bench/results/drain-<time>.txt (or RESULT_FILE), one `RESULT` line per store, and prints it.
+# Writes bench/results/drain-<time>.txt (or RESULT_FILE), one `RESULT` line per store, and prints it:
+# the rate, the CPU per job of the worker, of the Postgres server processes (Postgres store only)
+# and of Redis, and how busy the whole machine was while the worker drained.
 # Needs release binaries (built here), python3, redis-server, psql for Postgres.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,7 @@ if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   echo "port $REDIS_PORT is taken; set REDIS_PORT" >&2; exit 1
 fi
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >/dev/null &
-PIDS+=($!)
+REDIS_PID=$!; PIDS+=("$REDIS_PID")
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 R() { redis-cli -p "$REDIS_PORT" "$@"; }
 
@@ -44,6 +46,15 @@ fi
 
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+# CPU seconds of every postgres server process (the store's own work; 0 without a local server).
+pg_cpu_s() {
+  local total=0 p
+  for p in $(pgrep -x postgres || true); do total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" \
+    '{print t + ($14 + $15) / hz}' "/proc/$p/stat" 2>/dev/null || echo "$total"); done
+  echo "$total"
+}
+# Busy and total jiffies of the whole machine so far ("busy total").
+machine_jiffies() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
 # Polls `cond` (a shell command) every 50 ms for up to $2 seconds.
 until_true() { local n=$(( $2 * 20 )); for _ in $(seq "$n"); do eval "$1" && return 0; sleep 0.05; done; return 1; }
 
@@ -70,6 +81,7 @@ for store in $STORES; do
   queued=$(R LLEN "$prefix:ready")
   [ "$queued" = "$JOBS" ] || { log "$store: $queued jobs queued, expected $JOBS"; exit 1; }
   log "$store: draining with one moked-worker run"
+  pg0=$(pg_cpu_s) r0=$(cpu_s "$REDIS_PID") m0=$(machine_jiffies)
   "$BIN/moked-worker" run >"$WORK/worker-$store.log" 2>&1 &
   worker=$!; PIDS+=("$worker")
   if [ "${PROFILE:-0}" = 1 ]; then
@@ -77,7 +89,9 @@ for store in $STORES; do
     perf_pid=$!
   fi
   until_true "[ \"\$(R ZCARD $prefix:s:done)\" = $JOBS ]" 600 || { log "$store: not drained in 600 s"; exit 1; }
-  wcpu=$(cpu_s "$worker")
+  wcpu=$(cpu_s "$worker") pg1=$(pg_cpu_s) r1=$(cpu_s "$REDIS_PID") m1=$(machine_jiffies)
+  # Postgres's CPU only counts for the Postgres store (SQLite runs inside the worker).
+  [ "$store" = postgres ] || pg1=$pg0
   [ "${PROFILE:-0}" != 1 ] || { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
   kill -TERM "$worker"; wait "$worker" || true
   first=$(R ZRANGE "$prefix:s:done" 0 0 WITHSCORES | tail -1)
@@ -88,12 +102,18 @@ for store in $STORES; do
   esac
   calls=$(rows "SELECT count(*) FROM call") customers=$(rows "SELECT count(*) FROM customer")
   events=$(rows "SELECT count(*) FROM call_event")
-  python3 - "$store" "$JOBS" "$first" "$last" "$wcpu" "$calls" "$customers" "$events" "$fill" <<'PY'
+  python3 - "$store" "$JOBS" "$first" "$last" "$wcpu" "$calls" "$customers" "$events" "$fill" \
+    "$pg0" "$pg1" "$r0" "$r1" "$m0" "$m1" <<'PY'
 import sys
-store, jobs, first, last, wcpu, calls, customers, events, fill = sys.argv[1:]
+(store, jobs, first, last, wcpu, calls, customers, events, fill, pg0, pg1, r0, r1, m0,
+ m1) = sys.argv[1:]
 jobs, secs = int(jobs), (float(last) - float(first)) / 1000
+(busy0, all0), (busy1, all1) = (map(float, m.split()) for m in (m0, m1))
 print(f"RESULT store={store} jobs={jobs} drain_s={secs:.2f} jobs_per_s={(jobs - 1) / secs:.0f} "
       f"worker_cpu_s={float(wcpu):.2f} worker_cpu_us_per_job={float(wcpu) * 1e6 / jobs:.0f} "
+      f"db_cpu_us_per_job={(float(pg1) - float(pg0)) * 1e6 / jobs:.0f} "
+      f"redis_cpu_us_per_job={(float(r1) - float(r0)) * 1e6 / jobs:.0f} "
+      f"machine_busy={(busy1 - busy0) / max(all1 - all0, 1):.2f} "
       f"calls={calls} customers={customers} events={events} "
       f"fill_rps={fill.split('rps=')[1].split()[0]}")
 PY
