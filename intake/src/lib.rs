@@ -14,7 +14,7 @@
 //! * [`routes`] — one module per surface: voice, messaging, Baileys, health, and the
 //!   operator API, its OpenAPI document and the `/ops` page ([`routes::operator`]).
 //! * [`metrics`] — the Prometheus recorder, `GET /metrics` and the webhook outcome counter.
-//! * [`serve`] — the accept loop: header-read timeout, connection cap, accept errors.
+//! * [`moked_jobs::serve`] — the accept loop: header-read timeout, connection cap, accept errors.
 //! * [`error`] — the webhook error type and its HTTP answers, and the operator API's JSON error.
 //!
 //! Entry points: [`build_state`] connects the database, the queue and the limiter from the
@@ -26,7 +26,6 @@ pub mod error;
 pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
-pub mod serve;
 pub mod signature;
 pub mod twiml;
 
@@ -38,6 +37,7 @@ use axum::Router;
 use axum::http::{HeaderName, Method, Request, header};
 use moked_jobs::config::CoreConfig;
 use moked_jobs::queue::SharedQueue;
+use moked_jobs::serve::{ConnectionLimits, serve};
 use moked_jobs::signature::Keys;
 use moked_jobs::store::Db;
 use secrecy::ExposeSecret;
@@ -281,7 +281,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the router on `listener` ([`serve::serve`], with the settings' header-read timeout
+/// Serves the router on `listener` ([`serve`], with the settings' header-read timeout
 /// and connection cap) until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish and returns — after [`SHUTDOWN_GRACE`] at the latest.
 pub async fn run(
@@ -295,8 +295,11 @@ pub async fn run(
         tracing::info!("intake shutting down: no new connections, finishing in-flight requests");
         let _ = begun_tx.send(());
     };
-    let limits = serve::ConnectionLimits::of(&state.intake);
-    let server = serve::serve(listener, router(state), limits, signal);
+    let limits = ConnectionLimits {
+        header_read_timeout: state.intake.header_read_timeout,
+        max_connections: state.intake.max_connections.max(1),
+    };
+    let server = serve(listener, router(state), limits, signal);
     let deadline = async {
         if begun_rx.await.is_err() {
             std::future::pending::<()>().await;

@@ -10,7 +10,10 @@
 //! | `/ready` | 200 when the queue answered a ping within 2 s, else 503 (readiness) |
 //!
 //! The port carries no secrets and takes no input, so it has no token: bind it to a private
-//! network (a container's port that is not published, a host firewall). Container images have
+//! network (a container's port that is not published, a host firewall). It is served by the
+//! intake's accept loop ([`moked_jobs::serve`]): a client gets 10 s to send a request head and
+//! the port keeps at most 64 connections, so slow or half-open clients cannot hold the files the
+//! worker's own connections need. Container images have
 //! no curl, so `moked-worker health` is the `HEALTHCHECK`: it asks `/health` of the process in
 //! the same container (`METRICS_PORT` when set, else the intake's `PORT`) and exits 0 or 1.
 
@@ -23,10 +26,19 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use moked_jobs::queue::SharedQueue;
+use moked_jobs::serve::{ConnectionLimits, serve};
 use serde_json::json;
 
 /// How long `/ready` waits for the queue.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The port's connections: a scraper and a health probe need a few, and the cap keeps a flood of
+/// slow clients far below the process's usual 1,024 open files (at the cap the idlest
+/// connection makes room for a new one, as on the intake).
+const STATUS_LIMITS: ConnectionLimits = ConnectionLimits {
+    header_read_timeout: Duration::from_secs(10),
+    max_connections: 64,
+};
 
 /// The status endpoint's setting, flattened into `run` and `clock`.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,11 +73,10 @@ pub async fn spawn(
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(Status { role, queue });
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "the status endpoint stopped");
-        }
-    });
+    // The intake's accept loop, so a client that sends half a request head cannot hold a socket
+    // for ever: enough of them would take the file descriptors the worker's own Redis, database
+    // and HTTP clients need. The port runs until the process exits.
+    tokio::spawn(serve(listener, app, STATUS_LIMITS, std::future::pending()));
     tracing::info!(addr = %local, role, "status endpoint on http://{local} (/metrics, /health, /ready)");
     Ok(local)
 }

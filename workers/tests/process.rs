@@ -163,6 +163,100 @@ fn health(port: u16) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The status port under `ulimit -n 256`, with more half-sent requests than the process has
+/// files: the port keeps at most 64 connections (the idlest makes room for a new one), so
+/// `/health` still answers, the worker keeps its files for its own connections and goes on
+/// working. Served by `axum::serve` (no header timeout, no cap), the held sockets took every
+/// file and `/health` went unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_on_the_status_port_neither_starve_it_nor_take_the_workers_files() {
+    const LIMIT: usize = 256;
+    const HALF_OPEN: usize = 400;
+    let w = World::new(false).await;
+    let port = free_port();
+    let worker = KilledOnDrop(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {LIMIT} && exec \"$0\" run"))
+            .arg(env!("CARGO_BIN_EXE_moked-worker"))
+            .env_clear()
+            .env("DATABASE_URL", w.db_url())
+            .env("WORKER_NAME", "slow-clients.1")
+            .env("METRICS_PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moked-worker"),
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let health_url = format!("http://127.0.0.1:{port}/health");
+    let answers = || async {
+        http.get(&health_url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    };
+    eventually(Duration::from_secs(30), "the status port answers", answers).await;
+
+    let mut held = Vec::with_capacity(HALF_OPEN);
+    for _ in 0..HALF_OPEN {
+        use tokio::io::AsyncWriteExt as _;
+        // A server that stopped accepting leaves new connections in the listen backlog, and
+        // once that is full a connect waits for minutes: give up on it after a moment.
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        let Ok(Ok(mut socket)) = tokio::time::timeout(Duration::from_secs(2), connect).await else {
+            break;
+        };
+        let _ = socket
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .await;
+        held.push(socket);
+    }
+    assert!(
+        answers().await,
+        "/health answers while {} sockets are held",
+        held.len()
+    );
+    let files = std::fs::read_dir(format!("/proc/{}/fd", worker.0.id()))
+        .map(|d| d.count())
+        .unwrap_or(usize::MAX);
+    assert!(
+        files < LIMIT / 2,
+        "{files} open files under a limit of {LIMIT}"
+    );
+    for i in 0..5u64 {
+        let job = CallStarted {
+            call_sid: format!("CA{i:032x}"),
+            from: format!("+97253{i:07}"),
+            to: "+97231234567".into(),
+            status: Some("ringing".into()),
+            received_at: chrono::Utc::now(),
+        };
+        w.queue.enqueue(NewJob::new(&job)).await.unwrap();
+    }
+    eventually(
+        Duration::from_secs(30),
+        "the jobs done meanwhile",
+        || async { w.count(JobState::Done).await == 5 },
+    )
+    .await;
+    drop((held, worker));
+}
+
+/// A child process killed (and reaped) when dropped, a failed assertion included.
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_its_own_metrics_health_and_readiness_on_metrics_port() {
     let w = World::new(false).await;

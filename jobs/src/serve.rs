@@ -1,4 +1,6 @@
-//! The intake's HTTP/1 accept loop, shared by `moked-intake` and the all-in-one `moked`.
+//! The HTTP/1 accept loop of every port moked serves: the intake's (`moked-intake` and the
+//! all-in-one `moked`) and the workers' status port (`METRICS_PORT`). Built with the `http`
+//! feature.
 //!
 //! `axum::serve` runs hyper without a timer, so hyper's header-read timeout never fires and a
 //! client that sends half a header holds its socket (and a file descriptor) for ever; about a
@@ -24,7 +26,7 @@
 //!   many there were. Per-connection errors (reset before accept) are ignored.
 //! * **Graceful shutdown**: when `shutdown` resolves the listener is dropped, idle connections
 //!   are closed and in-flight requests finish (hyper_util's `GracefulShutdown`); the caller
-//!   bounds the wait ([`crate::SHUTDOWN_GRACE`]).
+//!   bounds the wait (the intake's `SHUTDOWN_GRACE`).
 //!
 //! Each request carries [`axum::extract::ConnectInfo`] with the peer address, as
 //! `into_make_service_with_connect_info` did, so the rate limits' client key is unchanged.
@@ -65,16 +67,6 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
-}
-
-impl ConnectionLimits {
-    /// The limits of the intake settings.
-    pub fn of(intake: &crate::IntakeConfig) -> ConnectionLimits {
-        ConnectionLimits {
-            header_read_timeout: intake.header_read_timeout,
-            max_connections: intake.max_connections.max(1),
-        }
-    }
 }
 
 /// One open connection in the table.
