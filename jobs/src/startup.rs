@@ -15,7 +15,8 @@
 //! Exit codes: 0 done; [`EXIT_SETUP`] (2) nothing was started (`.env`, a setting, an argument);
 //! [`EXIT_FAILURE`] (1) it started and failed (the database, the queue, the port, a refused
 //! request, an unhealthy probe). A failure is one line `{binary}: {reason}` on stderr, and an
-//! error event in the log when logging is on.
+//! error event in the log when logging is on. A failure that names a missing table gets a
+//! second line: the database has not been migrated ([`MIGRATE_HINT`]).
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -29,6 +30,19 @@ pub const EXIT_SETUP: u8 = 2;
 
 /// The exit code when the work started and failed.
 pub const EXIT_FAILURE: u8 = 1;
+
+/// The second line of a failure caused by a database without moked's tables: the error alone
+/// names a table ("no such table: worker_sessions"), not what to do.
+pub const MIGRATE_HINT: &str = "the database has no moked tables (or an older moked's): run \
+     `moked-worker migrate` first (the all-in-one `moked` migrates its own database on start)";
+
+/// [`MIGRATE_HINT`] when `failure` (a failure's text) says a table is missing: SQLite's
+/// "no such table: …" or Postgres's "relation \"…\" does not exist".
+pub fn migrate_hint(failure: &str) -> Option<&'static str> {
+    let missing = failure.contains("no such table: ")
+        || (failure.contains("relation \"") && failure.contains("\" does not exist"));
+    missing.then_some(MIGRATE_HINT)
+}
 
 /// Why a binary stops with a non-zero exit code.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +115,10 @@ where
                 tracing::error!("{failure}");
             }
             eprintln!("{binary}: {failure}");
+            if let Some(hint) = migrate_hint(&failure.to_string()) {
+                tracing::error!("{hint}");
+                eprintln!("{binary}: {hint}");
+            }
             ExitCode::from(failure.exit_code())
         }
     }
@@ -130,5 +148,21 @@ mod tests {
             "cannot open the database: connection refused"
         );
         assert_eq!(runtime.exit_code(), 1);
+    }
+
+    #[test]
+    fn a_missing_table_on_either_database_asks_for_the_migrations() {
+        for text in [
+            "database: error returned from database: (code: 1) no such table: worker_sessions",
+            "database: error returned from database: relation \"job\" does not exist",
+        ] {
+            assert_eq!(migrate_hint(text), Some(MIGRATE_HINT), "{text}");
+        }
+        for text in [
+            "cannot open the database: connection refused",
+            "database \"moked\" does not exist",
+        ] {
+            assert_eq!(migrate_hint(text), None, "{text}");
+        }
     }
 }

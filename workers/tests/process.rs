@@ -391,3 +391,26 @@ fn a_malformed_env_file_stops_the_worker_with_the_line_that_is_wrong() {
         "{said}"
     );
 }
+
+#[test]
+fn a_worker_on_a_database_never_migrated_says_to_run_migrate() {
+    // The error alone names a table ("no such table: worker_sessions"), not what to do.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_moked-worker"))
+        .arg("run")
+        .current_dir(dir.path())
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("empty.db").display()),
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("moked-worker");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("no such table") && said.contains("run `moked-worker migrate` first"),
+        "{said}"
+    );
+}
