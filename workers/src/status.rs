@@ -13,9 +13,11 @@
 //! network (a container's port that is not published, a host firewall). It is served by the
 //! intake's accept loop ([`moked_jobs::serve`]): a client gets 10 s to send a request head and
 //! the port keeps at most 64 connections, so slow or half-open clients cannot hold the files the
-//! worker's own connections need. Container images have
-//! no curl, so `moked-worker health` is the `HEALTHCHECK`: it asks `/health` of the process in
-//! the same container (`METRICS_PORT` when set, else the intake's `PORT`) and exits 0 or 1.
+//! worker's own connections need.
+//!
+//! Container images have no curl, so `moked-worker health` is the `HEALTHCHECK`: it asks
+//! `/health` of the process in the same container (`METRICS_PORT` when set, else the intake's
+//! `PORT`) and exits 0 or 1.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

@@ -29,6 +29,20 @@ impl World {
         World { base, queue }
     }
 
+    /// Queues `n` `call.started` jobs, CallSids `CA{i:032x}`, callers `{caller_prefix}{i:07}`.
+    async fn enqueue_calls(&self, n: u64, caller_prefix: &str) {
+        for i in 0..n {
+            let job = CallStarted {
+                call_sid: format!("CA{i:032x}"),
+                from: format!("{caller_prefix}{i:07}"),
+                to: "+97231234567".into(),
+                status: Some("ringing".into()),
+                received_at: chrono::Utc::now(),
+            };
+            self.queue.enqueue(NewJob::new(&job)).await.unwrap();
+        }
+    }
+
     fn worker(&self, name: &str) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moked-worker"));
         cmd.arg("run")
@@ -57,16 +71,7 @@ impl World {
 async fn sigkill_mid_drain_then_restart_under_the_same_name(redis: bool) {
     let w = World::new(redis).await;
     let n = 1500u64;
-    for i in 0..n {
-        let job = CallStarted {
-            call_sid: format!("CA{i:032x}"),
-            from: format!("+97250{:07}", i),
-            to: "+97231234567".into(),
-            status: Some("ringing".into()),
-            received_at: chrono::Utc::now(),
-        };
-        w.queue.enqueue(NewJob::new(&job)).await.unwrap();
-    }
+    w.enqueue_calls(n, "+97250").await;
     let mut first = w.worker("worker.1");
     eventually(
         Duration::from_secs(60),
@@ -167,7 +172,7 @@ fn health(port: u16) -> (bool, String) {
 /// files: the port keeps at most 64 connections (the idlest makes room for a new one), so
 /// `/health` still answers, the worker keeps its files for its own connections and goes on
 /// working. Served by `axum::serve` (no header timeout, no cap), the held sockets took every
-/// file and `/health` went unanswered.
+/// file (256 of 256): the worker could have opened no other connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_requests_on_the_status_port_neither_starve_it_nor_take_the_workers_files() {
     const LIMIT: usize = 256;
@@ -228,16 +233,7 @@ async fn half_sent_requests_on_the_status_port_neither_starve_it_nor_take_the_wo
         files < LIMIT / 2,
         "{files} open files under a limit of {LIMIT}"
     );
-    for i in 0..5u64 {
-        let job = CallStarted {
-            call_sid: format!("CA{i:032x}"),
-            from: format!("+97253{i:07}"),
-            to: "+97231234567".into(),
-            status: Some("ringing".into()),
-            received_at: chrono::Utc::now(),
-        };
-        w.queue.enqueue(NewJob::new(&job)).await.unwrap();
-    }
+    w.enqueue_calls(5, "+97253").await;
     eventually(
         Duration::from_secs(30),
         "the jobs done meanwhile",
@@ -262,16 +258,7 @@ async fn a_worker_serves_its_own_metrics_health_and_readiness_on_metrics_port() 
     let w = World::new(false).await;
     let port = free_port();
     let n = 25u64;
-    for i in 0..n {
-        let job = CallStarted {
-            call_sid: format!("CA{i:032x}"),
-            from: format!("+97252{:07}", i),
-            to: "+97231234567".into(),
-            status: Some("ringing".into()),
-            received_at: chrono::Utc::now(),
-        };
-        w.queue.enqueue(NewJob::new(&job)).await.unwrap();
-    }
+    w.enqueue_calls(n, "+97252").await;
     let mut worker = {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moked-worker"));
         cmd.arg("run")
